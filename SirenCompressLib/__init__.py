@@ -1,0 +1,26 @@
+"""SirenCompress: compress 4D MRI (diffusion, functional, any multi-volume) with per-slice sine networks.
+
+    >>> from SirenCompressLib import read_volume, compress, write_archive, read_archive, decompress
+    >>> volume = read_volume("dwi.nii.gz")            # finds dwi.bval / dwi.bvec beside it
+    >>> archive = compress(volume, config=SirenConfig(epochs=500))
+    >>> write_archive(archive, "dwi.sirz")
+    >>> decoded = decompress(read_archive("dwi.sirz"))  # numpy only, no torch
+
+Training imports torch on first use; reading and decoding archives never do.
+"""
+
+__version__ = "0.1.0"
+
+from .archive import Archive, read_archive, write_archive  # noqa: E402
+from .codecs.siren import Config as SirenConfig  # noqa: E402
+from .errors import ArchiveError, InputError, OutputError, SirenCompressError  # noqa: E402
+from .io import read_volume, write_volume  # noqa: E402
+from .metrics import Comparison, Metrics, compare  # noqa: E402
+from .pipeline import compress, decompress, sizes  # noqa: E402
+from .volume import Gradients, Volume4D  # noqa: E402
+
+__all__ = [
+    "Archive", "ArchiveError", "Comparison", "Gradients", "InputError", "Metrics", "OutputError",
+    "SirenCompressError", "SirenConfig", "Volume4D", "compare", "compress", "decompress", "read_archive",
+    "read_volume", "sizes", "write_archive", "write_volume",
+]

@@ -1,0 +1,211 @@
+"""`sirencompress`: compress | decompress | info | evaluate | sample.
+
+Exit codes: 0 ok, 2 bad input or usage, 1 internal error, 130 interrupted (no output left behind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .archive import read_archive, write_archive
+from .atomic import check_outputs
+from .codecs.siren import FINAL_ACTIVATIONS, Config
+from .errors import InputError, SirenCompressError
+from .io import image_format, read_volume, write_volume
+from .metrics import Comparison, compare
+from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
+from .progress import Bar, JsonLines
+from .sample import copy_sample
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return args.run(args) or 0
+    except SirenCompressError as exc:
+        return _fail(args, str(exc), 2)
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted; no output was written", 130)
+    except Exception as exc:  # a bug: one line for users, the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        return _fail(args, f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sirencompress", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = commands.add_parser("compress", help="compress a 4D image to .sirz")
+    c.add_argument("input", type=Path, help="4D NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr)")
+    c.add_argument("-o", "--output", type=Path, required=True, help="the .sirz file to write")
+    c.add_argument("--bval", type=Path, help="FSL b-values (default: same stem as a NIfTI input)")
+    c.add_argument("--bvec", type=Path, help="FSL gradient directions (default: same stem)")
+    defaults = Config()
+    c.add_argument("--layers", type=int, default=defaults.layers, help="sine layers (default %(default)s)")
+    c.add_argument("--units", type=int, default=defaults.units, help="units per layer (default %(default)s)")
+    c.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs per slice (default %(default)s)")
+    c.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default %(default)s)")
+    c.add_argument("--w0", type=float, default=defaults.w0, help="sine frequency w0 (default %(default)s)")
+    c.add_argument("--final-activation", choices=FINAL_ACTIVATIONS, default=defaults.final_activation)
+    c.add_argument("--seed", type=int, default=defaults.seed)
+    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
+    c.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
+                   help="bar: for people (stderr); jsonl: one JSON object per line on stdout")
+    c.add_argument("--force", action="store_true", help="replace an existing output")
+    c.set_defaults(run=_compress)
+
+    d = commands.add_parser("decompress", help="decode a .sirz to NIfTI (+ .bval/.bvec) or NRRD")
+    d.add_argument("input", type=Path)
+    d.add_argument("-o", "--output", type=Path, required=True, help=".nii, .nii.gz or .nrrd")
+    d.add_argument("--force", action="store_true", help="replace existing outputs")
+    d.set_defaults(run=_decompress)
+
+    i = commands.add_parser("info", help="describe a .sirz: shape, codec, sizes, ratios, per-slice metrics")
+    i.add_argument("input", type=Path)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(run=_info)
+
+    e = commands.add_parser("evaluate", help="per-slice and whole MSE, PSNR, SSIM of a decoded image")
+    e.add_argument("original", type=Path)
+    e.add_argument("decoded", type=Path, help="a decoded image, or a .sirz (decoded on the fly)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(run=_evaluate)
+
+    s = commands.add_parser("sample", help="copy the bundled real dMRI sample into a folder")
+    s.add_argument("folder", type=Path)
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(run=_sample)
+    return parser
+
+
+def _compress(args: argparse.Namespace) -> None:
+    if args.output.suffix != ".sirz":
+        raise InputError(f"{args.output}: the output must end in .sirz")
+    check_outputs([args.output], args.force)
+    config = Config(layers=args.layers, units=args.units, epochs=args.epochs, lr=args.lr, w0=args.w0,
+                    final_activation=args.final_activation, seed=args.seed, device=args.device)
+    volume = read_volume(args.input, args.bval, args.bvec)
+    source = {"name": args.input.name, "format": image_format(args.input),
+              "file_bytes": args.input.stat().st_size, "gzip_bytes": gzip_size(volume.data)}
+    progress = {"bar": Bar(), "jsonl": JsonLines(), "none": None}[args.progress]
+    archive = compress(volume, "siren", config, progress, source)
+    n = write_archive(archive, args.output, args.force)
+    size, whole = sizes(archive, n), stored_comparison(archive).whole
+    if args.progress == "jsonl":
+        JsonLines()({"event": "done", "output": str(args.output), "bytes": n, "ratio_raw16": size.ratio_raw16,
+                     "psnr": whole.psnr, "ssim": whole.ssim})
+    else:
+        print(f"wrote {args.output}: {n:,} bytes in {archive.manifest['encode_seconds']:.0f} s")
+        print(_ratios_line(size))
+        print(f"PSNR {_db(whole.psnr)}, SSIM {_num(whole.ssim)} (per slice: sirencompress info {args.output})")
+
+
+def _decompress(args: argparse.Namespace) -> None:
+    image_format(args.output)
+    volume = decompress(read_archive(args.input))
+    for path in write_volume(volume, args.output, args.force):
+        print(f"wrote {path}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    archive = read_archive(args.input)
+    m, size = archive.manifest, sizes(archive, args.input.stat().st_size)
+    comparison = stored_comparison(archive)
+    if args.json:
+        out = {k: m[k] for k in ("format_version", "library_version", "codec", "shape", "dtype", "source",
+                                 "encode_seconds", "metrics")}
+        out["gradients"] = None if m["gradients"] is None else {"count": len(m["gradients"]["bvals"]),
+                                                                "convention": m["gradients"]["convention"]}
+        out["sizes"] = {"archive_bytes": size.archive_bytes, "raw16_bytes": size.raw16_bytes,
+                        "input_file_bytes": size.input_file_bytes, "gzip_bytes": size.gzip_bytes,
+                        "ratio_raw16": size.ratio_raw16, "ratio_input_file": size.ratio_input_file,
+                        "ratio_gzip": size.ratio_gzip}
+        out["slices"] = [{"slice": s["index"], "kind": s["kind"], "bytes": s["bytes"], **s["metrics"]}
+                         for s in m["slices"]]
+        print(json.dumps(out, indent=1))
+        return
+    config = ", ".join(f"{k}={v}" for k, v in m["codec"]["config"].items())
+    g = m["gradients"]
+    shells = "none" if g is None else f"{len(g['bvals'])} ({g['convention']}), b = " + ", ".join(
+        f"{b:g}" for b in sorted({round(b, -2) for b in g["bvals"]}))
+    print(f"{args.input}: .sirz format {m['format_version']}, SirenCompress {m['library_version']}")
+    print(f"shape {'×'.join(map(str, m['shape']))} {m['dtype']}; gradients: {shells}")
+    print(f"codec {m['codec']['name']}: {config}")
+    print(_ratios_line(size))
+    _print_table(comparison, [s["kind"] for s in m["slices"]], [s["bytes"] for s in m["slices"]])
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    original = read_volume(args.original, gradients=False)
+    if args.decoded.suffix == ".sirz":
+        decoded = decompress(read_archive(args.decoded))
+    else:
+        decoded = read_volume(args.decoded, gradients=False)
+    comparison = compare(original.data, decoded.data)
+    if args.json:
+        print(json.dumps({"slices": [{"slice": z, **m.to_json()} for z, m in enumerate(comparison.slices)],
+                          "whole": comparison.whole.to_json()}, indent=1))
+        return
+    _print_table(comparison)
+
+
+def _sample(args: argparse.Namespace) -> None:
+    print(copy_sample(args.folder, args.force))
+
+
+def _print_table(comparison: Comparison, kinds: list[str] | None = None, nbytes: list[int] | None = None) -> None:
+    """Per-slice rows and a last row for the whole image; kind and bytes columns when given."""
+    rows = [[str(z)] + ([kinds[z], str(nbytes[z])] if kinds else []) + _cells(m)
+            for z, m in enumerate(comparison.slices)]
+    rows.append(["all"] + (["", str(sum(nbytes))] if kinds else []) + _cells(comparison.whole))
+    head = ["slice"] + (["kind", "bytes"] if kinds else []) + ["MSE", "PSNR dB", "SSIM"]
+    for row in [head] + rows:
+        print(" ".join(cell.rjust(9) for cell in row))
+
+
+def _cells(m) -> list[str]:
+    return [f"{m.mse:.3g}", _db(m.psnr, unit=False), _num(m.ssim)]
+
+
+def _ratios_line(size) -> str:
+    parts = [f"compression ratio {size.ratio_raw16:.2f} against raw 16-bit ({size.raw16_bytes:,} bytes)"]
+    if size.ratio_input_file:
+        parts.append(f"{size.ratio_input_file:.2f} against the input file ({size.input_file_bytes:,})")
+    if size.ratio_gzip:
+        parts.append(f"{size.ratio_gzip:.2f} against gzip of the voxels ({size.gzip_bytes:,})")
+    return "; ".join(parts)
+
+
+def _db(psnr: float, unit: bool = True) -> str:
+    text = "inf" if math.isinf(psnr) else f"{psnr:.2f}"
+    return f"{text} dB" if unit else text
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    if getattr(args, "progress", None) == "jsonl":
+        JsonLines()({"event": "error", "message": message, "exit_code": code})
+    print(f"sirencompress: error: {message}", file=sys.stderr)
+    return code
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

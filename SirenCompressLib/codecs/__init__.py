@@ -1,0 +1,32 @@
+"""Codecs behind one small interface. Each codec module provides:
+
+- `Config`: a dataclass of its settings with `to_json()` / `Config.from_json(dict)`;
+- `encode(data, config, progress) -> list[EncodedSlice]`: one entry per axial slice (uses torch if it trains);
+- `decode_slice(config, entry, member, shape) -> np.ndarray`: float (x, y, volumes), numpy only.
+
+Modules are imported on first use, so that decoding never imports what only encoding needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from ..errors import InputError
+
+CODECS = {"siren": "SirenCompressLib.codecs.siren"}
+
+
+@dataclass
+class EncodedSlice:
+    """One axial slice as a codec stored it: manifest fields plus an optional binary member."""
+
+    entry: dict = field(default_factory=dict)
+    member: bytes | None = None
+
+
+def get_codec(name: str) -> ModuleType:
+    if name not in CODECS:
+        raise InputError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
+    return importlib.import_module(CODECS[name])

@@ -1,0 +1,201 @@
+"""Codec "siren": one sine-activation network per axial slice, (x, y) → all V measurements of the voxel.
+
+Paper-faithful defaults (Mancini, Jones, Palombo): 3 sine layers × 256 units and a linear output layer,
+w0 = 30, SIREN initialisation, Adam lr 3e-4, 2000 full-batch epochs, MSE on data min–max normalised per
+slice and per volume. The weights are stored as fp16 and LZMA-coded; decoding is a numpy forward pass.
+"""
+
+from __future__ import annotations
+
+import lzma
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from ..archive import json_number
+from ..errors import ArchiveError, InputError
+from . import EncodedSlice
+
+WEIGHT_DTYPE = np.dtype("<f2")
+LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+FINAL_ACTIVATIONS = ("identity", "relu")
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class Config:
+    layers: int = 3
+    units: int = 256
+    epochs: int = 2000
+    lr: float = 3e-4
+    w0: float = 30.0
+    final_activation: str = "identity"
+    seed: int = 0
+    device: str = "auto"
+    check_every: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "units", "epochs", "check_every"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be at least 1")
+        if not self.lr > 0 or not self.w0 > 0:
+            raise InputError("lr and w0 must be positive")
+        if self.final_activation not in FINAL_ACTIVATIONS:
+            raise InputError(f"final activation must be one of {', '.join(FINAL_ACTIVATIONS)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError("device must be auto, cpu or cuda")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Config:
+        types = {f.name: type(f.default) for f in fields(cls)}
+        unknown = set(d) - set(types)
+        if unknown:
+            raise ArchiveError(f"unknown siren settings in the archive: {', '.join(sorted(unknown))}")
+        for name, value in d.items():
+            wanted = (int, float) if types[name] is float else types[name]
+            if not isinstance(value, wanted) or isinstance(value, bool):
+                raise ArchiveError(f"bad siren settings in the archive: {name}={value!r}")
+        try:
+            return cls(**d)
+        except InputError as exc:
+            raise ArchiveError(f"bad siren settings in the archive: {exc}") from None
+
+
+def layer_shapes(config: Config, n_out: int) -> list[tuple[int, int]]:
+    """(out, in) of each linear map, in evaluation order; 2 inputs (x, y)."""
+    widths = [2] + [config.units] * config.layers
+    return list(zip(widths[1:], widths[:-1])) + [(n_out, config.units)]
+
+
+def grid(nx: int, ny: int) -> np.ndarray:
+    """Pixel coordinates in [−1, 1] (both ends included), (nx·ny, 2), x varying slowest."""
+    xs, ys = np.linspace(-1.0, 1.0, nx), np.linspace(-1.0, 1.0, ny)
+    gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
+
+
+def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
+    """Train one network per axial slice of `data` (x, y, z, volumes)."""
+    import torch
+
+    from ..nets import Siren, pick_device
+    from ..train import fit
+
+    device = pick_device(config.device)
+    nx, ny, nz, nv = data.shape
+    lo, hi = float(data.min()), float(data.max())
+    span = hi - lo if hi > lo else 1.0
+    coords = grid(nx, ny)
+    to_train = [z for z in range(nz) if np.ptp(data[:, :, z]) > 0]
+    clock = _Clock(len(to_train) * config.epochs)
+    emit = progress or (lambda event: None)
+    emit({"event": "start", "slices": nz, "networks": len(to_train), "epochs": config.epochs,
+          "device": str(device)})
+    encoded = []
+    for z in range(nz):
+        values = data[:, :, z].reshape(nx * ny, nv).astype(np.float64)
+        if z not in to_train:
+            encoded.append(EncodedSlice({"kind": "constant", "value": json_number(values[0, 0], data.dtype)}))
+            emit({"event": "slice", "slice": z, "slices": nz, "kind": "constant", "bytes": 0})
+            continue
+        vmin = _json_numbers(values.min(axis=0), data.dtype)
+        vmax = _json_numbers(values.max(axis=0), data.dtype)
+        scale = np.where(vmax > vmin, vmax - vmin, 1.0)
+        target = (values - vmin) / scale
+        weights = ((vmax - vmin) / span) ** 2
+
+        def report(epoch: int, loss: float, psnr: float, z: int = z) -> None:
+            clock.update(to_train.index(z) * config.epochs + epoch)
+            emit({"event": "epoch", "slice": z, "slices": nz, "epoch": epoch, "epochs": config.epochs,
+                  "loss": loss, "psnr": psnr, "eta_s": clock.eta()})
+
+        torch.manual_seed(config.seed + z)
+        model = Siren(2, nv, config.layers, config.units, config.w0, config.final_activation)
+        best, _ = fit(model, coords, target, weights, config.epochs, config.lr, config.check_every,
+                      torch.float16, device, report)
+        member = pack_weights([best[name] for name, _ in model.named_parameters()])
+        encoded.append(EncodedSlice({"kind": "network", "min": vmin.tolist(), "max": vmax.tolist()}, member))
+        emit({"event": "slice", "slice": z, "slices": nz, "kind": "network", "bytes": len(member)})
+    return encoded
+
+
+def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The float64 slice (x, y, volumes) described by a manifest entry and its member."""
+    nx, ny, _, nv = shape
+    if entry.get("kind") == "constant":
+        return np.full((nx, ny, nv), float(entry["value"]))
+    if entry.get("kind") != "network" or member is None:
+        raise ArchiveError(f"slice entry of unknown kind {entry.get('kind')!r}")
+    vmin, vmax = (np.asarray(entry[k], dtype=np.float64) for k in ("min", "max"))
+    if vmin.shape != (nv,) or vmax.shape != (nv,):
+        raise ArchiveError(f"slice normalisation must list {nv} values")
+    arrays = unpack_weights(member, layer_shapes(config, nv))
+    out = forward(arrays, grid(nx, ny), config.w0, config.final_activation)
+    scale = np.where(vmax > vmin, vmax - vmin, 1.0)
+    return (out.astype(np.float64) * scale + vmin).reshape(nx, ny, nv)
+
+
+def forward(arrays: list[np.ndarray], coords: np.ndarray, w0: float, final_activation: str,
+            chunk: int = 65536) -> np.ndarray:
+    """Numpy forward pass in float32 over (N, 2) coordinates, `chunk` rows at a time."""
+    params = [a.astype(np.float32) for a in arrays]
+    out = []
+    for start in range(0, coords.shape[0], chunk):
+        h = coords[start:start + chunk]
+        for w, b in zip(params[:-2:2], params[1:-2:2]):
+            h = np.sin(np.float32(w0) * (h @ w.T + b))
+        y = h @ params[-2].T + params[-1]
+        out.append(np.maximum(y, 0) if final_activation == "relu" else y)
+    return np.concatenate(out, axis=0)
+
+
+def pack_weights(arrays: list[np.ndarray]) -> bytes:
+    """Concatenate (W, b) arrays as little-endian fp16, row-major, and LZMA2-code them (raw stream)."""
+    raw = b"".join(np.ascontiguousarray(a, dtype=WEIGHT_DTYPE).tobytes() for a in arrays)
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+
+
+def unpack_weights(member: bytes, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Inverse of `pack_weights`; every length is checked."""
+    expected = sum(out * inp + out for out, inp in shapes) * WEIGHT_DTYPE.itemsize
+    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    try:
+        raw = decoder.decompress(member, max_length=expected + 1)
+    except lzma.LZMAError as exc:
+        raise ArchiveError(f"corrupt network weights ({exc})") from None
+    if len(raw) != expected:
+        raise ArchiveError(f"network weights have {len(raw)} bytes, expected {expected}")
+    flat = np.frombuffer(raw, dtype=WEIGHT_DTYPE)
+    arrays, offset = [], 0
+    for out, inp in shapes:
+        for shape in ((out, inp), (out,)):
+            n = int(np.prod(shape))
+            arrays.append(flat[offset:offset + n].reshape(shape))
+            offset += n
+    return arrays
+
+
+class _Clock:
+    """Estimates the time left from the epochs done so far."""
+
+    def __init__(self, total_epochs: int) -> None:
+        self.total, self.done, self.start = total_epochs, 0, time.monotonic()
+
+    def update(self, done_epochs: int) -> None:
+        self.done = done_epochs
+
+    def eta(self) -> float:
+        if self.done == 0:
+            return float("nan")
+        return (time.monotonic() - self.start) / self.done * (self.total - self.done)
+
+
+def _json_numbers(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Values exactly as they read back from the manifest."""
+    return np.array([json_number(v, dtype) for v in values], dtype=np.float64)

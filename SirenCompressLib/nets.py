@@ -1,0 +1,59 @@
+"""Coordinate networks in torch (training only; decoding uses the numpy forward pass in the codecs)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SineLayer(nn.Module):
+    """sin(w0 · (W x + b)) with SIREN initialisation: U(±1/in) for the first layer, U(±√(6/in)/w0) after."""
+
+    def __init__(self, n_in: int, n_out: int, w0: float, first: bool) -> None:
+        super().__init__()
+        self.w0 = w0
+        self.linear = nn.Linear(n_in, n_out)
+        _siren_uniform(self.linear, 1.0 / n_in if first else math.sqrt(6.0 / n_in) / w0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.w0 * self.linear(x))
+
+
+class Siren(nn.Module):
+    """`layers` sine layers of `units` units, then a linear output layer (optionally followed by ReLU).
+
+    Parameters are registered in evaluation order, weight then bias of each linear map: the order in
+    which the archive stores them.
+    """
+
+    def __init__(self, n_in: int, n_out: int, layers: int, units: int, w0: float,
+                 final_activation: str = "identity") -> None:
+        super().__init__()
+        widths = [n_in] + [units] * layers
+        self.body = nn.Sequential(*[SineLayer(a, b, w0, i == 0) for i, (a, b) in enumerate(zip(widths, widths[1:]))])
+        self.head = nn.Linear(units, n_out)
+        _siren_uniform(self.head, math.sqrt(6.0 / units) / w0)
+        self.final_relu = final_activation == "relu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.head(self.body(x))
+        return torch.relu(y) if self.final_relu else y
+
+
+def _siren_uniform(linear: nn.Linear, bound: float) -> None:
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound)
+        linear.bias.uniform_(-bound, bound)
+
+
+def pick_device(name: str) -> torch.device:
+    """"auto" takes CUDA when present, else the CPU; "cuda" without a GPU is an error."""
+    from .errors import InputError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but torch finds no CUDA GPU")
+    return torch.device(name)

@@ -1,0 +1,152 @@
+"""Compress a `Volume4D` into an `Archive` and back: the codec-independent part of every codec."""
+
+from __future__ import annotations
+
+import gzip
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .archive import FORMAT_NAME, FORMAT_VERSION, Archive, check_manifest, json_number, slice_member_name
+from .codecs import get_codec
+from .errors import ArchiveError, InputError
+from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
+from .volume import Gradients, Volume4D
+
+
+def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
+             source: dict | None = None) -> Archive:
+    """Encode `volume` with `codec` (settings `config`, the codec's `Config`; defaults if None).
+
+    `progress(event: dict)` receives the codec's progress events. `source` (optional, e.g. the input
+    file's name and size) is stored as given in the manifest. The per-slice metrics in the manifest are
+    measured on the archive's own decode, exactly what `decompress` returns.
+    """
+    module = get_codec(codec)
+    config = module.Config() if config is None else config
+    data = volume.data
+    start = time.monotonic()
+    encoded = module.encode(data, config, progress)
+    seconds = time.monotonic() - start
+    lo, hi = value_range(data)
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "codec": {"name": codec, "config": config.to_json()},
+        "shape": list(volume.shape),
+        "dtype": data.dtype.name,
+        "ijk_to_ras": volume.ijk_to_ras.tolist(),
+        "scaling": [float(s) for s in volume.scaling],
+        "value_range": [json_number(lo, data.dtype), json_number(hi, data.dtype)],
+        "gradients": _gradients_json(volume.gradients),
+        "source": source or {},
+        "encode_seconds": round(seconds, 3),
+        "slices": [],
+    }
+    members = {}
+    for z, item in enumerate(encoded):
+        name = slice_member_name(z) if item.member is not None else None
+        if name is not None:
+            members[name] = item.member
+        manifest["slices"].append({"index": z, **item.entry, "member": name,
+                                   "bytes": len(item.member or b"")})
+    archive = Archive(manifest, members)
+    metrics = []
+    for z, entry in enumerate(manifest["slices"]):
+        m = slice_metrics(data[:, :, z], decode_slice(archive, z), lo, hi)
+        entry["metrics"] = m.to_json()
+        metrics.append(m)
+    manifest["metrics"] = combine(metrics).to_json()
+    return archive
+
+
+def decode_slice(archive: Archive, z: int) -> np.ndarray:
+    """Slice z (x, y, volumes) in the original dtype, clamped to the original's value range."""
+    m = archive.manifest
+    module = get_codec(m["codec"]["name"])
+    config = module.Config.from_json(m["codec"]["config"])
+    entry = m["slices"][z]
+    member = archive.members.get(entry["member"]) if entry.get("member") else None
+    try:
+        values = module.decode_slice(config, entry, member, tuple(m["shape"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArchiveError(f"slice {z}: malformed entry ({exc})") from None
+    return restore_dtype(values, np.dtype(m["dtype"]), *m["value_range"])
+
+
+def decompress(archive: Archive) -> Volume4D:
+    """Decode a whole archive (numpy only)."""
+    check_manifest(archive.manifest, archive.members)
+    m = archive.manifest
+    data = np.empty(m["shape"], dtype=np.dtype(m["dtype"]))
+    for z in range(data.shape[2]):
+        data[:, :, z] = decode_slice(archive, z)
+    return Volume4D(data, np.array(m["ijk_to_ras"]), _gradients_from_json(m["gradients"]),
+                    tuple(m["scaling"]))
+
+
+def restore_dtype(values: np.ndarray, dtype: np.dtype, lo: float, hi: float) -> np.ndarray:
+    """Clamp to [lo, hi], round for integer types, cast to `dtype`."""
+    values = np.clip(values, lo, hi)
+    if dtype.kind in "iu":
+        values = np.rint(values)
+    return values.astype(dtype)
+
+
+def stored_comparison(archive: Archive) -> Comparison:
+    """The per-slice and whole metrics recorded in the manifest."""
+    m = archive.manifest
+    return Comparison([Metrics.from_json(s["metrics"]) for s in m["slices"]], Metrics.from_json(m["metrics"]))
+
+
+@dataclass
+class Sizes:
+    """Bytes of an archive and the compression ratios that go with it."""
+
+    archive_bytes: int
+    raw16_bytes: int  # x·y·z·v·2
+    input_file_bytes: int | None
+    gzip_bytes: int | None
+
+    @property
+    def ratio_raw16(self) -> float:
+        return self.raw16_bytes / self.archive_bytes
+
+    @property
+    def ratio_input_file(self) -> float | None:
+        return self.input_file_bytes / self.archive_bytes if self.input_file_bytes else None
+
+    @property
+    def ratio_gzip(self) -> float | None:
+        return self.gzip_bytes / self.archive_bytes if self.gzip_bytes else None
+
+
+def sizes(archive: Archive, archive_bytes: int) -> Sizes:
+    m = archive.manifest
+    source = m.get("source") or {}
+    return Sizes(archive_bytes, int(np.prod(m["shape"])) * 2, source.get("file_bytes"),
+                 source.get("gzip_bytes"))
+
+
+def gzip_size(data: np.ndarray) -> int:
+    """Bytes of gzip (level 6, as `gzip` does by default) of the raw voxel array."""
+    return len(gzip.compress(np.ascontiguousarray(data).tobytes(), compresslevel=6, mtime=0))
+
+
+def _gradients_json(g: Gradients | None) -> dict | None:
+    if g is None:
+        return None
+    return {"convention": g.convention, "bvals": g.bvals.tolist(), "bvecs": g.bvecs.tolist(),
+            "measurement_frame": None if g.measurement_frame is None else g.measurement_frame.tolist()}
+
+
+def _gradients_from_json(d: dict | None) -> Gradients | None:
+    if d is None:
+        return None
+    try:
+        return Gradients(d["bvals"], d["bvecs"], d["convention"], d.get("measurement_frame"))
+    except InputError as exc:
+        raise ArchiveError(f"bad gradients in the archive: {exc}") from None

@@ -1,0 +1,61 @@
+"""Progress display for the CLI: a one-line bar for people, or one JSON object per line for front ends."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import TextIO
+
+
+class JsonLines:
+    """Writes each event as one JSON line (NaN/Inf become null) and flushes at once."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self.stream = stream
+
+    def __call__(self, event: dict) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in event.items()}
+        self.stream.write(json.dumps(clean) + "\n")
+        self.stream.flush()
+
+
+class Bar:
+    """A progress bar on a terminal (redrawn at most 5 times a second); elsewhere a line per slice."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 24) -> None:
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+        self.last_draw = 0.0
+        self.networks = self.done = 0
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            self.networks = event["networks"]
+            self._line(f"training {event['networks']} of {event['slices']} slices, "
+                       f"{event['epochs']} epochs each, on {event['device']}")
+        elif kind == "epoch" and self.tty and time.monotonic() - self.last_draw > 0.2:
+            self.last_draw = time.monotonic()
+            frac = (self.done + event["epoch"] / event["epochs"]) / max(self.networks, 1)
+            filled = int(frac * self.width)
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (self.width - filled)}] slice {event['slice'] + 1}/{event['slices']}"
+                f" epoch {event['epoch']}/{event['epochs']} PSNR {event['psnr']:.1f} dB"
+                f" {_eta(event['eta_s'])}   ")
+            self.stream.flush()
+        elif kind == "slice":
+            self.done += event["kind"] == "network"
+            self._line(f"slice {event['slice'] + 1}/{event['slices']}: {event['kind']}, {event['bytes']} bytes")
+
+    def _line(self, text: str) -> None:
+        self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+def _eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return ""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s left" if minutes else f"{secs}s left"

@@ -1,0 +1,125 @@
+"""The siren codec and the compress/decompress pipeline, through the library API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FAST, assert_same_geometry, phantom
+from SirenCompressLib import InputError, SirenConfig, compare, compress, decompress, read_archive, write_archive
+from SirenCompressLib.codecs import siren
+from SirenCompressLib.nets import Siren
+
+
+def test_round_trip_keeps_geometry_and_reports_true_metrics(tmp_path):
+    volume = phantom()
+    archive = compress(volume, config=FAST)
+    write_archive(archive, tmp_path / "p.sirz")
+    decoded = decompress(read_archive(tmp_path / "p.sirz"))
+    assert_same_geometry(volume, decoded)
+    measured = compare(volume.data, decoded.data)
+    for stored, actual in zip(archive.manifest["slices"], measured.slices):
+        assert stored["metrics"]["psnr"] == pytest.approx(actual.psnr, abs=1e-9)
+        assert stored["metrics"]["ssim"] == pytest.approx(actual.ssim, abs=1e-9)
+    assert archive.manifest["metrics"]["psnr"] == pytest.approx(measured.whole.psnr, abs=1e-9)
+    assert measured.whole.psnr > 30  # 60 epochs of a small net fit the phantom roughly
+
+
+def test_decoded_values_are_clamped_and_of_the_input_dtype():
+    volume = phantom()
+    decoded = decompress(compress(volume, config=SirenConfig(layers=1, units=8, epochs=2, device="cpu")))
+    assert decoded.data.dtype == np.int16
+    assert decoded.data.min() >= volume.data.min() and decoded.data.max() <= volume.data.max()
+
+
+def test_constant_slice_is_stored_without_a_network():
+    volume = phantom()
+    volume.data[:, :, 1] = 0
+    archive = compress(volume, config=FAST)
+    entry = archive.manifest["slices"][1]
+    assert entry["kind"] == "constant" and entry["member"] is None and entry["bytes"] == 0
+    assert len(archive.members) == 2
+    assert entry["metrics"]["psnr"] is None  # infinite: decoded exactly
+    np.testing.assert_array_equal(decompress(archive).data[:, :, 1], 0)
+
+
+def test_float_data_and_normalisation_are_exact_in_the_manifest():
+    volume = phantom(dtype="float32")
+    volume.data *= np.float32(1.37)
+    archive = compress(volume, config=FAST)
+    entry = archive.manifest["slices"][0]
+    z0 = volume.data[:, :, 0].reshape(-1, volume.shape[3])
+    np.testing.assert_array_equal(np.float32(entry["min"]), z0.min(axis=0))
+    np.testing.assert_array_equal(np.float32(entry["max"]), z0.max(axis=0))
+    assert decompress(archive).data.dtype == np.float32
+
+
+def test_numpy_decoder_matches_the_torch_network():
+    torch.manual_seed(0)
+    model = Siren(2, 5, layers=3, units=16, w0=30.0, final_activation="relu")
+    arrays = [p.detach().half().numpy() for p in model.parameters()]
+    coords = siren.grid(7, 9)
+    with torch.no_grad():
+        for p, a in zip(model.parameters(), arrays):
+            p.copy_(torch.from_numpy(a.astype(np.float32)))
+        expected = model(torch.from_numpy(coords)).numpy()
+    np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "relu"), expected, atol=1e-4)
+
+
+def test_grid_spans_minus_one_to_one_inclusive():
+    g = siren.grid(4, 3)
+    assert g.shape == (12, 2)
+    assert g[0].tolist() == [-1, -1] and g[-1].tolist() == [1, 1]
+    assert g[1].tolist() == [-1, 0]  # x varies slowest, as in a C-order (x, y) reshape
+
+
+def test_weights_pack_and_unpack_exactly():
+    config = SirenConfig(layers=2, units=6)
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=s).astype(np.float16) for out, inp in siren.layer_shapes(config, 4)
+              for s in ((out, inp), (out,))]
+    back = siren.unpack_weights(siren.pack_weights(arrays), siren.layer_shapes(config, 4))
+    for a, b in zip(arrays, back):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_same_seed_same_archive():
+    volume = phantom()
+    config = SirenConfig(layers=1, units=16, epochs=5, device="cpu", seed=7)
+    assert compress(volume, config=config).members == compress(volume, config=config).members
+
+
+def test_best_stored_checkpoint_is_kept():
+    """With a learning rate that makes training worse later on, the earlier, better weights are kept."""
+    psnrs = []
+    config = SirenConfig(layers=2, units=32, epochs=200, lr=0.5, check_every=10, device="cpu")
+    archive = compress(phantom(shape=(16, 14, 1)), config=config,
+                       progress=lambda e: psnrs.append(e["psnr"]) if e["event"] == "epoch" else None)
+    assert psnrs[-1] < max(psnrs) - 1  # the last weights are clearly worse than the best ones
+    assert archive.manifest["slices"][0]["metrics"]["psnr"] == pytest.approx(max(psnrs), abs=0.2)
+
+
+def test_progress_events():
+    events = []
+    compress(phantom(), config=SirenConfig(layers=1, units=8, epochs=20, check_every=10, device="cpu"),
+             progress=events.append)
+    assert events[0] == {"event": "start", "slices": 3, "networks": 3, "epochs": 20, "device": "cpu"}
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [10, 20] * 3
+    assert epochs[-1]["eta_s"] == 0
+    assert [e["slice"] for e in events if e["event"] == "slice"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("bad", [dict(layers=0), dict(epochs=0), dict(lr=-1.0), dict(final_activation="tanh"),
+                                 dict(device="tpu")])
+def test_bad_settings(bad):
+    with pytest.raises(InputError):
+        SirenConfig(**bad)
+
+
+def test_cuda_requested_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the error is for machines without one")
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        compress(phantom(), config=SirenConfig(device="cuda", epochs=1))
