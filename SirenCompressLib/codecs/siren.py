@@ -108,16 +108,17 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
         vmax = _json_numbers(values.max(axis=0), data.dtype)
         scale = np.where(vmax > vmin, vmax - vmin, 1.0)
         target = (values - vmin) / scale
-        weights = ((vmax - vmin) / span) ** 2
+        column_weights = ((vmax - vmin) / span) ** 2  # scores errors in the global [0, 1] scaling
+        epochs_before = to_train.index(z) * config.epochs
 
-        def report(epoch: int, loss: float, psnr: float, z: int = z) -> None:
-            clock.update(to_train.index(z) * config.epochs + epoch)
+        def report(epoch: int, loss: float, psnr: float, z: int = z, epochs_before: int = epochs_before) -> None:
+            clock.update(epochs_before + epoch)
             emit({"event": "epoch", "slice": z, "slices": nz, "epoch": epoch, "epochs": config.epochs,
                   "loss": loss, "psnr": psnr, "eta_s": clock.eta()})
 
         torch.manual_seed(config.seed + z)
         model = Siren(2, nv, config.layers, config.units, config.w0, config.final_activation)
-        best, _ = fit(model, coords, target, weights, config.epochs, config.lr, config.check_every,
+        best, _ = fit(model, coords, target, column_weights, config.epochs, config.lr, config.check_every,
                       torch.float16, device, report)
         member = pack_weights([best[name] for name, _ in model.named_parameters()])
         encoded.append(EncodedSlice({"kind": "network", "min": vmin.tolist(), "max": vmax.tolist()}, member))
@@ -164,7 +165,9 @@ def pack_weights(arrays: list[np.ndarray]) -> bytes:
 def unpack_weights(member: bytes, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
     """Inverse of `pack_weights`; every length is checked."""
     expected = sum(out * inp + out for out, inp in shapes) * WEIGHT_DTYPE.itemsize
-    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    # A raw LZMA2 stream decodes with any dictionary at least as large as its decompressed length.
+    window = [{"id": lzma.FILTER_LZMA2, "dict_size": max(expected, 4096)}]
+    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=window)
     try:
         raw = decoder.decompress(member, max_length=expected + 1)
     except lzma.LZMAError as exc:

@@ -1,0 +1,1 @@
+"""Evaluation beyond the per-slice metrics: classical codec baselines at matched sizes."""
