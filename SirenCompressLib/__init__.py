@@ -17,10 +17,10 @@ from .errors import ArchiveError, InputError, OutputError, SirenCompressError  #
 from .io import read_volume, write_volume  # noqa: E402
 from .metrics import Comparison, Metrics, compare  # noqa: E402
 from .pipeline import compress, decompress, sizes  # noqa: E402
-from .volume import Gradients, Volume4D  # noqa: E402
+from .volume import FrameIndex, Gradients, Volume4D  # noqa: E402
 
 __all__ = [
-    "Archive", "ArchiveError", "Comparison", "Gradients", "InputError", "Metrics", "OutputError",
+    "Archive", "ArchiveError", "Comparison", "FrameIndex", "Gradients", "InputError", "Metrics", "OutputError",
     "SirenCompressError", "SirenConfig", "Volume4D", "compare", "compress", "decompress", "read_archive",
     "read_volume", "sizes", "write_archive", "write_volume",
 ]

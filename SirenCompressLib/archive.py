@@ -128,6 +128,13 @@ def check_manifest(m: dict, members: dict[str, bytes]) -> None:
         _check_matrix(gradients.get("bvecs"), shape[3], 3, "gradients.bvecs")
         if gradients["convention"] == "nrrd":
             _check_matrix(gradients.get("measurement_frame"), 3, 3, "gradients.measurement_frame")
+    frames = m.get("frames")
+    if frames is not None and not (
+            isinstance(frames, dict) and set(frames) == {"name", "unit", "values"}
+            and isinstance(frames["name"], str) and isinstance(frames["unit"], str)
+            and isinstance(frames["values"], list) and len(frames["values"]) == shape[3]
+            and all(isinstance(v, str) for v in frames["values"])):
+        raise ArchiveError(f"bad frames entry (expected name, unit and {shape[3]} index values)")
     slices = m.get("slices")
     if not isinstance(slices, list) or len(slices) != shape[2]:
         raise ArchiveError(f"the manifest must list {shape[2]} slices")

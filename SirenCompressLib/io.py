@@ -12,7 +12,7 @@ import numpy as np
 
 from .atomic import atomic_outputs
 from .errors import InputError
-from .volume import RAS_TO_LPS, Gradients, Volume4D
+from .volume import RAS_TO_LPS, FrameIndex, Gradients, Volume4D
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 NRRD_SUFFIXES = (".nrrd", ".nhdr")
@@ -156,7 +156,7 @@ def _read_nrrd(path: Path, gradients: bool) -> Volume4D:
         ijk_to_ras[:3, :3] = to_ras @ directions[spatial].T
     if "space origin" in header:
         ijk_to_ras[:3, 3] = to_ras @ np.asarray(header["space origin"], dtype=np.float64)
-    volume = Volume4D(_native(data), ijk_to_ras)
+    volume = Volume4D(_native(data), ijk_to_ras, frames=_nrrd_frames(header, axis, data.shape[3]))
     if gradients:
         volume.gradients = _nrrd_gradients(path, header, data.shape[3], to_ras)
     return volume
@@ -180,6 +180,20 @@ def _nrrd_gradients(path: Path, header: dict, n_volumes: int, to_ras: np.ndarray
     bvals = b_max * norms**2
     units = np.divide(vectors, norms[:, None], out=np.zeros_like(vectors), where=norms[:, None] > 1e-12)
     return Gradients(bvals, units, "nrrd", to_ras @ frame)
+
+
+def _nrrd_frames(header: dict, axis: int, n_volumes: int) -> FrameIndex | None:
+    """The list axis' name, unit and index values, as Slicer writes them in .seq.nrrd files."""
+    values = header.get(f"axis {axis} index values")
+    if values is None:
+        return None
+    values = str(values).split()
+    if len(values) != n_volumes:
+        return None
+    labels, units = header.get("labels"), header.get("units")
+    name = str(labels[axis]) if labels is not None and len(labels) > axis and labels[axis] else "frame"
+    unit = str(units[axis]) if units is not None and len(units) > axis else ""
+    return FrameIndex(name, unit, values)
 
 
 def _write_nifti(volume: Volume4D, path: Path) -> None:
@@ -224,6 +238,10 @@ def _write_nrrd(volume: Volume4D, path: Path) -> None:
         scale = np.sqrt(np.clip(g.bvals, 0, None) / b_max) if b_max > 0 else np.zeros_like(g.bvals)
         for i, vec in enumerate(g.bvecs * scale[:, None]):
             header[f"DWMRI_gradient_{i:04d}"] = " ".join(f"{c:.10g}" for c in vec)
+    if volume.frames is not None:
+        header["labels"] = [volume.frames.name, "", "", ""]
+        header["units"] = [volume.frames.unit, "", "", ""]
+        header["axis 0 index values"] = " ".join(volume.frames.values)
     nrrd.write(str(path), np.moveaxis(volume.data, 3, 0), header, index_order="F")
 
 

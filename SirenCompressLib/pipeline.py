@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from .archive import FORMAT_NAME, FORMAT_VERSION, Archive, check_manifest, json_
 from .codecs import get_codec
 from .errors import ArchiveError, InputError
 from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
-from .volume import Gradients, Volume4D
+from .volume import FrameIndex, Gradients, Volume4D
 
 
 def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
@@ -42,6 +42,7 @@ def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
         "scaling": [float(s) for s in volume.scaling],
         "value_range": [json_number(lo, data.dtype), json_number(hi, data.dtype)],
         "gradients": _gradients_json(volume.gradients),
+        "frames": None if volume.frames is None else asdict(volume.frames),
         "source": source or {},
         "encode_seconds": round(seconds, 3),
         "slices": [],
@@ -84,8 +85,9 @@ def decompress(archive: Archive) -> Volume4D:
     data = np.empty(m["shape"], dtype=np.dtype(m["dtype"]))
     for z in range(data.shape[2]):
         data[:, :, z] = decode_slice(archive, z)
+    frames = m.get("frames")
     return Volume4D(data, np.array(m["ijk_to_ras"]), _gradients_from_json(m["gradients"]),
-                    tuple(m["scaling"]))
+                    tuple(m["scaling"]), None if frames is None else FrameIndex(**frames))
 
 
 def restore_dtype(values: np.ndarray, dtype: np.dtype, lo: float, hi: float) -> np.ndarray:

@@ -56,7 +56,7 @@ class Gradients:
             if np.linalg.det(ijk_to_ras[:3, :3]) > 0:
                 voxel[:, 0] *= -1
             world = voxel @ _rotation(ijk_to_ras).T
-        return _unit_rows(world)
+        return unit_rows(world)
 
     def in_convention(self, convention: str, ijk_to_ras: np.ndarray) -> Gradients:
         """The same gradients expressed in `convention` ("fsl", or "nrrd" with an LPS-identity frame)."""
@@ -68,7 +68,17 @@ class Gradients:
         voxel = world @ np.linalg.inv(_rotation(ijk_to_ras)).T
         if np.linalg.det(ijk_to_ras[:3, :3]) > 0:
             voxel[:, 0] *= -1
-        return Gradients(self.bvals, _unit_rows(voxel), "fsl")
+        return Gradients(self.bvals, unit_rows(voxel), "fsl")
+
+
+@dataclass
+class FrameIndex:
+    """What the volume axis means for a sequence: an index name, its unit and one value per volume
+    (as Slicer's sequences keep them, e.g. "time", "s", ["0", "2.5", ...])."""
+
+    name: str = "frame"
+    unit: str = ""
+    values: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -83,6 +93,7 @@ class Volume4D:
     ijk_to_ras: np.ndarray = field(default_factory=lambda: np.eye(4))
     gradients: Gradients | None = None
     scaling: tuple[float, float] = (1.0, 0.0)
+    frames: FrameIndex | None = None
 
     def __post_init__(self) -> None:
         self.ijk_to_ras = np.asarray(self.ijk_to_ras, dtype=np.float64)
@@ -93,6 +104,8 @@ class Volume4D:
             raise InputError(
                 f"{self.gradients.bvals.size} gradients for {self.data.shape[3]} volumes: "
                 "the counts must match")
+        if self.frames is not None and len(self.frames.values) != self.data.shape[3]:
+            raise InputError(f"{len(self.frames.values)} frame index values for {self.data.shape[3]} volumes")
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -123,6 +136,7 @@ def _rotation(ijk_to_ras: np.ndarray) -> np.ndarray:
     return m / np.linalg.norm(m, axis=0, keepdims=True)
 
 
-def _unit_rows(v: np.ndarray) -> np.ndarray:
+def unit_rows(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1; zero rows stay zero."""
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     return np.divide(v, norms, out=np.zeros_like(v), where=norms > 1e-12)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_geometry, phantom
-from SirenCompressLib import Gradients, InputError, OutputError, Volume4D, read_volume, write_volume
+from SirenCompressLib import FrameIndex, Gradients, InputError, OutputError, Volume4D, read_volume, write_volume
 
 
 def rotated(volume: Volume4D) -> Volume4D:
@@ -150,3 +150,12 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(InputError):
         write_volume(v, tmp_path / "d.nrrd")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nrrd_keeps_the_sequence_frame_index(tmp_path):
+    data = np.random.default_rng(0).normal(100, 5, (6, 5, 4, 3)).astype(np.float32)
+    v = Volume4D(data, np.diag([1.5, 1.5, 3.0, 1.0]), frames=FrameIndex("time", "s", ["0", "2.5", "5"]))
+    write_volume(v, tmp_path / "f.seq.nrrd")
+    back = read_volume(tmp_path / "f.seq.nrrd")
+    assert back.frames == v.frames and back.gradients is None
+    np.testing.assert_array_equal(back.data, data)

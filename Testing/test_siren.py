@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from conftest import FAST, assert_same_geometry, phantom
-from SirenCompressLib import InputError, SirenConfig, compare, compress, decompress, read_archive, write_archive
+from SirenCompressLib import (
+    FrameIndex,
+    InputError,
+    SirenConfig,
+    compare,
+    compress,
+    decompress,
+    read_archive,
+    write_archive,
+)
 from SirenCompressLib.codecs import siren
 from SirenCompressLib.nets import Siren
 
@@ -123,3 +132,10 @@ def test_cuda_requested_without_gpu():
         pytest.skip("this machine has a GPU; the error is for machines without one")
     with pytest.raises(InputError, match="no CUDA GPU"):
         compress(phantom(), config=SirenConfig(device="cuda", epochs=1))
+
+
+def test_frame_index_travels_through_the_archive():
+    volume = phantom()
+    volume.gradients = None
+    volume.frames = FrameIndex("time", "s", [str(2 * t) for t in range(15)])
+    assert decompress(compress(volume, config=SirenConfig(layers=1, units=8, epochs=2))).frames == volume.frames

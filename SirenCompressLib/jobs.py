@@ -1,0 +1,128 @@
+"""Run `sirencompress compress … --progress jsonl` in a child process, for front ends such as Slicer.
+
+Nothing here needs Qt: reader threads only fill a queue, and `poll()` hands the events over on the
+caller's thread (a QTimer in Slicer, a loop in `wait()`). Cancel ends the whole process tree, and the
+CLI's atomic writing means a cancelled or failed run leaves no output file.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from .codecs.siren import Config
+
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
+
+
+def compress_command(input_path: str | os.PathLike, output_path: str | os.PathLike, config: Config,
+                     python: str = sys.executable) -> list[str]:
+    """The CLI call that compresses `input_path` with `config` (replacing the output) and reports in JSON lines."""
+    args = [python, "-m", "SirenCompressLib", "compress", str(input_path), "-o", str(output_path),
+            "--progress", "jsonl", "--force"]
+    for name, value in asdict(config).items():
+        if name != "check_every":
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+class CompressJob:
+    """One compression in a child process; `poll()` returns the progress events received since the last call."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+        self.process: subprocess.Popen | None = None
+        self.cancelled = False
+        self.error: str | None = None  # the CLI's one-line error, when it failed
+        self.done_event: dict | None = None
+        self._events: queue.Queue = queue.Queue()
+        self._stderr: collections.deque[str] = collections.deque(maxlen=50)
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> CompressJob:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+        options = {"start_new_session": True} if os.name == "posix" else {
+            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=env, **options)
+        self._threads = [threading.Thread(target=self._read_events, daemon=True),
+                         threading.Thread(target=self._read_stderr, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def poll(self) -> list[dict]:
+        """Events received so far and not yet returned (call from the thread that owns the GUI)."""
+        events = []
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if event.get("event") == "error":
+                self.error = event["message"]
+            elif event.get("event") == "done":
+                self.done_event = event
+            events.append(event)
+        return events
+
+    def wait(self, on_event: Callable[[dict], None] | None = None, interval: float = 0.1) -> int:
+        """Block until the child ends, passing every event to `on_event`; returns its exit code."""
+        while self.running:
+            for event in self.poll():
+                if on_event:
+                    on_event(event)
+            time.sleep(interval)
+        for thread in self._threads:
+            thread.join()
+        for event in self.poll():
+            if on_event:
+                on_event(event)
+        if self.returncode != 0 and self.error is None and not self.cancelled:
+            self.error = (list(self._stderr) or [f"the compression process exited with code {self.returncode}"])[-1]
+        return self.returncode
+
+    def cancel(self, grace: float = 5.0) -> None:
+        """Stop the child and everything it started; SIGTERM first so it can clean up, then SIGKILL."""
+        if not self.running:
+            return
+        self.cancelled = True
+        if os.name == "posix":
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.process.pid)], capture_output=True)
+        self.process.wait()
+
+    def _read_events(self) -> None:
+        for line in self.process.stdout:
+            try:
+                self._events.put(json.loads(line))
+            except json.JSONDecodeError:
+                self._stderr.append(line.rstrip())
+
+    def _read_stderr(self) -> None:
+        for line in self.process.stderr:
+            self._stderr.append(line.rstrip())

@@ -1,0 +1,385 @@
+"""Volume4D ⇄ 3D Slicer MRML nodes, the per-slice report (table + chart), and the bodies of the
+`.sirz` file reader and writer that the Slicer module registers.
+
+Needs `slicer` (inside Slicer, or the PyPI package slicer-core); nothing here uses Qt, so it runs
+headless. The library itself never imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from .archive import Archive, read_archive
+from .codecs.siren import Config
+from .errors import InputError, SirenCompressError
+from .io import write_volume
+from .jobs import CompressJob, compress_command
+from .pipeline import decompress, sizes, stored_comparison
+from .volume import FrameIndex, Gradients, Volume4D, unit_rows
+
+FILE_TYPE = "SirenCompressArchive"
+NAME_FILTER = "SirenCompress archive (*.sirz)"
+MODULE_NAME = "SirenCompress"
+SUFFIX = "_siren"
+MULTIVOLUME_LABELS = "MultiVolume.FrameLabels"
+
+
+def input_kind(node) -> str:
+    """"dwi", "sequence" or "multivolume"; `InputError` saying why for anything else."""
+    if node is None:
+        raise InputError("select an input: a diffusion-weighted volume, a sequence of volumes or a multivolume")
+    if node.IsA("vtkMRMLDiffusionWeightedVolumeNode"):
+        return "dwi"
+    if node.IsA("vtkMRMLSequenceNode"):
+        items = [node.GetNthDataNode(i) for i in range(node.GetNumberOfDataNodes())]
+        if not items or not all(item.IsA("vtkMRMLScalarVolumeNode") for item in items):
+            raise InputError(f"sequence '{node.GetName()}' must hold scalar volumes to be compressed")
+        return "sequence"
+    if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
+        components = node.GetImageData().GetNumberOfScalarComponents()
+        if components > 1 and (node.IsA("vtkMRMLMultiVolumeNode") or node.GetAttribute(MULTIVOLUME_LABELS)):
+            return "multivolume"
+        if components == 1:
+            raise InputError(f"'{node.GetName()}' is a single 3D volume; SirenCompress compresses 4D data "
+                             "(a diffusion-weighted volume, a sequence of volumes or a multivolume)")
+    raise InputError(f"'{node.GetName()}' ({node.GetClassName()}) cannot be compressed; choose a "
+                     "diffusion-weighted volume, a sequence of volumes or a multivolume")
+
+
+def volume_from_node(node) -> Volume4D:
+    """The node's voxels (x, y, z, v), geometry, gradients or frame index, as a Volume4D (a copy)."""
+    kind = input_kind(node)
+    if kind == "sequence":
+        items = [node.GetNthDataNode(i) for i in range(node.GetNumberOfDataNodes())]
+        arrays = [_voxels(item)[..., 0] for item in items]
+        if len({a.shape for a in arrays}) != 1:
+            raise InputError(f"the volumes of sequence '{node.GetName()}' differ in size")
+        frames = FrameIndex(node.GetIndexName() or "frame", node.GetIndexUnit() or "",
+                            [node.GetNthIndexValue(i) for i in range(len(items))])
+        return Volume4D(np.stack(arrays, axis=-1), _ijk_to_ras(items[0]), frames=frames)
+    volume = Volume4D(_voxels(node), _ijk_to_ras(node))
+    if kind == "dwi":
+        frame = vtk.vtkMatrix4x4()
+        node.GetMeasurementFrameMatrix(frame)
+        volume.gradients = Gradients(numpy_support.vtk_to_numpy(node.GetBValues()).astype(float),
+                                     numpy_support.vtk_to_numpy(node.GetDiffusionGradients()).astype(float),
+                                     "nrrd", slicer.util.arrayFromVTKMatrix(frame)[:3, :3])
+    else:
+        labels = [s for s in (node.GetAttribute(MULTIVOLUME_LABELS) or "").split(",") if s]
+        if len(labels) == volume.shape[3]:
+            volume.frames = FrameIndex(node.GetAttribute("MultiVolume.FrameIdentifyingDICOMTagName") or "frame",
+                                       node.GetAttribute("MultiVolume.FrameIdentifyingDICOMTagUnits") or "", labels)
+    return volume
+
+
+def nodes_from_volume(volume: Volume4D, name: str, scene=None) -> list:
+    """New nodes holding `volume`: a DWI node when it has gradients, else a sequence and its browser."""
+    scene = scene or slicer.mrmlScene
+    if volume.gradients is not None:
+        node = scene.AddNewNodeByClass("vtkMRMLDiffusionWeightedVolumeNode", scene.GenerateUniqueName(name))
+        _set_voxels(node, volume.data)
+        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.ijk_to_ras))
+        g = volume.gradients
+        if g.convention == "fsl":  # Slicer keeps directions in a measurement frame: use RAS itself
+            g = Gradients(g.bvals, g.directions_ras(volume.ijk_to_ras), "nrrd", np.eye(3))
+        node.SetNumberOfGradients(volume.shape[3])
+        node.SetBValues(numpy_support.numpy_to_vtk(np.ascontiguousarray(g.bvals), deep=True))
+        directions = numpy_support.numpy_to_vtk(np.ascontiguousarray(unit_rows(g.bvecs)), deep=True)
+        node.SetDiffusionGradients(directions)  # Slicer accepts only unit or zero vectors
+        frame = np.eye(4)
+        frame[:3, :3] = g.measurement_frame
+        node.SetMeasurementFrameMatrix(slicer.util.vtkMatrixFromArray(frame))
+        node.CreateDefaultDisplayNodes()
+        return [node]
+    frames = volume.frames or FrameIndex("frame", "", [str(i) for i in range(volume.shape[3])])
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))
+    sequence.SetIndexName(frames.name)
+    sequence.SetIndexUnit(frames.unit)
+    item = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    try:
+        item.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.ijk_to_ras))
+        for v, value in enumerate(frames.values):
+            _set_voxels(item, volume.data[..., v:v + 1])
+            sequence.SetDataNodeAtValue(item, value)  # stores a copy
+    finally:
+        scene.RemoveNode(item)
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(name + " browser"))
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    _sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
+    return [sequence, browser]
+
+
+@dataclass
+class Report:
+    table: object  # vtkMRMLTableNode
+    chart: object  # vtkMRMLPlotChartNode
+    series: object  # vtkMRMLPlotSeriesNode
+
+
+def add_report(archive: Archive, name: str, scene=None) -> Report:
+    """Per-slice table (slice, MSE, PSNR, SSIM, network bytes) and a PSNR-per-slice chart of an archive."""
+    scene = scene or slicer.mrmlScene
+    comparison = stored_comparison(archive)
+    slices = archive.manifest["slices"]
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name + " report"))
+    columns = [np.arange(len(slices), dtype=np.int32),
+               np.array([m.mse for m in comparison.slices]),
+               np.array([m.psnr for m in comparison.slices]),
+               np.array([np.nan if m.ssim is None else m.ssim for m in comparison.slices]),
+               np.array([s["bytes"] for s in slices], dtype=np.int32)]
+    slicer.util.updateTableFromArray(table, columns, ["slice", "MSE", "PSNR", "SSIM", "bytes"])
+    table.SetColumnUnitLabel("PSNR", "dB")
+    table.SetColumnDescription("PSNR", "20·log10(1/RMSE), data scaled to [0, 1] by the original's min and max")
+    table.SetColumnDescription("bytes", "bytes of the slice's network in the archive")
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", scene.GenerateUniqueName(name + " PSNR"))
+    series.SetAndObserveTableNodeID(table.GetID())
+    series.SetXColumnName("slice")
+    series.SetYColumnName("PSNR")
+    series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+    series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle)
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GenerateUniqueName(name + " PSNR per slice"))
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle("PSNR per slice")
+    chart.SetXAxisTitle("slice")
+    chart.SetYAxisTitle("PSNR (dB)")
+    return Report(table, chart, series)
+
+
+@dataclass
+class Loaded:
+    """What opening an archive added to the scene."""
+
+    nodes: list  # the image node(s): a DWI node, or a sequence and its browser
+    report: Report
+    archive: Archive
+    archive_bytes: int
+    all_nodes: list = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return sizes(self.archive, self.archive_bytes).ratio_raw16
+
+
+def load_archive(path: str | os.PathLike, name: str | None = None, scene=None) -> Loaded:
+    """Decode a .sirz (numpy only) into new nodes and its report; on failure nothing stays in the scene."""
+    scene = scene or slicer.mrmlScene
+    path = Path(path)
+    name = name or (path.name[: -len(".sirz")] if path.name.endswith(".sirz") else path.stem)
+    archive = read_archive(path)
+    volume = decompress(archive)
+    created = []
+    try:
+        created += nodes_from_volume(volume, name, scene)
+        report = add_report(archive, name, scene)
+        created += [report.table, report.series, report.chart]
+    except Exception:
+        for node in created:
+            scene.RemoveNode(node)
+        raise
+    return Loaded(created[:-3], report, archive, path.stat().st_size, created)
+
+
+class NodeCompression:
+    """Compress a node in a child process: export it, run the CLI, then load the archive as new nodes.
+
+    `start()`, then `poll()` for progress events (or `wait()`), then `finish()` for the `Loaded` result;
+    `cancel()` at any time leaves no output file.
+    """
+
+    def __init__(self, node, output_path: str | os.PathLike, config: Config, python: str | None = None) -> None:
+        input_kind(node)
+        self.node, self.output_path, self.config = node, Path(output_path), config
+        self.python = python
+        self.folder: str | None = None
+        self.job: CompressJob | None = None
+
+    def start(self) -> NodeCompression:
+        self.folder = tempfile.mkdtemp(prefix="sirencompress-")
+        try:
+            source = Path(self.folder) / "input.nrrd"
+            write_volume(volume_from_node(self.node), source)
+            extra = {"python": self.python} if self.python else {}
+            self.job = CompressJob(compress_command(source, self.output_path, self.config, **extra)).start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def poll(self) -> list[dict]:
+        return self.job.poll()
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def wait(self, on_event=None) -> int:
+        return self.job.wait(on_event)
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+        self.close()
+
+    def finish(self, scene=None) -> Loaded:
+        """After the child ended: the decoded nodes (named `<input>_siren`) and report, or `SirenCompressError`."""
+        try:
+            code = self.job.wait()
+            if self.job.cancelled:
+                raise SirenCompressError("compression cancelled; no file was written")
+            if code != 0:
+                raise SirenCompressError(self.job.error or f"compression failed (exit code {code})")
+            return load_archive(self.output_path, self.node.GetName() + SUFFIX, scene)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Remove the temporary copy of the input."""
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+def compress_node(node, output_path: str | os.PathLike, config: Config | None = None, on_event=None,
+                  python: str | None = None, scene=None) -> Loaded:
+    """Blocking form: compress `node` to `output_path` and return the decoded nodes and report."""
+    task = NodeCompression(node, output_path, config or Config(), python).start()
+    try:
+        task.wait(on_event)
+    except BaseException:
+        task.cancel()
+        raise
+    return task.finish(scene)
+
+
+def config_from_scene(scene=None) -> Config:
+    """The module panel's current settings (its parameter node), or the defaults."""
+    scene = scene or slicer.mrmlScene
+    node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
+    config = Config()
+    if node is None:
+        return config
+    names = {"layers": "layers", "units": "units", "epochs": "epochs", "lr": "learningRate",
+             "final_activation": "finalActivation", "device": "device"}
+    values = {}
+    for key, parameter in names.items():
+        text = node.GetParameter(parameter)
+        if text:
+            values[key] = type(getattr(config, key))(text)
+    return Config(**{**config.to_json(), **values})
+
+
+class SirenCompressFileReader:
+    """Opens .sirz files (drag-and-drop, Add Data, `slicer.util.loadNodeFromFile(path, "SirenCompressArchive")`)."""
+
+    def __init__(self, parent) -> None:
+        self.parent = parent
+
+    def description(self) -> str:
+        return "SirenCompress archive"
+
+    def fileType(self) -> str:
+        return FILE_TYPE
+
+    def extensions(self) -> list[str]:
+        return [NAME_FILTER]
+
+    def canLoadFile(self, filePath: str) -> bool:
+        return bool(str(filePath).lower().endswith(".sirz"))
+
+    def canLoadFileConfidence(self, filePath: str) -> float:
+        return 0.9 if self.canLoadFile(filePath) else 0.0
+
+    def load(self, properties: dict) -> bool:
+        try:
+            loaded = load_archive(properties["fileName"], properties.get("name"))
+        except SirenCompressError as exc:
+            _report_error(self.parent, f"Cannot open {properties['fileName']}: {exc}")
+            return False
+        self.parent.loadedNodes = [node.GetID() for node in loaded.all_nodes]
+        return True
+
+
+class SirenCompressFileWriter:
+    """Saves a DWI, sequence or multivolume node as .sirz, compressing with the module panel's settings."""
+
+    def __init__(self, parent) -> None:
+        self.parent = parent
+
+    def description(self) -> str:
+        return "SirenCompress archive"
+
+    def fileType(self) -> str:
+        return FILE_TYPE
+
+    def extensions(self, obj) -> list[str]:
+        return [NAME_FILTER]
+
+    def canWriteObject(self, obj) -> bool:
+        try:
+            input_kind(obj)
+        except InputError:
+            return False
+        return True
+
+    def write(self, properties: dict) -> bool:
+        node = slicer.mrmlScene.GetNodeByID(properties["nodeID"])
+        try:
+            task = NodeCompression(node, properties["fileName"], config_from_scene())
+            try:
+                if task.start().wait() != 0:
+                    raise SirenCompressError(task.job.error or "compression failed")
+            finally:
+                task.close()
+        except SirenCompressError as exc:
+            _report_error(self.parent, f"Cannot save {properties['fileName']}: {exc}")
+            return False
+        self.parent.writtenNodes = [node.GetID()]
+        return True
+
+
+def _report_error(parent, message: str) -> None:
+    """Show an error the way Slicer's file dialogs expect from scripted readers and writers."""
+    parent.userMessages().AddMessage(vtk.vtkCommand.ErrorEvent, message)
+
+
+def _voxels(node) -> np.ndarray:
+    """(x, y, z, components) copy of a volume node's voxels."""
+    image = node.GetImageData()
+    scalars = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    nx, ny, nz = image.GetDimensions()
+    return scalars.reshape(nz, ny, nx, -1).transpose(2, 1, 0, 3).copy()
+
+
+def _set_voxels(node, data: np.ndarray) -> None:
+    """Set a volume node's voxels from (x, y, z, components)."""
+    nx, ny, nz, nc = data.shape
+    flat = np.ascontiguousarray(data.transpose(2, 1, 0, 3)).reshape(-1, nc)
+    scalars = numpy_support.numpy_to_vtk(flat, deep=True, array_type=numpy_support.get_vtk_array_type(data.dtype))
+    image = vtk.vtkImageData()
+    image.SetDimensions(nx, ny, nz)
+    image.GetPointData().SetScalars(scalars)
+    node.SetAndObserveImageData(image)
+
+
+def _ijk_to_ras(node) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def _sequences_logic(scene):
+    """Slicer's Sequences module logic in the app; a fresh one bound to the scene headless."""
+    if hasattr(slicer, "modules") and hasattr(slicer.modules, "sequences"):
+        return slicer.modules.sequences.logic()
+    logic = slicer.vtkSlicerSequencesLogic()
+    logic.SetMRMLScene(scene)
+    return logic

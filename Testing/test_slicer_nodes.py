@@ -1,0 +1,250 @@
+"""The Slicer side, headless against a real MRML scene from the PyPI package slicer-core."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="needs the slicer-core package (installed by `make test`)")
+if not hasattr(slicer, "vtkMRMLScene"):  # PyPI's unrelated "slicer" package
+    pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
+
+from conftest import FAST, leftovers, phantom  # noqa: E402
+from SirenCompressLib import (  # noqa: E402
+    FrameIndex,
+    InputError,
+    SirenConfig,
+    Volume4D,
+    compress,
+    read_volume,
+    write_archive,
+    write_volume,
+)
+from SirenCompressLib import slicer_nodes as sn  # noqa: E402
+
+
+@pytest.fixture
+def scene():
+    """A fresh scene as `slicer.mrmlScene`, with the logics that volume and sequence nodes use."""
+    scene = slicer.vtkMRMLScene()
+    slicer.mrmlScene = scene
+    app = slicer.vtkSlicerApplicationLogic()
+    app.SetMRMLScene(scene)
+    colors = slicer.vtkMRMLColorLogic()
+    colors.SetMRMLScene(scene)
+    colors.AddDefaultColorNodes()
+    app.SetModuleLogic("Colors", colors)
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(scene)
+    sequences.SetMRMLApplicationLogic(app)
+    app.SetModuleLogic("Sequences", sequences)
+    yield scene
+    scene.Clear(1)
+    del app, colors, sequences
+
+
+class FakeParent:
+    """Stands in for Slicer's qSlicerScriptedFileReader/Writer: the attributes the bodies use."""
+
+    def __init__(self):
+        self.loadedNodes, self.writtenNodes = [], []
+        self.messages = slicer.vtkMRMLMessageCollection()
+
+    def userMessages(self):
+        return self.messages
+
+
+def dwi_node(scene, volume: Volume4D):
+    return sn.nodes_from_volume(volume, "dwi", scene)[0]
+
+
+def sequence_volume() -> Volume4D:
+    data = np.random.default_rng(0).normal(100, 10, (10, 9, 3, 8)).astype(np.float32)
+    ijk = np.diag([1.5, 1.5, 3.0, 1.0])
+    ijk[:3, 3] = [5, -6, 7]
+    return Volume4D(data, ijk, frames=FrameIndex("time", "s", [f"{2.5 * t:g}" for t in range(8)]))
+
+
+def test_dwi_node_round_trip_keeps_gradients_and_measurement_frame(scene):
+    volume = phantom()
+    node = dwi_node(scene, volume)
+    assert node.IsA("vtkMRMLDiffusionWeightedVolumeNode") and node.GetNumberOfGradients() == 15
+    back = sn.volume_from_node(node)
+    np.testing.assert_array_equal(back.data, volume.data)
+    np.testing.assert_allclose(back.ijk_to_ras, volume.ijk_to_ras)
+    np.testing.assert_allclose(back.gradients.bvals, volume.gradients.bvals)
+    np.testing.assert_allclose(back.gradients.directions_ras(back.ijk_to_ras),
+                               volume.gradients.directions_ras(volume.ijk_to_ras), atol=1e-9)
+
+
+def test_dwi_with_oblique_measurement_frame_survives_slicer_nrrd_storage(scene, tmp_path):
+    """Our NRRD file, read by Slicer's own NRRD storage node, gives the same world gradient directions."""
+    volume = phantom()
+    c, s = np.cos(0.4), np.sin(0.4)
+    volume.gradients = volume.gradients.in_convention("nrrd", volume.ijk_to_ras)
+    volume.gradients.measurement_frame = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+    write_volume(volume, tmp_path / "dwi.nrrd")
+    storage = scene.AddNewNodeByClass("vtkMRMLNRRDStorageNode")
+    storage.SetFileName(str(tmp_path / "dwi.nrrd"))
+    node = scene.AddNewNodeByClass("vtkMRMLDiffusionWeightedVolumeNode")
+    assert storage.ReadData(node)
+    back = sn.volume_from_node(node)
+    np.testing.assert_array_equal(back.data, volume.data)
+    np.testing.assert_allclose(back.gradients.directions_ras(back.ijk_to_ras),
+                               volume.gradients.directions_ras(volume.ijk_to_ras), atol=1e-6)
+
+
+def test_sequence_round_trip_keeps_index(scene):
+    volume = sequence_volume()
+    sequence, browser = sn.nodes_from_volume(volume, "fmri", scene)
+    assert sequence.GetNumberOfDataNodes() == 8 and browser.GetProxyNode(sequence) is not None
+    back = sn.volume_from_node(sequence)
+    np.testing.assert_array_equal(back.data, volume.data)
+    np.testing.assert_allclose(back.ijk_to_ras, volume.ijk_to_ras)
+    assert back.frames == volume.frames
+
+
+def test_multivolume_is_accepted(scene):
+    volume = sequence_volume()
+    node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "mv")  # slicer-core has no MultiVolume class
+    sn._set_voxels(node, volume.data)
+    node.SetAttribute(sn.MULTIVOLUME_LABELS, ",".join(volume.frames.values))
+    assert sn.input_kind(node) == "multivolume"
+    back = sn.volume_from_node(node)
+    np.testing.assert_array_equal(back.data, volume.data)
+    assert back.frames.values == volume.frames.values
+
+
+def test_plain_3d_volume_is_refused_with_a_reason(scene):
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "t1")
+    sn._set_voxels(node, np.zeros((4, 4, 4, 1), np.int16))
+    with pytest.raises(InputError, match="single 3D volume"):
+        sn.input_kind(node)
+    with pytest.raises(InputError, match="select an input"):
+        sn.input_kind(None)
+    assert sn.SirenCompressFileWriter(FakeParent()).canWriteObject(node) is False
+
+
+@pytest.fixture
+def archive_path(tmp_path):
+    path = tmp_path / "p.sirz"
+    write_archive(compress(phantom(), config=FAST), path)
+    return path
+
+
+def test_reader_loads_dwi_and_report(scene, archive_path):
+    parent = FakeParent()
+    reader = sn.SirenCompressFileReader(parent)
+    assert reader.canLoadFile(str(archive_path)) is True
+    assert isinstance(reader.canLoadFileConfidence(str(archive_path)), float)
+    assert reader.load({"fileName": str(archive_path)}) is True
+    nodes = [scene.GetNodeByID(i) for i in parent.loadedNodes]
+    classes = [n.GetClassName() for n in nodes]
+    assert classes == ["vtkMRMLDiffusionWeightedVolumeNode", "vtkMRMLTableNode", "vtkMRMLPlotSeriesNode",
+                       "vtkMRMLPlotChartNode"]
+    table = nodes[1]
+    assert [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())] == \
+        ["slice", "MSE", "PSNR", "SSIM", "bytes"]
+    manifest = json.loads(zipfile.ZipFile(archive_path).read("manifest.json"))
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "PSNR"),
+                               [s["metrics"]["psnr"] for s in manifest["slices"]])
+    assert nodes[3].GetNthPlotSeriesNode(0).GetYColumnName() == "PSNR"
+
+
+def test_reader_loads_a_sequence_archive(scene, tmp_path):
+    volume = sequence_volume()
+    write_archive(compress(volume, config=SirenConfig(layers=1, units=8, epochs=3)), tmp_path / "s.sirz")
+    parent = FakeParent()
+    assert sn.SirenCompressFileReader(parent).load({"fileName": str(tmp_path / "s.sirz"), "name": "fmri"})
+    sequence = scene.GetNodeByID(parent.loadedNodes[0])
+    assert sequence.IsA("vtkMRMLSequenceNode") and sequence.GetName() == "fmri"
+    assert sequence.GetIndexName() == "time" and sequence.GetNthIndexValue(7) == "17.5"
+
+
+def test_reader_refuses_a_corrupt_file_and_leaves_nothing(scene, tmp_path):
+    (tmp_path / "bad.sirz").write_bytes(b"garbage" * 50)
+    before = scene.GetNumberOfNodes()
+    parent = FakeParent()
+    assert sn.SirenCompressFileReader(parent).load({"fileName": str(tmp_path / "bad.sirz")}) is False
+    assert scene.GetNumberOfNodes() == before
+    assert "not a valid .sirz archive" in parent.messages.GetNthMessageText(0)
+
+
+def test_reader_needs_no_torch(tmp_path, archive_path):
+    """Opening an archive in Slicer goes through numpy only."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import slicer; slicer.mrmlScene = slicer.vtkMRMLScene()\n"
+            "from SirenCompressLib.slicer_nodes import load_archive\n"
+            f"print(load_archive({str(archive_path)!r}).nodes[0].GetClassName())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "vtkMRMLDiffusionWeightedVolumeNode"
+
+
+def test_compress_node_blocking(scene, tmp_path):
+    node = dwi_node(scene, phantom())
+    node.SetName("brain")
+    events = []
+    loaded = sn.compress_node(node, tmp_path / "brain.sirz", FAST, on_event=events.append)
+    assert loaded.nodes[0].GetName() == "brain_siren"
+    assert loaded.nodes[0].GetNumberOfGradients() == 15
+    assert loaded.ratio == pytest.approx(16 * 14 * 3 * 15 * 2 / (tmp_path / "brain.sirz").stat().st_size)
+    assert loaded.report.table.GetNumberOfRows() == 3
+    assert {"start", "epoch", "slice", "done"} <= {e["event"] for e in events}
+    decoded = sn.volume_from_node(loaded.nodes[0])
+    np.testing.assert_allclose(decoded.ijk_to_ras, sn.volume_from_node(node).ijk_to_ras)
+
+
+def test_background_compress_can_be_cancelled(scene, tmp_path):
+    node = dwi_node(scene, phantom())
+    task = sn.NodeCompression(node, tmp_path / "c.sirz", SirenConfig(epochs=100000, device="cpu")).start()
+    folder = task.folder
+    seen = []
+    while not any(e["event"] == "epoch" for e in seen):
+        assert task.running, task.job.error
+        seen += task.poll()
+    task.cancel()
+    assert not task.running and task.job.cancelled
+    assert not (tmp_path / "c.sirz").exists() and leftovers(tmp_path) == []
+    assert not os.path.exists(folder)
+    with pytest.raises(sn.SirenCompressError, match="cancelled"):
+        task.finish(scene)
+
+
+def test_failed_compress_reports_the_cli_error(scene, tmp_path):
+    node = dwi_node(scene, phantom())
+    with pytest.raises(sn.SirenCompressError, match="no CUDA GPU|exists already"):
+        sn.compress_node(node, tmp_path / "x.sirz", SirenConfig(epochs=1, device="cuda"))
+    assert not (tmp_path / "x.sirz").exists()
+
+
+def test_writer_uses_the_panel_settings(scene, tmp_path):
+    node = dwi_node(scene, phantom())
+    settings = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    settings.SetSingletonTag(sn.MODULE_NAME)
+    for name, value in {"layers": "1", "units": "16", "epochs": "5", "learningRate": "0.001",
+                        "finalActivation": "relu", "device": "cpu"}.items():
+        settings.SetParameter(name, value)
+    assert sn.config_from_scene(scene) == SirenConfig(layers=1, units=16, epochs=5, lr=0.001,
+                                                       final_activation="relu", device="cpu")
+    parent = FakeParent()
+    writer = sn.SirenCompressFileWriter(parent)
+    assert writer.canWriteObject(node) is True
+    assert writer.write({"nodeID": node.GetID(), "fileName": str(tmp_path / "w.sirz")}) is True
+    manifest = json.loads(zipfile.ZipFile(tmp_path / "w.sirz").read("manifest.json"))
+    assert manifest["codec"]["config"]["units"] == 16 and manifest["codec"]["config"]["final_activation"] == "relu"
+
+
+def test_node_to_file_matches_the_library_reader(scene, tmp_path):
+    """A sequence exported for the child process reads back with its frame index."""
+    volume = sequence_volume()
+    sequence, _ = sn.nodes_from_volume(volume, "fmri", scene)
+    write_volume(sn.volume_from_node(sequence), tmp_path / "x.nrrd")
+    assert read_volume(tmp_path / "x.nrrd").frames == volume.frames
+
