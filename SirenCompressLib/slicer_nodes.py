@@ -31,6 +31,9 @@ NAME_FILTER = "SirenCompress archive (*.sirz)"
 MODULE_NAME = "SirenCompress"
 SUFFIX = "_siren"
 MULTIVOLUME_LABELS = "MultiVolume.FrameLabels"
+# Codec setting → name of the module panel's parameter (SirenCompressParameterNode field).
+PANEL_PARAMETERS = {"layers": "layers", "units": "units", "epochs": "epochs", "lr": "learningRate",
+                    "final_activation": "finalActivation", "device": "device"}
 
 
 def input_kind(node) -> str:
@@ -267,10 +270,8 @@ def config_from_scene(scene=None) -> Config:
     config = Config()
     if node is None:
         return config
-    names = {"layers": "layers", "units": "units", "epochs": "epochs", "lr": "learningRate",
-             "final_activation": "finalActivation", "device": "device"}
     values = {}
-    for key, parameter in names.items():
+    for key, parameter in PANEL_PARAMETERS.items():
         text = node.GetParameter(parameter)
         if text:
             values[key] = type(getattr(config, key))(text)

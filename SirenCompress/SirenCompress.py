@@ -1,0 +1,374 @@
+"""SirenCompress: compress 4D MRI (diffusion, fMRI, any sequence) with per-slice sine networks.
+
+A thin Slicer layer over SirenCompressLib: training runs in a child process (the library's CLI), never in
+Slicer's GUI thread; decoding and opening `.sirz` files need numpy only.
+"""
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Union
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, Decimals, SingleStep, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+# A source checkout used through "Additional module paths" keeps the library beside this folder;
+# an installed extension has it in the scripted-modules folder, which is on sys.path already.
+if importlib.util.find_spec("SirenCompressLib") is None:
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from SirenCompressLib import slicer_nodes  # noqa: E402
+from SirenCompressLib.codecs.siren import Config  # noqa: E402
+from SirenCompressLib.errors import SirenCompressError  # noqa: E402
+from SirenCompressLib.slicer_nodes import SirenCompressFileReader, SirenCompressFileWriter  # noqa: E402, F401
+
+TORCH_REQUIREMENT = ">=2.1"
+
+
+class SirenCompress(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("SirenCompress")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Diffusion")]
+        self.parent.dependencies = []  # PyTorch is asked for on the first compression, not to load
+        self.parent.contributors = ["SirenCompress developers"]
+        self.parent.helpText = _(
+            "Compress a diffusion-weighted volume, a sequence or a multivolume into a small .sirz file by fitting "
+            "a sine-activation network to each axial slice, then look at the decoded data and a per-slice error "
+            "report. .sirz files open by drag-and-drop or Add Data. "
+            '<a href="https://github.com/SirenCompress/SlicerSirenCompress#using-it-in-3d-slicer">Documentation</a>.')
+        self.parent.acknowledgementText = _(
+            "Codec after Mancini, Jones and Palombo, 'Lossy compression of multidimensional medical images using "
+            "sinusoidal activation networks: an evaluation study' (2022).")
+
+
+@parameterNodeWrapper
+class SirenCompressParameterNode:
+    """The panel's settings; names shared with SirenCompressLib.slicer_nodes.PANEL_PARAMETERS."""
+
+    inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]
+    layers: Annotated[int, WithinRange(1, 16)] = 3
+    units: Annotated[int, WithinRange(4, 2048)] = 256
+    epochs: Annotated[int, WithinRange(1, 1000000)] = 2000
+    learningRate: Annotated[float, WithinRange(1e-7, 1.0), Decimals(6), SingleStep(1e-4)] = 3e-4
+    finalActivation: Annotated[str, Choice(["identity", "relu"])] = "identity"
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    outputPath: Path
+
+
+class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.task = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SirenCompress.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = SirenCompressLogic()
+        self.timer = qt.QTimer()
+        self.timer.setInterval(200)
+        self.timer.timeout.connect(self.onPoll)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.compressButton.connect("clicked(bool)", self.onCompressButton)
+        self.ui.deviceLabel.text = self.logic.detectedDevice()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.timer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButton)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButton)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButton)
+            self._updateButton()
+
+    def _updateButton(self, caller=None, event=None) -> None:
+        if self.task is not None:
+            self.ui.compressButton.text = _("Cancel")
+            self.ui.compressButton.enabled = True
+            return
+        self.ui.compressButton.text = _("Compress")
+        try:
+            kind = slicer_nodes.input_kind(self._parameterNode.inputNode)
+        except SirenCompressError as exc:
+            self.ui.inputInfoLabel.text = str(exc)
+            self.ui.compressButton.enabled = False
+            return
+        self.ui.inputInfoLabel.text = {"dwi": _("diffusion-weighted volume"), "sequence": _("sequence of volumes"),
+                                       "multivolume": _("multivolume (decoded as a sequence)")}[kind]
+        self.ui.compressButton.enabled = True
+
+    def onCompressButton(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self._log(_("Cancelled; no file was written."))
+            self._stop()
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Cannot start the compression."), waitCursor=True):
+            self.logic.ensureTorch()
+            output = self.logic.outputPathFor(p.inputNode, p.outputPath)
+            self.task = self.logic.startCompress(p.inputNode, output, self.logic.configFromParameters(p))
+            self.ui.logTextEdit.clear()
+            self._log(_("Compressing {name} to {path}").format(name=p.inputNode.GetName(), path=output))
+            self.ui.progressBar.value = 0
+            self.timer.start()
+        self._updateButton()
+
+    def onPoll(self) -> None:
+        for event in self.task.poll():
+            self._showProgress(event)
+        if self.task.running:
+            return
+        task = self._stop()
+        try:
+            loaded = self.logic.finishCompress(task)
+        except SirenCompressError as exc:
+            self._log(_("Failed: {error}").format(error=exc))
+            self.ui.statusLabel.text = str(exc)
+            return
+        whole = loaded.archive.manifest["metrics"]
+        self.ui.resultLabel.text = _("Compression ratio {ratio:.1f} (raw 16-bit); PSNR {psnr} dB; SSIM {ssim}").format(
+            ratio=loaded.ratio, psnr=f"{whole['psnr']:.2f}" if whole["psnr"] is not None else "∞",
+            ssim=f"{whole['ssim']:.4f}" if whole["ssim"] is not None else "n/a")
+        self._log(_("Done: {name}").format(name=loaded.nodes[0].GetName()))
+        self.logic.show(loaded, original=self._parameterNode.inputNode)
+
+    def _stop(self):
+        task, self.task = self.task, None
+        self.timer.stop()
+        self._updateButton()
+        return task
+
+    def _showProgress(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            self._log(_("Training {n} networks on {device}").format(n=event["networks"], device=event["device"]))
+            self._networks, self._done = max(event["networks"], 1), 0
+        elif kind == "epoch":
+            fraction = (self._done + event["epoch"] / event["epochs"]) / self._networks
+            self.ui.progressBar.value = int(100 * fraction)
+            eta = event.get("eta_s")
+            left = "" if eta is None else _(", {m}m{s:02d}s left").format(m=int(eta) // 60, s=int(eta) % 60)
+            self.ui.statusLabel.text = _("slice {z}/{n}, epoch {e}/{E}, {psnr:.1f} dB{left}").format(
+                z=event["slice"] + 1, n=event["slices"], e=event["epoch"], E=event["epochs"], psnr=event["psnr"],
+                left=left)
+        elif kind == "slice":
+            self._done += event["kind"] == "network"
+            self._log(_("slice {z}: {kind}, {bytes} bytes").format(z=event["slice"] + 1, kind=event["kind"],
+                                                                   bytes=event["bytes"]))
+        elif kind == "error":
+            self._log(event["message"])
+
+    def _log(self, text: str) -> None:
+        self.ui.logTextEdit.appendPlainText(text)
+
+
+class SirenCompressLogic(ScriptedLoadableModuleLogic):
+    """Compress nodes and open archives; the console API:
+
+        logic = slicer.util.getModuleLogic("SirenCompress")
+        loaded = logic.compress(node, layers=3, units=256, epochs=500)   # blocks; returns nodes + report
+        loaded = logic.decompress("/path/to/file.sirz")
+    """
+
+    def getParameterNode(self):
+        return SirenCompressParameterNode(super().getParameterNode())
+
+    def compress(self, node, outputPath=None, layers: int = 3, units: int = 256, epochs: int = 2000,
+                 learningRate: float = 3e-4, finalActivation: str = "identity", device: str = "auto",
+                 seed: int = 0, progress=None) -> slicer_nodes.Loaded:
+        """Compress `node` (blocking) and return the decoded node(s), report table and chart."""
+        self.ensureTorch()
+        config = Config(layers=layers, units=units, epochs=epochs, lr=learningRate,
+                        final_activation=finalActivation, device=device, seed=seed)
+        output = self.outputPathFor(node, outputPath)
+        return slicer_nodes.compress_node(node, output, config, on_event=progress, python=self.python())
+
+    def decompress(self, path, name=None) -> slicer_nodes.Loaded:
+        """Open a .sirz file into new nodes (numpy only)."""
+        return slicer_nodes.load_archive(path, name)
+
+    def startCompress(self, node, outputPath, config: Config) -> slicer_nodes.NodeCompression:
+        return slicer_nodes.NodeCompression(node, outputPath, config, python=self.python()).start()
+
+    def finishCompress(self, task: slicer_nodes.NodeCompression) -> slicer_nodes.Loaded:
+        return task.finish()
+
+    @staticmethod
+    def configFromParameters(p) -> Config:
+        return Config(layers=p.layers, units=p.units, epochs=p.epochs, lr=p.learningRate,
+                      final_activation=p.finalActivation, device=p.device)
+
+    @staticmethod
+    def outputPathFor(node, outputPath=None) -> Path:
+        """The chosen .sirz path, or `<input>_siren.sirz` in Slicer's default scene folder."""
+        given = Path(outputPath) if outputPath and str(outputPath) != "." else None
+        if given is not None and not given.is_dir():
+            return given
+        folder = given or Path(slicer.app.defaultScenePath)
+        return folder / f"{node.GetName()}{slicer_nodes.SUFFIX}.sirz"
+
+    @staticmethod
+    def python() -> str:
+        """Slicer's Python launcher for the child process (it sets up Slicer's environment)."""
+        return shutil.which("PythonSlicer") or sys.executable
+
+    @staticmethod
+    def detectedDevice() -> str:
+        if importlib.util.find_spec("torch") is None:
+            return _("PyTorch not installed yet (installed on the first compression)")
+        import torch
+
+        if torch.cuda.is_available():
+            return _("GPU: {name}").format(name=torch.cuda.get_device_name(0))
+        return _("CPU only (no CUDA GPU found)")
+
+    @staticmethod
+    def ensureTorch() -> None:
+        """Install torch through the PyTorch extension (asking the user) and the library's other needs."""
+        missing = [name for module, name in (("nrrd", "pynrrd"), ("skimage", "scikit-image"), ("nibabel", "nibabel"))
+                   if importlib.util.find_spec(module) is None]
+        if missing:
+            if not slicer.util.confirmOkCancelDisplay(
+                    _("SirenCompress needs these Python packages: {names}. Install them now?").format(
+                        names=", ".join(missing))):
+                raise SirenCompressError("the required Python packages were not installed")
+            slicer.util.pip_install(" ".join(missing))
+        if importlib.util.find_spec("torch") is not None:
+            return
+        try:
+            import PyTorchUtils
+        except ModuleNotFoundError:
+            raise SirenCompressError("compressing needs the PyTorch extension; install it from the Extensions Manager")
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
+                                                         torchVersionRequirement=TORCH_REQUIREMENT) is None:
+            raise SirenCompressError("PyTorch is needed to compress and was not installed")
+
+    @staticmethod
+    def show(loaded: slicer_nodes.Loaded, original=None) -> None:
+        """Decoded volume in the slice views (the original as foreground, opacity 0, to fade between them),
+        the report table and PSNR chart in the layout, all placed beside the original in the data tree."""
+        shown = loaded.nodes[0]
+        if shown.IsA("vtkMRMLSequenceNode"):
+            shown = loaded.nodes[1].GetProxyNode(shown)
+        foreground = original if original is not None and original.IsA("vtkMRMLVolumeNode") else None
+        slicer.util.setSliceViewerLayers(background=shown, foreground=foreground, foregroundOpacity=0.0, fit=True)
+        layoutManager = slicer.app.layoutManager()
+        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        selection.SetActiveTableID(loaded.report.table.GetID())
+        selection.SetActivePlotChartID(loaded.report.chart.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+        slicer.app.applicationLogic().PropagatePlotChartSelection()
+        if original is not None:
+            hierarchy = slicer.mrmlScene.GetSubjectHierarchyNode()
+            parent = hierarchy.GetItemParent(hierarchy.GetItemByDataNode(original))
+            for node in loaded.all_nodes:
+                item = hierarchy.GetItemByDataNode(node)
+                if item:
+                    hierarchy.SetItemParent(item, parent)
+
+
+class SirenCompressTest(ScriptedLoadableModuleTest):
+    """In-Slicer test: console API, file reader, and the panel driven end to end (small settings)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_console_compress_and_open()
+        self.setUp()
+        self.test_panel_compress_and_cancel()
+
+    def _phantomNode(self):
+        from SirenCompressLib.phantom import dwi_phantom
+
+        volume = dwi_phantom(shape=(24, 24, 2), directions=7, bvalues=(1000.0, 2000.0), noise=0.02)
+        node = slicer_nodes.nodes_from_volume(volume, "phantom", slicer.mrmlScene)[0]
+        return node
+
+    def test_console_compress_and_open(self):
+        self.delayDisplay("Console: compress a phantom DWI, then open the archive")
+        node = self._phantomNode()
+        path = Path(slicer.app.temporaryPath) / "SirenCompressTest.sirz"
+        logic = SirenCompressLogic()
+        loaded = logic.compress(node, outputPath=path, layers=2, units=32, epochs=30, device="cpu")
+        self.assertEqual(loaded.nodes[0].GetName(), "phantom_siren")
+        self.assertEqual(loaded.nodes[0].GetNumberOfGradients(), 15)
+        self.assertEqual(loaded.report.table.GetNumberOfRows(), 2)
+        opened = slicer.util.loadNodeFromFile(str(path), "SirenCompressArchive")
+        self.assertTrue(opened.IsA("vtkMRMLDiffusionWeightedVolumeNode"))
+        path.unlink()
+
+    def test_panel_compress_and_cancel(self):
+        self.delayDisplay("Panel: compress with the Compress button, then cancel a long run")
+        node = self._phantomNode()
+        widget = slicer.modules.sirencompress.widgetRepresentation().self()
+        path = Path(slicer.app.temporaryPath) / "SirenCompressPanel.sirz"
+        p = widget._parameterNode
+        p.inputNode, p.layers, p.units, p.epochs, p.device, p.outputPath = node, 2, 32, 30, "cpu", path
+        widget.ui.compressButton.click()
+        while widget.task is not None:
+            slicer.app.processEvents()
+        self.assertTrue(path.exists())
+        self.assertIn("Compression ratio", widget.ui.resultLabel.text)
+        path.unlink()
+        p.epochs = 100000
+        widget.ui.compressButton.click()
+        for _unused in range(50):
+            slicer.app.processEvents()
+            qt.QThread.msleep(100)
+        widget.ui.compressButton.click()  # Cancel
+        self.assertIsNone(widget.task)
+        self.assertFalse(path.exists())
+        self.delayDisplay("Test passed")
