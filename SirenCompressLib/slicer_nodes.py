@@ -278,8 +278,8 @@ def config_from_scene(scene=None) -> Config:
     return Config(**{**config.to_json(), **values})
 
 
-class SirenCompressFileReader:
-    """Opens .sirz files (drag-and-drop, Add Data, `slicer.util.loadNodeFromFile(path, "SirenCompressArchive")`)."""
+class _ArchiveFileIO:
+    """What Slicer asks of both scripted file readers and writers; `parent` is Slicer's C++ peer."""
 
     def __init__(self, parent) -> None:
         self.parent = parent
@@ -289,6 +289,14 @@ class SirenCompressFileReader:
 
     def fileType(self) -> str:
         return FILE_TYPE
+
+    def _error(self, message: str) -> None:
+        """Show an error the way Slicer's file dialogs expect."""
+        self.parent.userMessages().AddMessage(vtk.vtkCommand.ErrorEvent, message)
+
+
+class SirenCompressFileReader(_ArchiveFileIO):
+    """Opens .sirz files (drag-and-drop, Add Data, `slicer.util.loadNodeFromFile(path, "SirenCompressArchive")`)."""
 
     def extensions(self) -> list[str]:
         return [NAME_FILTER]
@@ -303,23 +311,14 @@ class SirenCompressFileReader:
         try:
             loaded = load_archive(properties["fileName"], properties.get("name"))
         except SirenCompressError as exc:
-            _report_error(self.parent, f"Cannot open {properties['fileName']}: {exc}")
+            self._error(f"Cannot open {properties['fileName']}: {exc}")
             return False
         self.parent.loadedNodes = [node.GetID() for node in loaded.all_nodes]
         return True
 
 
-class SirenCompressFileWriter:
+class SirenCompressFileWriter(_ArchiveFileIO):
     """Saves a DWI, sequence or multivolume node as .sirz, compressing with the module panel's settings."""
-
-    def __init__(self, parent) -> None:
-        self.parent = parent
-
-    def description(self) -> str:
-        return "SirenCompress archive"
-
-    def fileType(self) -> str:
-        return FILE_TYPE
 
     def extensions(self, obj) -> list[str]:
         return [NAME_FILTER]
@@ -341,15 +340,10 @@ class SirenCompressFileWriter:
             finally:
                 task.close()
         except SirenCompressError as exc:
-            _report_error(self.parent, f"Cannot save {properties['fileName']}: {exc}")
+            self._error(f"Cannot save {properties['fileName']}: {exc}")
             return False
         self.parent.writtenNodes = [node.GetID()]
         return True
-
-
-def _report_error(parent, message: str) -> None:
-    """Show an error the way Slicer's file dialogs expect from scripted readers and writers."""
-    parent.userMessages().AddMessage(vtk.vtkCommand.ErrorEvent, message)
 
 
 def _voxels(node) -> np.ndarray:
