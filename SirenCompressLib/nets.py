@@ -48,6 +48,21 @@ def _siren_uniform(linear: nn.Linear, bound: float) -> None:
         linear.bias.uniform_(-bound, bound)
 
 
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether to train with bf16 autocast: "bf16" always, "fp32" never, "auto" where the hardware has fast
+    bf16 (CUDA GPUs that support it; CPUs with AVX-512 BF16 or AMX)."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def pick_device(name: str) -> torch.device:
     """"auto" takes CUDA when present, else the CPU; "cuda" without a GPU is an error."""
     from .errors import InputError

@@ -16,8 +16,11 @@ Report = Callable[[int, float, float], None]
 
 def fit(model: nn.Module, coords: np.ndarray, target: np.ndarray, column_weights: np.ndarray,
         epochs: int, lr: float, check_every: int, store_dtype: torch.dtype,
-        device: torch.device, report: Report | None = None) -> tuple[dict[str, np.ndarray], float]:
+        device: torch.device, report: Report | None = None,
+        bf16: bool = False) -> tuple[dict[str, np.ndarray], float]:
     """Train `model` full-batch with Adam on the MSE between model(coords) and target.
+
+    With `bf16`, forward and backward run under bf16 autocast (fp32 master weights); checks run in fp32.
 
     Every `check_every` epochs (and after the last) the parameters are rounded to `store_dtype`, as the
     archive stores them, and scored by the weighted error mean_v(w_v · mse_v); the best-scoring rounded
@@ -31,7 +34,8 @@ def fit(model: nn.Module, coords: np.ndarray, target: np.ndarray, column_weights
     best_score, best = math.inf, None
     for epoch in range(1, epochs + 1):
         optimiser.zero_grad(set_to_none=True)
-        loss = torch.mean((model(x) - y) ** 2)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.mean((model(x).float() - y) ** 2)
         loss.backward()
         optimiser.step()
         if epoch % check_every and epoch != epochs:

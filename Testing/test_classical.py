@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from conftest import phantom
-from SirenCompressLib.evaluate.classical import gzip_coded, jpeg2000_at_size, mosaic, unmosaic
+from SirenCompressLib import compare
+from SirenCompressLib.evaluate.classical import gzip_coded, images_at_size, klt_at_size, mosaic, unmosaic
+
+
+@pytest.fixture(scope="module")
+def data():
+    return phantom(shape=(32, 32, 2), noise=0.05).data
 
 
 def test_mosaic_round_trip():
@@ -16,11 +22,19 @@ def test_mosaic_round_trip():
     np.testing.assert_array_equal(unmosaic(image, 7), data)
 
 
+@pytest.mark.parametrize("codec", ["JPEG 2000", "HTJ2K", "JPEG XL"])
 @pytest.mark.parametrize("layout", ["per-image", "tiled"])
-def test_jpeg2000_meets_the_target_size(layout):
-    data = phantom(shape=(32, 32, 2), noise=0.05).data
+def test_image_codecs_meet_the_target_size(data, codec, layout):
     target = gzip_coded(data).nbytes // 4
-    coded = jpeg2000_at_size(data, target, layout, tolerance=0.05)
-    assert abs(coded.nbytes - target) <= 0.05 * target
+    coded = images_at_size(data, target, codec, layout, tolerance=0.05)
+    assert abs(coded.nbytes - target) <= 0.05 * target, coded.nbytes
     assert coded.decoded.shape == data.shape and coded.decoded.dtype == data.dtype
-    assert 0 < np.abs(coded.decoded.astype(float) - data).mean() < 100
+    assert 25 < compare(data, coded.decoded).whole.psnr < 80
+
+
+def test_klt_meets_the_target_and_beats_no_klt_on_low_rank_data(data):
+    target = gzip_coded(data).nbytes // 8
+    coded = klt_at_size(data, target, components=(2, 4, 8), tolerance=0.05)
+    assert coded.nbytes <= 1.05 * target and "components" in coded.name
+    plain = images_at_size(data, target, "JPEG 2000", "per-image", tolerance=0.05)
+    assert compare(data, coded.decoded).whole.psnr > compare(data, plain.decoded).whole.psnr

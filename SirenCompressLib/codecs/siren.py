@@ -21,6 +21,7 @@ from . import EncodedSlice
 WEIGHT_DTYPE = np.dtype("<f2")
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 FINAL_ACTIVATIONS = ("identity", "relu")
+PRECISIONS = ("auto", "fp32", "bf16")  # training arithmetic; the stored weights do not depend on it
 
 Progress = Callable[[dict], None]
 
@@ -35,6 +36,7 @@ class Config:
     final_activation: str = "identity"
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"
     check_every: int = 10
 
     def __post_init__(self) -> None:
@@ -47,6 +49,8 @@ class Config:
             raise InputError(f"final activation must be one of {', '.join(FINAL_ACTIVATIONS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError("device must be auto, cpu or cuda")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -84,10 +88,11 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
     """Train one network per axial slice of `data` (x, y, z, volumes)."""
     import torch
 
-    from ..nets import Siren, pick_device
+    from ..nets import Siren, pick_device, use_bf16
     from ..train import fit
 
     device = pick_device(config.device)
+    bf16 = use_bf16(config.precision, device)
     nx, ny, nz, nv = data.shape
     lo, hi = float(data.min()), float(data.max())
     span = hi - lo if hi > lo else 1.0
@@ -96,7 +101,7 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
     clock = _Clock(len(to_train) * config.epochs)
     emit = progress or (lambda event: None)
     emit({"event": "start", "slices": nz, "networks": len(to_train), "epochs": config.epochs,
-          "device": str(device)})
+          "device": str(device) + (" (bf16)" if bf16 else "")})
     encoded = []
     for z in range(nz):
         values = data[:, :, z].reshape(nx * ny, nv).astype(np.float64)
@@ -119,7 +124,7 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
         torch.manual_seed(config.seed + z)
         model = Siren(2, nv, config.layers, config.units, config.w0, config.final_activation)
         best, _ = fit(model, coords, target, column_weights, config.epochs, config.lr, config.check_every,
-                      torch.float16, device, report)
+                      torch.float16, device, report, bf16)
         member = pack_weights([best[name] for name, _ in model.named_parameters()])
         encoded.append(EncodedSlice({"kind": "network", "min": vmin.tolist(), "max": vmax.tolist()}, member))
         emit({"event": "slice", "slice": z, "slices": nz, "kind": "network", "bytes": len(member)})

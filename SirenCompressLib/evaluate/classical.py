@@ -1,13 +1,16 @@
 """Classical codec baselines (imagecodecs) on integer 4D data, sized to match a target number of bytes.
 
 Layouts: "per-image" codes each 2D image (one slice of one volume) on its own; "tiled" puts all volumes
-of a slice side by side in one mosaic image per slice, so the codec sees them together.
+of a slice side by side in one mosaic image per slice, so the codec sees them together. "KLT + codec"
+decorrelates the volumes of each slice first (PCA; mean and basis stored as fp16) and codes the leading
+component maps, all with the same quantiser step, keeping the number of components that does best.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,42 +28,150 @@ class Coded:
     parameter: float | None = None
 
 
+@dataclass(frozen=True)
+class ImageCodec:
+    """A lossy 2D codec for uint16 images, with one quality parameter searched over [low, high]."""
+
+    name: str
+    encode: Callable[[np.ndarray, float], bytes]
+    decode: Callable[[bytes], np.ndarray]
+    low: float
+    high: float
+    larger_is_bigger: bool  # does a larger parameter give more bytes?
+    logarithmic: bool
+
+
+def _jpeg2000() -> ImageCodec:
+    import imagecodecs
+
+    return ImageCodec("JPEG 2000", lambda im, q: imagecodecs.jpeg2k_encode(im, level=q), imagecodecs.jpeg2k_decode,
+                      1.0, 200.0, True, False)
+
+
+def _htj2k() -> ImageCodec:
+    import imagecodecs
+
+    return ImageCodec("HTJ2K", lambda im, q: imagecodecs.htj2k_encode(im, level=q), imagecodecs.htj2k_decode,
+                      1e-6, 1.0, False, True)
+
+
+def _jpegxl() -> ImageCodec:
+    """JPEG XL on the image scaled to [0, 1] floats (its nominal range); decoded back to uint16."""
+    import imagecodecs
+
+    def encode(image: np.ndarray, distance: float) -> bytes:
+        return imagecodecs.jpegxl_encode(image.astype(np.float32) / 65535.0, distance=distance, effort=7)
+
+    def decode(code: bytes) -> np.ndarray:
+        return np.clip(np.rint(imagecodecs.jpegxl_decode(code) * 65535.0), 0, 65535).astype(np.uint16)
+
+    return ImageCodec("JPEG XL", encode, decode, 0.01, 25.0, False, True)
+
+
+IMAGE_CODECS: dict[str, Callable[[], ImageCodec]] = {"JPEG 2000": _jpeg2000, "HTJ2K": _htj2k, "JPEG XL": _jpegxl}
+
+
 def gzip_coded(data: np.ndarray, level: int = 6) -> Coded:
     """gzip of the raw little-endian voxel bytes (lossless)."""
     return Coded(f"gzip -{level}", len(gzip.compress(data.tobytes(), compresslevel=level, mtime=0)), data)
 
 
-def jpeg2000(data: np.ndarray, level: float, layout: str) -> Coded:
-    """JPEG 2000 of every slice at fixed quality `level` (OpenJPEG's PSNR target, dB)."""
-    import imagecodecs
+def code_images(data: np.ndarray, codec: ImageCodec, parameter: float, layout: str) -> Coded:
+    """Code every slice of integer `data` (x, y, z, v) with `codec` at `parameter`, in `layout`.
 
-    decoded = np.empty_like(data)
-    nbytes = 0
+    The data are shifted to start at 0 and (for JPEG XL) spread over the full 16-bit range, as the
+    codecs expect unsigned images; the shift and scale cost 8 bytes, counted.
+    """
+    lo, hi = int(data.min()), int(data.max())
+    scale = 65535.0 / max(hi - lo, 1) if codec.name == "JPEG XL" else 1.0
+    unsigned = np.rint((data.astype(np.float64) - lo) * scale).astype(np.uint16)
+    decoded = np.empty(data.shape, dtype=np.float64)
+    nbytes = 8
     for z in range(data.shape[2]):
-        images = [data[:, :, z, v] for v in range(data.shape[3])] if layout == "per-image" else [mosaic(data[:, :, z])]
+        images = [unsigned[:, :, z, v] for v in range(data.shape[3])] if layout == "per-image" \
+            else [mosaic(unsigned[:, :, z])]
         out = []
         for image in images:
-            code = imagecodecs.jpeg2k_encode(np.ascontiguousarray(image), level=level)
+            code = codec.encode(np.ascontiguousarray(image), parameter)
             nbytes += len(code)
-            out.append(imagecodecs.jpeg2k_decode(code))
+            out.append(codec.decode(code))
         decoded[:, :, z] = np.stack(out, axis=-1) if layout == "per-image" else unmosaic(out[0], data.shape[3])
-    return Coded(f"JPEG 2000 {layout}", nbytes, decoded, level)
+    restored = np.clip(np.rint(decoded / scale + lo), lo, hi).astype(data.dtype)
+    return Coded(f"{codec.name} {layout}", nbytes, restored, parameter)
+
+
+def at_size(code: Callable[[float], Coded], codec: ImageCodec, target_bytes: int, tolerance: float = 0.01,
+            steps: int = 30) -> Coded:
+    """Bisect the codec parameter until `code(parameter)` is within `tolerance` of the target size;
+    otherwise the largest result not above the target (or the last tried)."""
+    lo, hi = (math.log(codec.low), math.log(codec.high)) if codec.logarithmic else (codec.low, codec.high)
+    best = last = None
+    for _ in range(steps):
+        middle = (lo + hi) / 2
+        last = code(math.exp(middle) if codec.logarithmic else middle)
+        if abs(last.nbytes - target_bytes) <= tolerance * target_bytes:
+            return last
+        if last.nbytes <= target_bytes and (best is None or last.nbytes > best.nbytes):
+            best = last
+        too_big = last.nbytes > target_bytes
+        if too_big == codec.larger_is_bigger:
+            hi = middle
+        else:
+            lo = middle
+    return best if best is not None else last
+
+
+def images_at_size(data: np.ndarray, target_bytes: int, codec_name: str, layout: str,
+                   tolerance: float = 0.01) -> Coded:
+    codec = IMAGE_CODECS[codec_name]()
+    return at_size(lambda p: code_images(data, codec, p, layout), codec, target_bytes, tolerance)
 
 
 def jpeg2000_at_size(data: np.ndarray, target_bytes: int, layout: str, tolerance: float = 0.01) -> Coded:
-    """JPEG 2000 with the quality bisected until the total size is within `tolerance` of the target
-    (or as close as 30 steps get, staying at or below the target when it cannot be met exactly)."""
-    lo, hi = 1.0, 200.0
-    best = None
-    for _ in range(30):
-        level = (lo + hi) / 2
-        coded = jpeg2000(data, level, layout)
-        if coded.nbytes <= target_bytes and (best is None or coded.nbytes > best.nbytes):
-            best = coded
-        if abs(coded.nbytes - target_bytes) <= tolerance * target_bytes:
-            return coded
-        lo, hi = (level, hi) if coded.nbytes < target_bytes else (lo, level)
-    return best if best is not None else coded
+    return images_at_size(data, target_bytes, "JPEG 2000", layout, tolerance)
+
+
+def klt(data: np.ndarray, codec: ImageCodec, parameter: float, components: int) -> Coded:
+    """Per slice: PCA over the volumes, mean and basis in fp16, the `components` leading coefficient maps
+    coded as uint16 images with one common quantiser step (so every map gets the same absolute error)."""
+    nx, ny, nz, nv = data.shape
+    k = min(components, nv)
+    decoded = np.empty(data.shape, dtype=np.float64)
+    nbytes = 0
+    for z in range(nz):
+        x = data[:, :, z].reshape(nx * ny, nv).astype(np.float64)
+        mean = x.mean(axis=0).astype(np.float16).astype(np.float64)
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        basis = vt[:k].astype(np.float16).astype(np.float64)
+        coefficients = (x - mean) @ basis.T
+        offset = coefficients.min(axis=0)
+        step = max(float(np.ptp(coefficients, axis=0).max()) / 65535.0, 1e-12)
+        maps = np.rint((coefficients - offset) / step).astype(np.uint16)
+        nbytes += 2 * (nv + k * nv) + 4 * (k + 1)  # fp16 mean and basis; fp32 offsets and step
+        restored = np.empty_like(coefficients)
+        for c in range(k):
+            code = codec.encode(np.ascontiguousarray(maps[:, c].reshape(nx, ny)), parameter)
+            nbytes += len(code)
+            restored[:, c] = codec.decode(code).reshape(-1).astype(np.float64) * step + offset[c]
+        decoded[:, :, z] = (restored @ basis + mean).reshape(nx, ny, nv)
+    lo, hi = data.min(), data.max()
+    restored = np.clip(np.rint(decoded), lo, hi).astype(data.dtype)
+    return Coded(f"KLT + {codec.name}", nbytes, restored, parameter)
+
+
+def klt_at_size(data: np.ndarray, target_bytes: int, codec_name: str = "JPEG 2000",
+                components: tuple[int, ...] = (4, 8, 16, 24, 32, 48, 64), tolerance: float = 0.01) -> Coded:
+    """The best (lowest MSE) KLT result at the target size over the given numbers of components."""
+    codec = IMAGE_CODECS[codec_name]()
+    best, best_mse = None, math.inf
+    for k in components:
+        coded = at_size(lambda p, k=k: klt(data, codec, p, k), codec, target_bytes, tolerance)
+        if coded.nbytes > (1 + tolerance) * target_bytes:
+            continue  # even the coarsest quality does not fit with k components
+        mse = float(np.mean((coded.decoded.astype(np.float64) - data) ** 2))
+        if mse < best_mse:
+            best, best_mse = Coded(f"{coded.name} ({k} components)", coded.nbytes, coded.decoded, coded.parameter), mse
+    return best
 
 
 def mosaic(slice_xyv: np.ndarray) -> np.ndarray:
