@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
                    help="training arithmetic: fp32 (default), bf16 autocast (faster on CPUs with AVX-512 BF16 "
                         "and recent GPUs, slightly less accurate per epoch), or auto")
+    c.add_argument("--weight-bits", type=int, default=defaults.weight_bits,
+                   help="16: fp16 weights (the paper); 2-8: per-channel integer weights (default %(default)s)")
+    c.add_argument("--qat-epochs", type=int, default=defaults.qat_epochs,
+                   help="extra epochs of quantisation-aware fine-tuning (default %(default)s)")
+    c.add_argument("--basis", type=int, default=defaults.basis,
+                   help="0: the network outputs all volumes (the paper); K > 0: it outputs K coefficients of a "
+                        "per-slice q-space basis, initialised by PCA and trained with it (default %(default)s)")
     c.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
                    help="bar: for people (stderr); jsonl: one JSON object per line on stdout")
     c.add_argument("--force", action="store_true", help="replace an existing output")
@@ -98,7 +105,8 @@ def _compress(args: argparse.Namespace) -> None:
     check_outputs([args.output], args.force)
     config = Config(layers=args.layers, units=args.units, epochs=args.epochs, lr=args.lr, w0=args.w0,
                     final_activation=args.final_activation, seed=args.seed, device=args.device,
-                    precision=args.precision)
+                    precision=args.precision, weight_bits=args.weight_bits, qat_epochs=args.qat_epochs,
+                    basis=args.basis)
     volume = read_volume(args.input, args.bval, args.bvec)
     source = {"name": args.input.name, "format": image_format(args.input),
               "file_bytes": args.input.stat().st_size, "gzip_bytes": gzip_size(volume.data)}

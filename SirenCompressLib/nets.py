@@ -24,22 +24,37 @@ class SineLayer(nn.Module):
 class Siren(nn.Module):
     """`layers` sine layers of `units` units, then a linear output layer (optionally followed by ReLU).
 
+    With `basis` K > 0 the output is low-rank: the head gives K coefficients and a second linear map
+    (K → n_out, the q-space basis and mean, see `set_basis`) gives the n_out values.
     Parameters are registered in evaluation order, weight then bias of each linear map: the order in
     which the archive stores them.
     """
 
     def __init__(self, n_in: int, n_out: int, layers: int, units: int, w0: float,
-                 final_activation: str = "identity") -> None:
+                 final_activation: str = "identity", basis: int = 0) -> None:
         super().__init__()
         widths = [n_in] + [units] * layers
         self.body = nn.Sequential(*[SineLayer(a, b, w0, i == 0) for i, (a, b) in enumerate(zip(widths, widths[1:]))])
-        self.head = nn.Linear(units, n_out)
+        self.head = nn.Linear(units, basis or n_out)
         _siren_uniform(self.head, math.sqrt(6.0 / units) / w0)
+        self.basis = nn.Linear(basis, n_out) if basis else None
         self.final_relu = final_activation == "relu"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.head(self.body(x))
+        if self.basis is not None:
+            y = self.basis(y)
         return torch.relu(y) if self.final_relu else y
+
+    def set_basis(self, target: torch.Tensor) -> None:
+        """Initialise the low-rank output from a PCA of `target` (samples × n_out): the leading principal
+        directions as the basis, the mean as its bias; the coefficients start near zero."""
+        mean = target.mean(dim=0)
+        _, _, vt = torch.linalg.svd(target - mean, full_matrices=False)
+        k = self.basis.in_features
+        with torch.no_grad():
+            self.basis.weight.copy_(vt[:k].T)
+            self.basis.bias.copy_(mean)
 
 
 def _siren_uniform(linear: nn.Linear, bound: float) -> None:

@@ -12,41 +12,44 @@ from torch.func import functional_call
 
 # Called as report(epoch, loss, psnr) after each check; may raise to stop training.
 Report = Callable[[int, float, float], None]
+# Maps parameters to their values as the archive stores them, with an identity (straight-through) gradient.
+Store = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 def fit(model: nn.Module, coords: np.ndarray, target: np.ndarray, column_weights: np.ndarray,
-        epochs: int, lr: float, check_every: int, store_dtype: torch.dtype,
-        device: torch.device, report: Report | None = None,
-        bf16: bool = False) -> tuple[dict[str, np.ndarray], float]:
+        epochs: int, lr: float, check_every: int, store: Store, device: torch.device,
+        report: Report | None = None, bf16: bool = False, qat_epochs: int = 0) -> tuple[dict[str, np.ndarray], float]:
     """Train `model` full-batch with Adam on the MSE between model(coords) and target.
 
-    With `bf16`, forward and backward run under bf16 autocast (fp32 master weights); checks run in fp32.
-
-    Every `check_every` epochs (and after the last) the parameters are rounded to `store_dtype`, as the
-    archive stores them, and scored by the weighted error mean_v(w_v · mse_v); the best-scoring rounded
-    parameters are returned (as numpy arrays of `store_dtype`) with that score.
+    After `epochs`, `qat_epochs` more epochs train through `store` (quantisation-aware fine-tuning).
+    Every `check_every` epochs (and after the last) the parameters as stored are scored by the weighted
+    error mean_v(w_v · mse_v); the raw parameters of the best check are returned (numpy, by name) with
+    that score. With `bf16`, forward and backward run under bf16 autocast; checks run in fp32.
     """
     model = model.to(device)
     x = torch.as_tensor(coords, dtype=torch.float32, device=device)
     y = torch.as_tensor(target, dtype=torch.float32, device=device)
     w = torch.as_tensor(column_weights, dtype=torch.float32, device=device) / y.shape[1]
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    total = epochs + qat_epochs
     best_score, best = math.inf, None
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, total + 1):
         optimiser.zero_grad(set_to_none=True)
+        params = dict(model.named_parameters())
+        if epoch > epochs:
+            params = store(params)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = torch.mean((model(x).float() - y) ** 2)
+            loss = torch.mean((functional_call(model, params, (x,)).float() - y) ** 2)
         loss.backward()
         optimiser.step()
-        if epoch % check_every and epoch != epochs:
+        if epoch % check_every and epoch != total:
             continue
-        stored = {k: v.detach().to(store_dtype) for k, v in model.named_parameters()}
         with torch.no_grad():
-            pred = functional_call(model, {k: v.float() for k, v in stored.items()}, (x,))
+            pred = functional_call(model, store(dict(model.named_parameters())), (x,))
             score = float(((pred - y) ** 2).mean(dim=0) @ w)
         if score < best_score:
             best_score = score
-            best = {k: v.cpu().numpy() for k, v in stored.items()}
+            best = {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
         if report is not None:
             report(epoch, loss.item(), -10.0 * math.log10(max(score, 1e-30)))
     if best is None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..archive import json_number
 from ..errors import ArchiveError, InputError
+from ..quantize import dequantize, fake_quantize, quantize
 from . import EncodedSlice
 
 WEIGHT_DTYPE = np.dtype("<f2")
@@ -37,12 +38,21 @@ class Config:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    weight_bits: int = 16
+    qat_epochs: int = 0
+    basis: int = 0
     check_every: int = 10
 
     def __post_init__(self) -> None:
         for name in ("layers", "units", "epochs", "check_every"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1")
+        if self.weight_bits != 16 and not 2 <= self.weight_bits <= 8:
+            raise InputError("weight bits must be 16 (fp16) or 2 to 8 (integers)")
+        if self.qat_epochs < 0:
+            raise InputError("qat epochs must be 0 or more")
+        if self.basis < 0:
+            raise InputError("basis must be 0 (full output) or the number of q-space basis vectors")
         if not self.lr > 0 or not self.w0 > 0:
             raise InputError("lr and w0 must be positive")
         if self.final_activation not in FINAL_ACTIVATIONS:
@@ -72,9 +82,13 @@ class Config:
 
 
 def layer_shapes(config: Config, n_out: int) -> list[tuple[int, int]]:
-    """(out, in) of each linear map, in evaluation order; 2 inputs (x, y)."""
+    """(out, in) of each linear map, in evaluation order; 2 inputs (x, y). The first `config.layers` are
+    sine layers, the rest linear: the head, and with a q-space basis K the basis map K → n_out."""
     widths = [2] + [config.units] * config.layers
-    return list(zip(widths[1:], widths[:-1])) + [(n_out, config.units)]
+    sine = list(zip(widths[1:], widths[:-1]))
+    if config.basis:
+        return sine + [(config.basis, config.units), (n_out, config.basis)]
+    return sine + [(n_out, config.units)]
 
 
 def grid(nx: int, ny: int) -> np.ndarray:
@@ -98,9 +112,10 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
     span = hi - lo if hi > lo else 1.0
     coords = grid(nx, ny)
     to_train = [z for z in range(nz) if np.ptp(data[:, :, z]) > 0]
-    clock = _Clock(len(to_train) * config.epochs)
+    epochs = config.epochs + config.qat_epochs
+    clock = _Clock(len(to_train) * epochs)
     emit = progress or (lambda event: None)
-    emit({"event": "start", "slices": nz, "networks": len(to_train), "epochs": config.epochs,
+    emit({"event": "start", "slices": nz, "networks": len(to_train), "epochs": epochs,
           "device": str(device) + (" (bf16)" if bf16 else "")})
     encoded = []
     for z in range(nz):
@@ -114,18 +129,20 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
         scale = np.where(vmax > vmin, vmax - vmin, 1.0)
         target = (values - vmin) / scale
         column_weights = ((vmax - vmin) / span) ** 2  # scores errors in the global [0, 1] scaling
-        epochs_before = to_train.index(z) * config.epochs
+        epochs_before = to_train.index(z) * epochs
 
         def report(epoch: int, loss: float, psnr: float, z: int = z, epochs_before: int = epochs_before) -> None:
             clock.update(epochs_before + epoch)
-            emit({"event": "epoch", "slice": z, "slices": nz, "epoch": epoch, "epochs": config.epochs,
+            emit({"event": "epoch", "slice": z, "slices": nz, "epoch": epoch, "epochs": epochs,
                   "loss": loss, "psnr": psnr, "eta_s": clock.eta()})
 
         torch.manual_seed(config.seed + z)
-        model = Siren(2, nv, config.layers, config.units, config.w0, config.final_activation)
+        model = Siren(2, nv, config.layers, config.units, config.w0, config.final_activation, config.basis)
+        if config.basis:
+            model.set_basis(torch.as_tensor(target, dtype=torch.float32))
         best, _ = fit(model, coords, target, column_weights, config.epochs, config.lr, config.check_every,
-                      torch.float16, device, report, bf16)
-        member = pack_weights([best[name] for name, _ in model.named_parameters()])
+                      _store(config.weight_bits), device, report, bf16, config.qat_epochs)
+        member = pack_weights([best[name] for name, _ in model.named_parameters()], config.weight_bits)
         encoded.append(EncodedSlice({"kind": "network", "min": vmin.tolist(), "max": vmax.tolist()}, member))
         emit({"event": "slice", "slice": z, "slices": nz, "kind": "network", "bytes": len(member)})
     return encoded
@@ -141,35 +158,50 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
     vmin, vmax = (np.asarray(entry[k], dtype=np.float64) for k in ("min", "max"))
     if vmin.shape != (nv,) or vmax.shape != (nv,):
         raise ArchiveError(f"slice normalisation must list {nv} values")
-    arrays = unpack_weights(member, layer_shapes(config, nv))
-    out = forward(arrays, grid(nx, ny), config.w0, config.final_activation)
+    arrays = unpack_weights(member, layer_shapes(config, nv), config.weight_bits)
+    out = forward(arrays, grid(nx, ny), config.w0, config.final_activation, config.layers)
     scale = np.where(vmax > vmin, vmax - vmin, 1.0)
     return (out.astype(np.float64) * scale + vmin).reshape(nx, ny, nv)
 
 
-def forward(arrays: list[np.ndarray], coords: np.ndarray, w0: float, final_activation: str,
+def forward(arrays: list[np.ndarray], coords: np.ndarray, w0: float, final_activation: str, sine_layers: int,
             chunk: int = 65536) -> np.ndarray:
-    """Numpy forward pass in float32 over (N, 2) coordinates, `chunk` rows at a time."""
+    """Numpy forward pass in float32 over (N, 2) coordinates, `chunk` rows at a time: the first
+    `sine_layers` (W, b) pairs are sine layers, the others linear."""
     params = [a.astype(np.float32) for a in arrays]
+    pairs = list(zip(params[0::2], params[1::2]))
     out = []
     for start in range(0, coords.shape[0], chunk):
         h = coords[start:start + chunk]
-        for w, b in zip(params[:-2:2], params[1:-2:2]):
+        for w, b in pairs[:sine_layers]:
             h = np.sin(np.float32(w0) * (h @ w.T + b))
-        y = h @ params[-2].T + params[-1]
-        out.append(np.maximum(y, 0) if final_activation == "relu" else y)
+        for w, b in pairs[sine_layers:]:
+            h = h @ w.T + b
+        out.append(np.maximum(h, 0) if final_activation == "relu" else h)
     return np.concatenate(out, axis=0)
 
 
-def pack_weights(arrays: list[np.ndarray]) -> bytes:
-    """Concatenate (W, b) arrays as little-endian fp16, row-major, and LZMA2-code them (raw stream)."""
-    raw = b"".join(np.ascontiguousarray(a, dtype=WEIGHT_DTYPE).tobytes() for a in arrays)
-    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+def pack_weights(arrays: list[np.ndarray], bits: int = 16) -> bytes:
+    """Code the (W, b) arrays of a network, in evaluation order, as one raw LZMA2 stream.
+
+    bits 16: every array as little-endian fp16, row-major. bits 2–8: first every W as int8 symbols
+    (per-row symmetric quantisation, see `quantize`), then every W's per-row fp16 scales, then every b
+    as fp16 — like values together, which codes smaller.
+    """
+    if bits == 16:
+        parts = [np.ascontiguousarray(a, dtype=WEIGHT_DTYPE).tobytes() for a in arrays]
+    else:
+        coded = [quantize(w, bits) for w in arrays[0::2]]
+        parts = ([q.astype(np.int8).tobytes() for q, _ in coded] + [s.astype(WEIGHT_DTYPE).tobytes() for _, s in coded]
+                 + [np.asarray(b, dtype=WEIGHT_DTYPE).tobytes() for b in arrays[1::2]])
+    return lzma.compress(b"".join(parts), format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
 
 
-def unpack_weights(member: bytes, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
-    """Inverse of `pack_weights`; every length is checked."""
-    expected = sum(out * inp + out for out, inp in shapes) * WEIGHT_DTYPE.itemsize
+def unpack_weights(member: bytes, shapes: list[tuple[int, int]], bits: int = 16) -> list[np.ndarray]:
+    """Inverse of `pack_weights` (dequantized float32 arrays for bits < 16); every length is checked."""
+    n_weights = sum(out * inp for out, inp in shapes)
+    n_rows = sum(out for out, _ in shapes)
+    expected = 2 * (n_weights + n_rows) if bits == 16 else n_weights + 4 * n_rows  # 4: fp16 scale + bias
     # A raw LZMA2 stream decodes with any dictionary at least as large as its decompressed length.
     window = [{"id": lzma.FILTER_LZMA2, "dict_size": max(expected, 4096)}]
     decoder = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=window)
@@ -179,14 +211,32 @@ def unpack_weights(member: bytes, shapes: list[tuple[int, int]]) -> list[np.ndar
         raise ArchiveError(f"corrupt network weights ({exc})") from None
     if len(raw) != expected:
         raise ArchiveError(f"network weights have {len(raw)} bytes, expected {expected}")
-    flat = np.frombuffer(raw, dtype=WEIGHT_DTYPE)
-    arrays, offset = [], 0
+    if bits == 16:
+        flat = np.frombuffer(raw, dtype=WEIGHT_DTYPE)
+        arrays, offset = [], 0
+        for out, inp in shapes:
+            for shape in ((out, inp), (out,)):
+                n = int(np.prod(shape))
+                arrays.append(flat[offset:offset + n].reshape(shape))
+                offset += n
+        return arrays
+    symbols = np.frombuffer(raw, dtype=np.int8, count=n_weights)
+    halves = np.frombuffer(raw, dtype=WEIGHT_DTYPE, offset=n_weights)
+    scales, biases = halves[:n_rows], halves[n_rows:]
+    arrays, w_at, r_at = [], 0, 0
     for out, inp in shapes:
-        for shape in ((out, inp), (out,)):
-            n = int(np.prod(shape))
-            arrays.append(flat[offset:offset + n].reshape(shape))
-            offset += n
+        q = symbols[w_at:w_at + out * inp].reshape(out, inp)
+        arrays += [dequantize(q, scales[r_at:r_at + out]), biases[r_at:r_at + out].astype(np.float32)]
+        w_at, r_at = w_at + out * inp, r_at + out
     return arrays
+
+
+def _store(bits: int):
+    """The parameters as the archive stores them (straight-through gradient), for training and checks."""
+    def store(params: dict) -> dict:
+        return {name: fake_quantize(p, bits) if bits < 16 and p.ndim == 2 else p + (p.half().float() - p).detach()
+                for name, p in params.items()}
+    return store
 
 
 class _Clock:
