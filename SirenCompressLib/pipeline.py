@@ -10,7 +10,7 @@ import numpy as np
 
 from . import __version__
 from .archive import FORMAT_NAME, FORMAT_VERSION, Archive, check_manifest, json_number, slice_member_name
-from .codecs import get_codec
+from .codecs import EncodedSlice, get_codec
 from .errors import ArchiveError, InputError
 from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
 from .volume import FrameIndex, Gradients, Volume4D
@@ -26,10 +26,23 @@ def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
     """
     module = get_codec(codec)
     config = module.Config() if config is None else config
-    data = volume.data
     start = time.monotonic()
-    encoded = module.encode(data, config, progress)
-    seconds = time.monotonic() - start
+    encoded = module.encode(volume.data, config, progress)
+    archive = assemble(volume, codec, config, encoded, source, time.monotonic() - start)
+    data, lo, hi = volume.data, *value_range(volume.data)
+    metrics = []
+    for z, entry in enumerate(archive.manifest["slices"]):
+        m = slice_metrics(data[:, :, z], decode_slice(archive, z), lo, hi)
+        entry["metrics"] = m.to_json()
+        metrics.append(m)
+    archive.manifest["metrics"] = combine(metrics).to_json()
+    return archive
+
+
+def assemble(volume: Volume4D, codec: str, config, encoded: list[EncodedSlice], source: dict | None = None,
+             seconds: float = 0.0) -> Archive:
+    """The archive of an encoded volume, without metrics: manifest and one member per coded slice."""
+    data = volume.data
     lo, hi = value_range(data)
     manifest = {
         "format": FORMAT_NAME,
@@ -54,14 +67,7 @@ def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
             members[name] = item.member
         manifest["slices"].append({"index": z, **item.entry, "member": name,
                                    "bytes": len(item.member or b"")})
-    archive = Archive(manifest, members)
-    metrics = []
-    for z, entry in enumerate(manifest["slices"]):
-        m = slice_metrics(data[:, :, z], decode_slice(archive, z), lo, hi)
-        entry["metrics"] = m.to_json()
-        metrics.append(m)
-    manifest["metrics"] = combine(metrics).to_json()
-    return archive
+    return Archive(manifest, members)
 
 
 def decode_slice(archive: Archive, z: int) -> np.ndarray:

@@ -18,13 +18,15 @@ Store = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 def fit(model: nn.Module, coords: np.ndarray, target: np.ndarray, column_weights: np.ndarray,
         epochs: int, lr: float, check_every: int, store: Store, device: torch.device,
-        report: Report | None = None, bf16: bool = False, qat_epochs: int = 0) -> tuple[dict[str, np.ndarray], float]:
+        report: Report | None = None, bf16: bool = False, qat_epochs: int = 0,
+        target_psnr: float = 0.0) -> tuple[dict[str, np.ndarray], float]:
     """Train `model` full-batch with Adam on the MSE between model(coords) and target.
 
     After `epochs`, `qat_epochs` more epochs train through `store` (quantisation-aware fine-tuning).
     Every `check_every` epochs (and after the last) the parameters as stored are scored by the weighted
     error mean_v(w_v · mse_v); the raw parameters of the best check are returned (numpy, by name) with
     that score. With `bf16`, forward and backward run under bf16 autocast; checks run in fp32.
+    With `target_psnr` > 0, training stops at the first check whose PSNR reaches it.
     """
     model = model.to(device)
     x = torch.as_tensor(coords, dtype=torch.float32, device=device)
@@ -50,8 +52,11 @@ def fit(model: nn.Module, coords: np.ndarray, target: np.ndarray, column_weights
         if score < best_score:
             best_score = score
             best = {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
+        psnr = -10.0 * math.log10(max(score, 1e-30))
         if report is not None:
-            report(epoch, loss.item(), -10.0 * math.log10(max(score, 1e-30)))
+            report(epoch, loss.item(), psnr)
+        if 0 < target_psnr <= psnr:
+            break
     if best is None:
         raise FloatingPointError("training diverged: the loss is not finite")
     return best, best_score

@@ -41,6 +41,7 @@ class Config:
     weight_bits: int = 16
     qat_epochs: int = 0
     basis: int = 0
+    target_psnr: float = 0.0  # > 0: each slice stops training once its stored weights reach this PSNR (dB)
     check_every: int = 10
 
     def __post_init__(self) -> None:
@@ -91,6 +92,61 @@ def layer_shapes(config: Config, n_out: int) -> list[tuple[int, int]]:
     return sine + [(n_out, config.units)]
 
 
+def config_for_ratio(config: Config, volume, ratio: float) -> Config:
+    """`config` with the most units whose archive of `volume` meets compression ratio `ratio` (raw 16-bit
+    bytes over archive bytes). Network sizes are measured by coding freshly initialised networks, whose
+    weights code to nearly the same size as trained ones; the container is measured on a stand-in."""
+    import torch
+
+    from ..nets import Siren
+
+    nx, ny, nz, nv = volume.shape
+    placeholders = [_slice_entry(volume.data[:, :, z]) for z in range(nz)]
+    for item in placeholders:
+        item.member = b"" if item.entry["kind"] == "network" else None
+    networks = sum(item.member is not None for item in placeholders)
+    target = nx * ny * nz * nv * 2 / ratio
+    budget = (target - _container_bytes(volume, config, placeholders)) / max(networks, 1)
+
+    def network_bytes(units: int) -> int:
+        torch.manual_seed(config.seed)
+        model = Siren(2, nv, config.layers, units, config.w0, config.final_activation, config.basis)
+        return len(pack_weights([p.detach().numpy() for p in model.parameters()], config.weight_bits))
+
+    lo, hi = 2, 2048
+    if network_bytes(lo) > budget:
+        raise InputError(f"compression ratio {ratio:g} is out of reach for {config.layers} layers at "
+                         f"{config.weight_bits}-bit weights: use fewer layers, fewer bits or a lower ratio")
+    while lo < hi:
+        middle = (lo + hi + 1) // 2
+        lo, hi = (middle, hi) if network_bytes(middle) <= budget else (lo, middle - 1)
+    return Config(**{**config.to_json(), "units": lo})
+
+
+def _container_bytes(volume, config: Config, placeholders: list[EncodedSlice]) -> int:
+    """Bytes of the archive around the network members: zip structure and deflated manifest, with
+    metrics of typical length."""
+    from ..archive import to_bytes
+    from ..pipeline import assemble
+
+    archive = assemble(volume, "siren", config, placeholders)
+    typical = {"mse": 1.2345678901234567e-05, "psnr": 49.12345678901234, "ssim": 0.9912345678901234}
+    for entry in archive.manifest["slices"]:
+        entry["metrics"] = typical
+    archive.manifest["metrics"] = typical
+    return len(to_bytes(archive))
+
+
+def _slice_entry(values: np.ndarray) -> EncodedSlice:
+    """The manifest entry of one slice (x, y, volumes) before training: constant, or network with its
+    per-volume normalisation (exactly as it reads back from the manifest)."""
+    flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
+    if np.ptp(flat) == 0:
+        return EncodedSlice({"kind": "constant", "value": json_number(flat[0, 0], values.dtype)})
+    return EncodedSlice({"kind": "network", "min": _json_numbers(flat.min(axis=0), values.dtype).tolist(),
+                         "max": _json_numbers(flat.max(axis=0), values.dtype).tolist()})
+
+
 def grid(nx: int, ny: int) -> np.ndarray:
     """Pixel coordinates in [−1, 1] (both ends included), (nx·ny, 2), x varying slowest."""
     xs, ys = np.linspace(-1.0, 1.0, nx), np.linspace(-1.0, 1.0, ny)
@@ -111,7 +167,7 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
     lo, hi = float(data.min()), float(data.max())
     span = hi - lo if hi > lo else 1.0
     coords = grid(nx, ny)
-    to_train = [z for z in range(nz) if np.ptp(data[:, :, z]) > 0]
+    to_train = [z for z in range(nz) if np.ptp(data[:, :, z]) > 0]  # the others are constant
     epochs = config.epochs + config.qat_epochs
     clock = _Clock(len(to_train) * epochs)
     emit = progress or (lambda event: None)
@@ -119,13 +175,13 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
           "device": str(device) + (" (bf16)" if bf16 else "")})
     encoded = []
     for z in range(nz):
-        values = data[:, :, z].reshape(nx * ny, nv).astype(np.float64)
-        if z not in to_train:
-            encoded.append(EncodedSlice({"kind": "constant", "value": json_number(values[0, 0], data.dtype)}))
+        item = _slice_entry(data[:, :, z])
+        encoded.append(item)
+        if item.entry["kind"] == "constant":
             emit({"event": "slice", "slice": z, "slices": nz, "kind": "constant", "bytes": 0})
             continue
-        vmin = _json_numbers(values.min(axis=0), data.dtype)
-        vmax = _json_numbers(values.max(axis=0), data.dtype)
+        values = data[:, :, z].reshape(nx * ny, nv).astype(np.float64)
+        vmin, vmax = np.array(item.entry["min"]), np.array(item.entry["max"])
         scale = np.where(vmax > vmin, vmax - vmin, 1.0)
         target = (values - vmin) / scale
         column_weights = ((vmax - vmin) / span) ** 2  # scores errors in the global [0, 1] scaling
@@ -141,10 +197,9 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
         if config.basis:
             model.set_basis(torch.as_tensor(target, dtype=torch.float32))
         best, _ = fit(model, coords, target, column_weights, config.epochs, config.lr, config.check_every,
-                      _store(config.weight_bits), device, report, bf16, config.qat_epochs)
-        member = pack_weights([best[name] for name, _ in model.named_parameters()], config.weight_bits)
-        encoded.append(EncodedSlice({"kind": "network", "min": vmin.tolist(), "max": vmax.tolist()}, member))
-        emit({"event": "slice", "slice": z, "slices": nz, "kind": "network", "bytes": len(member)})
+                      _store(config.weight_bits), device, report, bf16, config.qat_epochs, config.target_psnr)
+        item.member = pack_weights([best[name] for name, _ in model.named_parameters()], config.weight_bits)
+        emit({"event": "slice", "slice": z, "slices": nz, "kind": "network", "bytes": len(item.member)})
     return encoded
 
 
