@@ -1,4 +1,4 @@
-"""`sirencompress`: compress | decompress | info | evaluate | sample.
+"""`sirencompress`: compress | decompress | info | evaluate | bench | sample.
 
 Exit codes: 0 ok, 2 bad input or usage, 1 internal error, 130 interrupted (no output left behind).
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import platform
 import signal
 import sys
 import traceback
@@ -15,14 +17,17 @@ from pathlib import Path
 
 from . import __version__
 from .archive import read_archive, write_archive
-from .atomic import check_outputs
-from .codecs.siren import FINAL_ACTIVATIONS, PRECISIONS, Config, config_for_ratio
+from .atomic import atomic_outputs, check_outputs
+from .codecs.siren import DEFAULT_PRESET, FINAL_ACTIVATIONS, PRECISIONS, PRESETS, Config, config_for_ratio
 from .errors import InputError, SirenCompressError
+from .evaluate import rd
+from .evaluate.rd import CLASSICAL
 from .io import image_format, read_volume, write_volume
 from .metrics import Comparison, compare
+from .phantom import dwi_phantom
 from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
 from .progress import Bar, JsonLines
-from .sample import copy_sample
+from .sample import SAMPLE_FILES, copy_sample, sample_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +45,27 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", 1)
 
 
+# Codec settings offered as flags: (Config field, type or choices, help).
+CODEC_FLAGS = [
+    ("layers", int, "sine layers"),
+    ("units", int, "units per layer"),
+    ("epochs", int, "training epochs per slice"),
+    ("lr", float, "Adam learning rate"),
+    ("w0", float, "sine frequency w0"),
+    ("final_activation", FINAL_ACTIVATIONS, "after the output layer"),
+    ("seed", int, "random seed"),
+    ("device", ("auto", "cpu", "cuda"), "auto takes a CUDA GPU when there is one"),
+    ("precision", PRECISIONS, "training arithmetic: fp32, bf16 autocast (faster on CPUs with AVX-512 BF16 and "
+                              "recent GPUs, a little less accurate per epoch), or auto"),
+    ("weight_bits", int, "16: fp16 weights; 2-8: per-channel integer weights"),
+    ("qat_epochs", int, "extra epochs of quantisation-aware fine-tuning"),
+    ("basis", int, "0: the network outputs all volumes; K > 0: K coefficients of a per-slice q-space basis "
+                   "(PCA-initialised, trained with the network)"),
+    ("target_psnr", float, "stop training each slice once it reaches this PSNR (dB); 0: off"),
+]
+PRESET_KEYS = ("units", "epochs", "lr", "precision", "weight_bits", "qat_epochs", "basis")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sirencompress", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -51,30 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", type=Path, required=True, help="the .sirz file to write")
     c.add_argument("--bval", type=Path, help="FSL b-values (default: same stem as a NIfTI input)")
     c.add_argument("--bvec", type=Path, help="FSL gradient directions (default: same stem)")
-    defaults = Config()
-    c.add_argument("--layers", type=int, default=defaults.layers, help="sine layers (default %(default)s)")
-    c.add_argument("--units", type=int, default=defaults.units, help="units per layer (default %(default)s)")
-    c.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs per slice (default %(default)s)")
-    c.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default %(default)s)")
-    c.add_argument("--w0", type=float, default=defaults.w0, help="sine frequency w0 (default %(default)s)")
-    c.add_argument("--final-activation", choices=FINAL_ACTIVATIONS, default=defaults.final_activation)
-    c.add_argument("--seed", type=int, default=defaults.seed)
-    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
-    c.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
-                   help="training arithmetic: fp32 (default), bf16 autocast (faster on CPUs with AVX-512 BF16 "
-                        "and recent GPUs, slightly less accurate per epoch), or auto")
-    c.add_argument("--weight-bits", type=int, default=defaults.weight_bits,
-                   help="16: fp16 weights (the paper); 2-8: per-channel integer weights (default %(default)s)")
-    c.add_argument("--qat-epochs", type=int, default=defaults.qat_epochs,
-                   help="extra epochs of quantisation-aware fine-tuning (default %(default)s)")
-    c.add_argument("--basis", type=int, default=defaults.basis,
-                   help="0: the network outputs all volumes (the paper); K > 0: it outputs K coefficients of a "
-                        "per-slice q-space basis, initialised by PCA and trained with it (default %(default)s)")
+    c.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                   help="base settings (default %(default)s); the flags below override them: " + "; ".join(
+                       f"{name}: " + ", ".join(f"{k}={v}" for k, v in PRESETS[name].to_json().items()
+                                               if k in PRESET_KEYS) for name in sorted(PRESETS)))
+    for field, kind, text in CODEC_FLAGS:
+        flag = "--" + field.replace("_", "-")
+        if isinstance(kind, tuple):
+            c.add_argument(flag, choices=kind, help=text)
+        else:
+            c.add_argument(flag, type=kind, help=text)
     c.add_argument("--target-ratio", type=float,
                    help="choose the units per layer so that the archive reaches this compression ratio "
                         "(raw 16-bit bytes / archive bytes; met within about 5 %%)")
-    c.add_argument("--target-psnr", type=float, default=defaults.target_psnr,
-                   help="stop training each slice once it reaches this PSNR in dB (default: off)")
     c.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
                    help="bar: for people (stderr); jsonl: one JSON object per line on stdout")
     c.add_argument("--force", action="store_true", help="replace an existing output")
@@ -97,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(run=_evaluate)
 
+    b = commands.add_parser("bench", help="rate-distortion table and plot: siren presets against classical "
+                                          "codecs at the same compression ratios")
+    b.add_argument("input", nargs="?", type=Path, help="a 4D image (default: the bundled real sample)")
+    b.add_argument("--phantom", action="store_true",
+                   help="use a synthetic DWI phantom instead; PSNR also against its noise-free version")
+    b.add_argument("--ratios", type=float, nargs="+", default=[10.0, 20.0, 40.0])
+    b.add_argument("--presets", nargs="+", choices=sorted(PRESETS), default=["compact", "paper"])
+    b.add_argument("--classical", nargs="+", choices=list(CLASSICAL), default=list(CLASSICAL))
+    b.add_argument("--epochs", type=int, help="override the presets' epochs (for quick runs)")
+    b.add_argument("--precision", choices=PRECISIONS, help="override the presets' training precision")
+    b.add_argument("-o", "--output", type=Path, required=True, help="folder for rd.md, rd.json and rd.png")
+    b.add_argument("--force", action="store_true", help="replace existing outputs")
+    b.set_defaults(run=_bench)
+
     s = commands.add_parser("sample", help="copy the bundled real dMRI sample into a folder")
     s.add_argument("folder", type=Path)
     s.add_argument("--force", action="store_true")
@@ -108,10 +137,8 @@ def _compress(args: argparse.Namespace) -> None:
     if args.output.suffix != ".sirz":
         raise InputError(f"{args.output}: the output must end in .sirz")
     check_outputs([args.output], args.force)
-    config = Config(layers=args.layers, units=args.units, epochs=args.epochs, lr=args.lr, w0=args.w0,
-                    final_activation=args.final_activation, seed=args.seed, device=args.device,
-                    precision=args.precision, weight_bits=args.weight_bits, qat_epochs=args.qat_epochs,
-                    basis=args.basis, target_psnr=args.target_psnr)
+    given = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
+    config = Config(**{**PRESETS[args.preset].to_json(), **given})
     volume = read_volume(args.input, args.bval, args.bvec)
     if args.target_ratio:
         config = config_for_ratio(config, volume, args.target_ratio)
@@ -177,6 +204,44 @@ def _evaluate(args: argparse.Namespace) -> None:
                           "whole": comparison.whole.to_json()}, indent=1))
         return
     _print_table(comparison)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    if args.phantom and args.input:
+        raise InputError("give an input image or --phantom, not both")
+    args.output.mkdir(parents=True, exist_ok=True)
+    outputs = [args.output / name for name in ("rd.md", "rd.json", "rd.png")]
+    check_outputs(outputs, args.force)
+    clean = None
+    if args.phantom:
+        volume = dwi_phantom(shape=(64, 64, 4), directions=30, bvalues=(1000.0, 2000.0), noise=0.02)
+        clean = dwi_phantom(shape=(64, 64, 4), directions=30, bvalues=(1000.0, 2000.0), noise=0.0).data
+        data_name = "DWI phantom 64×64×4 × 61 volumes (b = 0, 1000, 2000), Rician noise 2 %, int16"
+    else:
+        path = args.input or sample_folder() / SAMPLE_FILES["b1k_b2k.nii.gz"]
+        volume = read_volume(path, *([] if args.input else [sample_folder() / SAMPLE_FILES[n]
+                                                           for n in ("b1k_b2k.bval", "b1k_b2k.bvec")]))
+        data_name = f"{path.name}, {'×'.join(map(str, volume.shape))}"
+    volume, rounded = rd.integer_volume(volume)
+    if rounded:
+        data_name += ", rounded to int16 before every codec"
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("precision", args.precision)) if v is not None}
+    sirens = {f"siren {name}": Config(**{**PRESETS[name].to_json(), **overrides}) for name in args.presets}
+    print(f"data: {data_name}", flush=True)
+    rows = rd.run(volume, args.ratios, sirens, args.classical, clean, log=lambda line: print(line, flush=True))
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch device {_device_name()}"
+    with atomic_outputs(outputs, args.force) as (md, js, png):
+        md.write_text(f"Data: {data_name}. Machine: {machine}.\n\n" + rd.markdown(rows, clean is not None))
+        rd.to_json(rows, str(js), data=data_name, machine=machine, ratios=args.ratios)
+        rd.plot(rows, str(png), data_name)
+    print(rd.markdown(rows, clean is not None))
+    print("wrote " + ", ".join(map(str, outputs)))
+
+
+def _device_name() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _sample(args: argparse.Namespace) -> None:

@@ -82,6 +82,15 @@ class Config:
             raise ArchiveError(f"bad siren settings in the archive: {exc}") from None
 
 
+# Named settings. "paper": Mancini, Jones & Palombo's network and training, fp16 weights.
+# "compact": 8-bit weights with quantisation-aware fine-tuning and a low-rank q-space output.
+PRESETS = {
+    "paper": Config(),
+    "compact": Config(weight_bits=8, qat_epochs=200, basis=16, lr=1e-3),
+}
+DEFAULT_PRESET = "paper"
+
+
 def layer_shapes(config: Config, n_out: int) -> list[tuple[int, int]]:
     """(out, in) of each linear map, in evaluation order; 2 inputs (x, y). The first `config.layers` are
     sine layers, the rest linear: the head, and with a q-space basis K the basis map K → n_out."""

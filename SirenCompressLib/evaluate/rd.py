@@ -1,0 +1,143 @@
+"""Rate–distortion benchmark: siren settings and classical codecs at the same compression ratios.
+
+Every codec sees the same integer data (float input is rounded to int16 first, and the report says so);
+the compression ratio counts every byte a decoder needs (raw 16-bit bytes / coded bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..archive import to_bytes
+from ..codecs.siren import Config, config_for_ratio
+from ..metrics import compare
+from ..pipeline import compress, decompress
+from ..volume import Volume4D
+from .classical import Coded, images_at_size, klt_at_size
+
+CLASSICAL = {
+    "JPEG 2000 tiled": lambda d, t: images_at_size(d, t, "JPEG 2000", "tiled"),
+    "JPEG 2000 per-image": lambda d, t: images_at_size(d, t, "JPEG 2000", "per-image"),
+    "HTJ2K tiled": lambda d, t: images_at_size(d, t, "HTJ2K", "tiled"),
+    "JPEG XL tiled": lambda d, t: images_at_size(d, t, "JPEG XL", "tiled"),
+    "JPEG XL per-image": lambda d, t: images_at_size(d, t, "JPEG XL", "per-image"),
+    "KLT + JPEG 2000": lambda d, t: klt_at_size(d, t),
+}
+
+
+@dataclass
+class Row:
+    codec: str
+    target_ratio: float
+    bytes: int
+    ratio: float
+    psnr: float
+    ssim: float | None
+    psnr_clean: float | None  # against the noise-free phantom, when there is one
+    encode_s: float
+    decode_s: float | None
+    settings: str = ""
+
+
+def integer_volume(volume: Volume4D) -> tuple[Volume4D, bool]:
+    """The volume with integer voxels (float data rounded to int16); True if it was rounded."""
+    if volume.data.dtype.kind in "iu":
+        return volume, False
+    data = np.clip(np.rint(volume.data), -32768, 32767).astype(np.int16)
+    return Volume4D(data, volume.ijk_to_ras, volume.gradients, frames=volume.frames), True
+
+
+def run(volume: Volume4D, ratios: list[float], sirens: dict[str, Config], classical: list[str],
+        clean: np.ndarray | None = None, log: Callable[[str], None] = print) -> list[Row]:
+    """All codecs at every ratio; `volume` must hold integers (see `integer_volume`)."""
+    data = volume.data
+    raw = data.size * 2
+    rows = []
+    for ratio in ratios:
+        for name, base in sirens.items():
+            config = config_for_ratio(base, volume, ratio)
+            start = time.perf_counter()
+            archive = compress(volume, config=config)
+            encode_s = time.perf_counter() - start
+            start = time.perf_counter()
+            decoded = decompress(archive).data
+            decode_s = time.perf_counter() - start
+            settings = f"{config.layers}×{config.units}, {config.weight_bits}-bit, basis {config.basis or 'none'}, " \
+                       f"{config.epochs}+{config.qat_epochs} epochs, {config.precision}"
+            rows.append(_row(name, ratio, len(to_bytes(archive)), raw, data, decoded, clean, encode_s, decode_s,
+                             settings))
+            log(_line(rows[-1]))
+        for name in classical:
+            start = time.perf_counter()
+            coded: Coded = CLASSICAL[name](data, int(raw / ratio))
+            encode_s = time.perf_counter() - start  # includes the size search
+            rows.append(_row(name, ratio, coded.nbytes, raw, data, coded.decoded, clean, encode_s, None,
+                             coded.name))
+            log(_line(rows[-1]))
+    return rows
+
+
+def markdown(rows: list[Row], clean: bool) -> str:
+    """The table, one block of rows per target ratio, best PSNR in bold."""
+    head = "| target CR | codec | CR | PSNR dB | SSIM |" + (" PSNR vs noise-free dB |" if clean else "") \
+        + " encode s | decode s | settings |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for ratio in sorted({r.target_ratio for r in rows}):
+        group = [r for r in rows if r.target_ratio == ratio]
+        best = max(r.psnr for r in group)
+        for r in group:
+            psnr = f"**{r.psnr:.2f}**" if r.psnr == best else f"{r.psnr:.2f}"
+            cells = [f"{ratio:g}", r.codec, f"{r.ratio:.2f}", psnr, "n/a" if r.ssim is None else f"{r.ssim:.4f}"]
+            if clean:
+                cells.append(f"{r.psnr_clean:.2f}")
+            cells += [f"{r.encode_s:.1f}", "" if r.decode_s is None else f"{r.decode_s:.2f}", r.settings]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[Row], path: str, title: str) -> None:
+    """PSNR against compression ratio, one line per codec (PNG)."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for codec in dict.fromkeys(r.codec for r in rows):
+        points = sorted((r.ratio, r.psnr) for r in rows if r.codec == codec)
+        ax.plot(*zip(*points), marker="o", linestyle="-" if codec.startswith("siren") else "--", label=codec)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(sorted({round(r.target_ratio) for r in rows}))
+    ax.set_xlabel("compression ratio (raw 16-bit / coded bytes)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title, fontsize=8, wrap=True)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def to_json(rows: list[Row], path: str, **context) -> None:
+    with open(path, "w") as f:
+        json.dump({**context, "rows": [asdict(r) for r in rows]}, f, indent=1)
+
+
+def _row(codec, ratio, nbytes, raw, data, decoded, clean, encode_s, decode_s, settings) -> Row:
+    m = compare(data, decoded).whole
+    psnr_clean = None if clean is None else compare(clean, decoded).whole.psnr
+    return Row(codec, ratio, nbytes, raw / nbytes, m.psnr, m.ssim, psnr_clean, encode_s, decode_s, settings)
+
+
+def _line(r: Row) -> str:
+    psnr = "inf" if math.isinf(r.psnr) else f"{r.psnr:.2f}"
+    return f"CR {r.target_ratio:g}: {r.codec}: {r.bytes:,} bytes, CR {r.ratio:.2f}, PSNR {psnr} dB ({r.encode_s:.0f} s)"
