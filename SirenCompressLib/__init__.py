@@ -9,7 +9,7 @@
 Training imports torch on first use; reading and decoding archives never do.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .archive import Archive, read_archive, write_archive  # noqa: E402
 from .codecs.siren import Config as SirenConfig  # noqa: E402
