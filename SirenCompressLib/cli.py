@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .archive import read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
-from .codecs.siren import DEFAULT_PRESET, FINAL_ACTIVATIONS, PRECISIONS, PRESETS, Config, config_for_ratio
+from .codecs.siren import DEFAULT_PRESET, FINAL_ACTIVATIONS, LR_DECAYS, PRECISIONS, PRESETS, Config, config_for_ratio
 from .errors import InputError, SirenCompressError
 from .evaluate import rd
 from .evaluate.rd import CLASSICAL
@@ -51,6 +51,7 @@ CODEC_FLAGS = [
     ("units", int, "units per layer"),
     ("epochs", int, "training epochs per slice"),
     ("lr", float, "Adam learning rate"),
+    ("lr_decay", LR_DECAYS, "none, or cosine decay to zero over the epochs"),
     ("w0", float, "sine frequency w0"),
     ("final_activation", FINAL_ACTIVATIONS, "after the output layer"),
     ("seed", int, "random seed"),
@@ -63,7 +64,7 @@ CODEC_FLAGS = [
                    "(PCA-initialised, trained with the network)"),
     ("target_psnr", float, "stop training each slice once it reaches this PSNR (dB); 0: off"),
 ]
-PRESET_KEYS = ("units", "epochs", "lr", "precision", "weight_bits", "qat_epochs", "basis")
+PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis")
 
 
 def build_parser() -> argparse.ArgumentParser:

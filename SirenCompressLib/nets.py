@@ -48,12 +48,15 @@ class Siren(nn.Module):
 
     def set_basis(self, target: torch.Tensor) -> None:
         """Initialise the low-rank output from a PCA of `target` (samples × n_out): the leading principal
-        directions as the basis, the mean as its bias; the coefficients start near zero."""
+        directions, each scaled by its coefficients' standard deviation (so the network's K outputs have
+        unit variance), as the basis, and the mean as its bias."""
         mean = target.mean(dim=0)
         _, _, vt = torch.linalg.svd(target - mean, full_matrices=False)
-        k = self.basis.in_features
+        k = min(self.basis.in_features, vt.shape[0])
+        spread = ((target - mean) @ vt[:k].T).std(dim=0).clamp_min(1e-8)
         with torch.no_grad():
-            self.basis.weight.copy_(vt[:k].T)
+            self.basis.weight.zero_()
+            self.basis.weight[:, :k] = vt[:k].T * spread
             self.basis.bias.copy_(mean)
 
 

@@ -19,14 +19,15 @@ Store = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 def fit(model: nn.Module, coords: np.ndarray, target: np.ndarray, column_weights: np.ndarray,
         epochs: int, lr: float, check_every: int, store: Store, device: torch.device,
         report: Report | None = None, bf16: bool = False, qat_epochs: int = 0,
-        target_psnr: float = 0.0) -> tuple[dict[str, np.ndarray], float]:
+        target_psnr: float = 0.0, cosine: bool = False) -> tuple[dict[str, np.ndarray], float]:
     """Train `model` full-batch with Adam on the MSE between model(coords) and target.
 
     After `epochs`, `qat_epochs` more epochs train through `store` (quantisation-aware fine-tuning).
     Every `check_every` epochs (and after the last) the parameters as stored are scored by the weighted
     error mean_v(w_v · mse_v); the raw parameters of the best check are returned (numpy, by name) with
     that score. With `bf16`, forward and backward run under bf16 autocast; checks run in fp32.
-    With `target_psnr` > 0, training stops at the first check whose PSNR reaches it.
+    With `target_psnr` > 0, training stops at the first check whose PSNR reaches it. With `cosine`, the
+    learning rate decays from `lr` to zero over `epochs` by a half cosine (and stays at lr/100 for QAT).
     """
     model = model.to(device)
     x = torch.as_tensor(coords, dtype=torch.float32, device=device)
@@ -34,8 +35,18 @@ def fit(model: nn.Module, coords: np.ndarray, target: np.ndarray, column_weights
     w = torch.as_tensor(column_weights, dtype=torch.float32, device=device) / y.shape[1]
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     total = epochs + qat_epochs
+
+    def rate(epoch: int) -> float:
+        if not cosine:
+            return lr
+        if epoch > epochs:
+            return lr / 100
+        return lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
+
     best_score, best = math.inf, None
     for epoch in range(1, total + 1):
+        for group in optimiser.param_groups:
+            group["lr"] = rate(epoch)
         optimiser.zero_grad(set_to_none=True)
         params = dict(model.named_parameters())
         if epoch > epochs:

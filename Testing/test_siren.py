@@ -210,3 +210,16 @@ def test_target_psnr_stops_early():
     last = [e["epoch"] for e in events if e["event"] == "epoch" and e["slice"] == 0][-1]
     assert last < 2000
     assert archive.manifest["slices"][0]["metrics"]["psnr"] >= 24.5
+
+
+def test_compact_preset_round_trip():
+    """The compact preset's parts together: 8-bit weights, QAT, q-space basis, cosine decay."""
+    from SirenCompressLib.codecs.siren import PRESETS
+
+    volume = phantom()
+    config = SirenConfig(**{**PRESETS["compact"].to_json(), "units": 32, "epochs": 40, "qat_epochs": 10,
+                            "basis": 6, "device": "cpu"})
+    archive = compress(volume, config=config)
+    assert compare(volume.data, decompress(archive).data).whole.psnr == pytest.approx(
+        archive.manifest["metrics"]["psnr"])
+    assert archive.manifest["metrics"]["psnr"] > 25

@@ -160,11 +160,11 @@ def klt(data: np.ndarray, codec: ImageCodec, parameter: float, components: int) 
 
 
 def klt_at_size(data: np.ndarray, target_bytes: int, codec_name: str = "JPEG 2000",
-                components: tuple[int, ...] = (4, 8, 16, 24, 32, 48, 64), tolerance: float = 0.01) -> Coded:
+                components: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 80, 103), tolerance: float = 0.01) -> Coded:
     """The best (lowest MSE) KLT result at the target size over the given numbers of components."""
     codec = IMAGE_CODECS[codec_name]()
     best, best_mse = None, math.inf
-    for k in components:
+    for k in sorted({min(k, data.shape[3]) for k in components}):
         coded = at_size(lambda p, k=k: klt(data, codec, p, k), codec, target_bytes, tolerance)
         if coded.nbytes > (1 + tolerance) * target_bytes:
             continue  # even the coarsest quality does not fit with k components
