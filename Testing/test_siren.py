@@ -217,7 +217,7 @@ def test_compact_preset_round_trip():
     from SirenCompressLib.codecs.siren import PRESETS
 
     volume = phantom()
-    config = SirenConfig(**{**PRESETS["compact"].to_json(), "units": 32, "epochs": 40, "qat_epochs": 10,
+    config = SirenConfig(**{**PRESETS["compact"].to_json(), "units": 64, "epochs": 80, "lr": 3e-3, "qat_epochs": 10,
                             "basis": 6, "device": "cpu"})
     archive = compress(volume, config=config)
     assert compare(volume.data, decompress(archive).data).whole.psnr == pytest.approx(
