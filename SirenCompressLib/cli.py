@@ -18,7 +18,16 @@ from pathlib import Path
 from . import __version__
 from .archive import read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
-from .codecs.siren import DEFAULT_PRESET, FINAL_ACTIVATIONS, LR_DECAYS, PRECISIONS, PRESETS, Config, config_for_ratio
+from .codecs.siren import (
+    ACTIVATIONS,
+    DEFAULT_PRESET,
+    FINAL_ACTIVATIONS,
+    LR_DECAYS,
+    PRECISIONS,
+    PRESETS,
+    Config,
+    config_for_ratio,
+)
 from .errors import InputError, SirenCompressError
 from .evaluate import rd
 from .evaluate.rd import CLASSICAL
@@ -53,6 +62,7 @@ CODEC_FLAGS = [
     ("lr", float, "Adam learning rate"),
     ("lr_decay", LR_DECAYS, "none, or cosine decay to zero over the epochs"),
     ("w0", float, "sine frequency w0"),
+    ("activation", ACTIVATIONS, "hidden layers: sine (SIREN), or the paper's baselines relu, tanh, sine-relu"),
     ("final_activation", FINAL_ACTIVATIONS, "after the output layer"),
     ("seed", int, "random seed"),
     ("device", ("auto", "cpu", "cuda"), "auto takes a CUDA GPU when there is one"),

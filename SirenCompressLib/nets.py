@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .codecs.siren import layer_activations
+
 
 class SineLayer(nn.Module):
     """sin(w0 · (W x + b)) with SIREN initialisation: U(±1/in) for the first layer, U(±√(6/in)/w0) after."""
@@ -21,8 +23,23 @@ class SineLayer(nn.Module):
         return torch.sin(self.w0 * self.linear(x))
 
 
+class PlainLayer(nn.Module):
+    """act(W x + b) with PyTorch's default initialisation, for the paper's MLP baselines."""
+
+    def __init__(self, n_in: int, n_out: int, activation: str) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.activation = torch.relu if activation == "relu" else torch.tanh
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.linear(x))
+
+
 class Siren(nn.Module):
-    """`layers` sine layers of `units` units, then a linear output layer (optionally followed by ReLU).
+    """`layers` hidden layers of `units` units, then a linear output layer (optionally followed by ReLU).
+
+    The hidden layers are sine layers (SIREN), or, for the paper's baselines, ReLU or tanh layers, or a
+    sine first layer followed by ReLU layers (`activation`, see `layer_activations`).
 
     With `basis` K > 0 the output is low-rank: the head gives K coefficients and a second linear map
     (K → n_out, the q-space basis and mean, see `set_basis`) gives the n_out values.
@@ -31,12 +48,15 @@ class Siren(nn.Module):
     """
 
     def __init__(self, n_in: int, n_out: int, layers: int, units: int, w0: float,
-                 final_activation: str = "identity", basis: int = 0) -> None:
+                 final_activation: str = "identity", basis: int = 0, activation: str = "sine") -> None:
         super().__init__()
         widths = [n_in] + [units] * layers
-        self.body = nn.Sequential(*[SineLayer(a, b, w0, i == 0) for i, (a, b) in enumerate(zip(widths, widths[1:]))])
+        kinds = layer_activations(activation, layers)
+        self.body = nn.Sequential(*[SineLayer(a, b, w0, i == 0) if kind == "sine" else PlainLayer(a, b, kind)
+                                    for i, (a, b, kind) in enumerate(zip(widths, widths[1:], kinds))])
         self.head = nn.Linear(units, basis or n_out)
-        _siren_uniform(self.head, math.sqrt(6.0 / units) / w0)
+        if kinds[-1] == "sine":
+            _siren_uniform(self.head, math.sqrt(6.0 / units) / w0)
         self.basis = nn.Linear(basis, n_out) if basis else None
         self.final_relu = final_activation == "relu"
 

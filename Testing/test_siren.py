@@ -76,7 +76,7 @@ def test_numpy_decoder_matches_the_torch_network():
         for p, a in zip(model.parameters(), arrays):
             p.copy_(torch.from_numpy(a.astype(np.float32)))
         expected = model(torch.from_numpy(coords)).numpy()
-    np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "relu", 3), expected, atol=1e-4)
+    np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "relu", ["sine"] * 3), expected, atol=1e-4)
 
 
 def test_grid_spans_minus_one_to_one_inclusive():
@@ -186,7 +186,7 @@ def test_low_rank_numpy_decoder_matches_torch():
     coords = siren.grid(5, 6)
     with torch.no_grad():
         expected = model(torch.from_numpy(coords)).numpy()
-    np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "identity", 2), expected, atol=1e-5)
+    np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "identity", ["sine"] * 2), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("bits, ratio", [(16, 4.0), (8, 8.0)])
@@ -223,3 +223,17 @@ def test_compact_preset_round_trip():
     assert compare(volume.data, decompress(archive).data).whole.psnr == pytest.approx(
         archive.manifest["metrics"]["psnr"])
     assert archive.manifest["metrics"]["psnr"] > 25
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sine-relu"])
+def test_paper_baseline_networks_decode_like_torch(activation):
+    torch.manual_seed(0)
+    model = Siren(2, 5, layers=3, units=16, w0=30.0, activation=activation)
+    arrays = [p.detach().numpy() for p in model.parameters()]
+    coords = siren.grid(7, 9)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(coords)).numpy()
+    hidden = siren.layer_activations(activation, 3)
+    np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "identity", hidden), expected, atol=1e-5)
+    archive = compress(phantom(), config=SirenConfig(layers=2, units=16, epochs=5, activation=activation))
+    assert decompress(archive).shape == phantom().shape

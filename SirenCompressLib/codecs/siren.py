@@ -22,8 +22,9 @@ from . import EncodedSlice
 WEIGHT_DTYPE = np.dtype("<f2")
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 FINAL_ACTIVATIONS = ("identity", "relu")
-PRECISIONS = ("auto", "fp32", "bf16")
-LR_DECAYS = ("none", "cosine")  # training arithmetic; the stored weights do not depend on it
+PRECISIONS = ("auto", "fp32", "bf16")  # training arithmetic; the stored weights do not depend on it
+LR_DECAYS = ("none", "cosine")
+ACTIVATIONS = ("sine", "relu", "tanh", "sine-relu")  # SIREN, and the paper's MLP-ReLU, MLP-Tanh, MLP-SIREN
 
 Progress = Callable[[dict], None]
 
@@ -35,6 +36,7 @@ class Config:
     epochs: int = 2000
     lr: float = 3e-4
     lr_decay: str = "none"
+    activation: str = "sine"
     w0: float = 30.0
     final_activation: str = "identity"
     seed: int = 0
@@ -62,6 +64,8 @@ class Config:
             raise InputError(f"final activation must be one of {', '.join(FINAL_ACTIVATIONS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError("device must be auto, cpu or cuda")
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}")
         if self.lr_decay not in LR_DECAYS:
             raise InputError(f"lr decay must be one of {', '.join(LR_DECAYS)}")
         if self.precision not in PRECISIONS:
@@ -96,6 +100,13 @@ PRESETS = {
 DEFAULT_PRESET = "paper"
 
 
+def layer_activations(activation: str, layers: int) -> list[str]:
+    """The activation of each hidden layer: all sine, all relu or tanh, or sine then relu ("sine-relu")."""
+    if activation == "sine-relu":
+        return ["sine"] + ["relu"] * (layers - 1)
+    return [activation] * layers
+
+
 def layer_shapes(config: Config, n_out: int) -> list[tuple[int, int]]:
     """(out, in) of each linear map, in evaluation order; 2 inputs (x, y). The first `config.layers` are
     sine layers, the rest linear: the head, and with a q-space basis K the basis map K → n_out."""
@@ -124,7 +135,8 @@ def config_for_ratio(config: Config, volume, ratio: float) -> Config:
 
     def network_bytes(units: int) -> int:
         torch.manual_seed(config.seed)
-        model = Siren(2, nv, config.layers, units, config.w0, config.final_activation, config.basis)
+        model = Siren(2, nv, config.layers, units, config.w0, config.final_activation, config.basis,
+                      config.activation)
         return len(pack_weights([p.detach().numpy() for p in model.parameters()], config.weight_bits))
 
     lo, hi = 2, 2048
@@ -207,7 +219,8 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
                   "loss": loss, "psnr": psnr, "eta_s": clock.eta()})
 
         torch.manual_seed(config.seed + z)
-        model = Siren(2, nv, config.layers, config.units, config.w0, config.final_activation, config.basis)
+        model = Siren(2, nv, config.layers, config.units, config.w0, config.final_activation, config.basis,
+                      config.activation)
         if config.basis:
             model.set_basis(torch.as_tensor(target, dtype=torch.float32))
         best, _ = fit(model, coords, target, column_weights, config.epochs, config.lr, config.check_every,
@@ -229,23 +242,26 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
     if vmin.shape != (nv,) or vmax.shape != (nv,):
         raise ArchiveError(f"slice normalisation must list {nv} values")
     arrays = unpack_weights(member, layer_shapes(config, nv), config.weight_bits)
-    out = forward(arrays, grid(nx, ny), config.w0, config.final_activation, config.layers)
+    out = forward(arrays, grid(nx, ny), config.w0, config.final_activation,
+                  layer_activations(config.activation, config.layers))
     scale = np.where(vmax > vmin, vmax - vmin, 1.0)
     return (out.astype(np.float64) * scale + vmin).reshape(nx, ny, nv)
 
 
-def forward(arrays: list[np.ndarray], coords: np.ndarray, w0: float, final_activation: str, sine_layers: int,
-            chunk: int = 65536) -> np.ndarray:
+def forward(arrays: list[np.ndarray], coords: np.ndarray, w0: float, final_activation: str,
+            hidden: list[str], chunk: int = 65536) -> np.ndarray:
     """Numpy forward pass in float32 over (N, 2) coordinates, `chunk` rows at a time: the first
-    `sine_layers` (W, b) pairs are sine layers, the others linear."""
+    len(hidden) (W, b) pairs are hidden layers with those activations, the others linear."""
+    activations = {"sine": lambda z: np.sin(np.float32(w0) * z), "relu": lambda z: np.maximum(z, 0),
+                   "tanh": np.tanh}
     params = [a.astype(np.float32) for a in arrays]
     pairs = list(zip(params[0::2], params[1::2]))
     out = []
     for start in range(0, coords.shape[0], chunk):
         h = coords[start:start + chunk]
-        for w, b in pairs[:sine_layers]:
-            h = np.sin(np.float32(w0) * (h @ w.T + b))
-        for w, b in pairs[sine_layers:]:
+        for (w, b), kind in zip(pairs, hidden):
+            h = activations[kind](h @ w.T + b)
+        for w, b in pairs[len(hidden):]:
             h = h @ w.T + b
         out.append(np.maximum(h, 0) if final_activation == "relu" else h)
     return np.concatenate(out, axis=0)
