@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LAYOUTS = ("per-image", "tiled")
-
 
 @dataclass
 class Coded:
