@@ -154,7 +154,7 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Cannot start the compression."), waitCursor=True):
-            self.logic.ensureTorch()
+            self.logic.ensureDependencies()
             output = self.logic.outputPathFor(p.inputNode, p.outputPath)
             self.task = self.logic.startCompress(p.inputNode, output, self.logic.configFromParameters(p))
             self.ui.logTextEdit.clear()
@@ -227,7 +227,7 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
                  learningRate: float = 3e-4, finalActivation: str = "identity", device: str = "auto",
                  seed: int = 0, progress=None) -> slicer_nodes.Loaded:
         """Compress `node` (blocking) and return the decoded node(s), report table and chart."""
-        self.ensureTorch()
+        self.ensureDependencies()
         config = Config(layers=layers, units=units, epochs=epochs, lr=learningRate,
                         final_activation=finalActivation, device=device, seed=seed)
         output = self.outputPathFor(node, outputPath)
@@ -273,7 +273,7 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
         return _("CPU only (no CUDA GPU found)")
 
     @staticmethod
-    def ensureTorch() -> None:
+    def ensureDependencies() -> None:
         """Install torch through the PyTorch extension (asking the user) and the library's other needs."""
         missing = [name for module, name in (("nrrd", "pynrrd"), ("skimage", "scikit-image"), ("nibabel", "nibabel"))
                    if importlib.util.find_spec(module) is None]

@@ -229,9 +229,9 @@ def _bench(args: argparse.Namespace) -> None:
         clean = dwi_phantom(shape=(64, 64, 4), directions=30, bvalues=(1000.0, 2000.0), noise=0.0).data
         data_name = "DWI phantom 64×64×4 × 61 volumes (b = 0, 1000, 2000), Rician noise 2 %, int16"
     else:
-        path = args.input or sample_folder() / SAMPLE_FILES["b1k_b2k.nii.gz"]
-        volume = read_volume(path, *([] if args.input else [sample_folder() / SAMPLE_FILES[n]
-                                                           for n in ("b1k_b2k.bval", "b1k_b2k.bvec")]))
+        files = [args.input] if args.input else [sample_folder() / name for name in SAMPLE_FILES.values()]
+        path = files[0]
+        volume = read_volume(*files)
         data_name = f"{path.name}, {'×'.join(map(str, volume.shape))}"
     volume, rounded = rd.integer_volume(volume)
     if rounded:
