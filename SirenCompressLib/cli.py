@@ -20,6 +20,7 @@ from .archive import read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
 from .codecs.siren import (
     ACTIVATIONS,
+    CODERS,
     DEFAULT_PRESET,
     FINAL_ACTIVATIONS,
     LR_DECAYS,
@@ -70,11 +71,12 @@ CODEC_FLAGS = [
                               "recent GPUs, a little less accurate per epoch), or auto"),
     ("weight_bits", int, "16: fp16 weights; 2-8: per-channel integer weights"),
     ("qat_epochs", int, "extra epochs of quantisation-aware fine-tuning"),
+    ("coder", CODERS, "entropy coder of the weights: lzma, or rans (adaptive; integer weights only)"),
     ("basis", int, "0: the network outputs all volumes; K > 0: K coefficients of a per-slice q-space basis "
                    "(PCA-initialised, trained with the network)"),
     ("target_psnr", float, "stop training each slice once it reaches this PSNR (dB); 0: off"),
 ]
-PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis")
+PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis", "coder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +151,8 @@ def _compress(args: argparse.Namespace) -> None:
         raise InputError(f"{args.output}: the output must end in .sirz")
     check_outputs([args.output], args.force)
     given = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
+    if given.get("weight_bits") == 16:
+        given.setdefault("coder", "lzma")  # fp16 weights are LZMA-coded
     config = Config(**{**PRESETS[args.preset].to_json(), **given})
     volume = read_volume(args.input, args.bval, args.bvec)
     if args.target_ratio:

@@ -3,6 +3,7 @@
 Paper-faithful defaults (Mancini, Jones, Palombo): 3 sine layers × 256 units and a linear output layer,
 w0 = 30, SIREN initialisation, Adam lr 3e-4, 2000 full-batch epochs, MSE on data min–max normalised per
 slice and per volume. The weights are stored as fp16 and LZMA-coded; decoding is a numpy forward pass.
+Integer weights (2–8 bits) may instead be coded with the adaptive rANS coder of `entropy` (coder "rans").
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .. import entropy
 from ..archive import json_number
 from ..errors import ArchiveError, InputError
 from ..quantize import dequantize, fake_quantize, quantize
@@ -25,6 +27,7 @@ FINAL_ACTIVATIONS = ("identity", "relu")
 PRECISIONS = ("auto", "fp32", "bf16")  # training arithmetic; the stored weights do not depend on it
 LR_DECAYS = ("none", "cosine")
 ACTIVATIONS = ("sine", "relu", "tanh", "sine-relu")  # SIREN, and the paper's MLP-ReLU, MLP-Tanh, MLP-SIREN
+CODERS = ("lzma", "rans")  # entropy coder of the weights; rans for integer weights only
 
 Progress = Callable[[dict], None]
 
@@ -45,6 +48,7 @@ class Config:
     weight_bits: int = 16
     qat_epochs: int = 0
     basis: int = 0
+    coder: str = "lzma"
     target_psnr: float = 0.0  # > 0: each slice stops training once its stored weights reach this PSNR (dB)
     check_every: int = 10
 
@@ -70,6 +74,10 @@ class Config:
             raise InputError(f"lr decay must be one of {', '.join(LR_DECAYS)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if self.coder not in CODERS:
+            raise InputError(f"coder must be one of {', '.join(CODERS)}")
+        if self.coder == "rans" and self.weight_bits == 16:
+            raise InputError("the rans coder codes integer weights: use weight bits 2-8, or the lzma coder")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -95,7 +103,7 @@ class Config:
 # and a cosine learning-rate decay: 3-4× the compression ratio of "paper" at the same PSNR on real dMRI.
 PRESETS = {
     "paper": Config(),
-    "compact": Config(weight_bits=8, qat_epochs=300, basis=24, lr=1e-3, lr_decay="cosine"),
+    "compact": Config(weight_bits=8, qat_epochs=300, basis=24, lr=1e-3, lr_decay="cosine", coder="rans"),
 }
 DEFAULT_PRESET = "paper"
 
@@ -137,7 +145,8 @@ def config_for_ratio(config: Config, volume, ratio: float) -> Config:
         torch.manual_seed(config.seed)
         model = Siren(2, nv, config.layers, units, config.w0, config.final_activation, config.basis,
                       config.activation)
-        return len(pack_weights([p.detach().numpy() for p in model.parameters()], config.weight_bits))
+        return len(pack_weights([p.detach().numpy() for p in model.parameters()], config.weight_bits,
+                               config.coder))
 
     lo, hi = 2, 2048
     if network_bytes(lo) > budget:
@@ -226,7 +235,8 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
         best, _ = fit(model, coords, target, column_weights, config.epochs, config.lr, config.check_every,
                       _store(config.weight_bits), device, report, bf16, config.qat_epochs, config.target_psnr,
                       config.lr_decay == "cosine")
-        item.member = pack_weights([best[name] for name, _ in model.named_parameters()], config.weight_bits)
+        item.member = pack_weights([best[name] for name, _ in model.named_parameters()], config.weight_bits,
+                                   config.coder)
         emit({"event": "slice", "slice": z, "slices": nz, "kind": "network", "bytes": len(item.member)})
     return encoded
 
@@ -241,7 +251,7 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
     vmin, vmax = (np.asarray(entry[k], dtype=np.float64) for k in ("min", "max"))
     if vmin.shape != (nv,) or vmax.shape != (nv,):
         raise ArchiveError(f"slice normalisation must list {nv} values")
-    arrays = unpack_weights(member, layer_shapes(config, nv), config.weight_bits)
+    arrays = unpack_weights(member, layer_shapes(config, nv), config.weight_bits, config.coder)
     out = forward(arrays, grid(nx, ny), config.w0, config.final_activation,
                   layer_activations(config.activation, config.layers))
     scale = np.where(vmax > vmin, vmax - vmin, 1.0)
@@ -267,27 +277,72 @@ def forward(arrays: list[np.ndarray], coords: np.ndarray, w0: float, final_activ
     return np.concatenate(out, axis=0)
 
 
-def pack_weights(arrays: list[np.ndarray], bits: int = 16) -> bytes:
-    """Code the (W, b) arrays of a network, in evaluation order, as one raw LZMA2 stream.
+def pack_weights(arrays: list[np.ndarray], bits: int = 16, coder: str = "lzma") -> bytes:
+    """Code the (W, b) arrays of a network, in evaluation order.
 
-    bits 16: every array as little-endian fp16, row-major. bits 2–8: first every W as int8 symbols
-    (per-row symmetric quantisation, see `quantize`), then every W's per-row fp16 scales, then every b
-    as fp16 — like values together, which codes smaller.
+    bits 16 (lzma only): every array as little-endian fp16, row-major, in one raw LZMA2 stream.
+    bits 2–8: every W as integer symbols (per-row symmetric quantisation, see `quantize`), row-major, then
+    every W's per-row fp16 scales, then every b as fp16. coder "lzma": the symbols as int8 bytes followed by
+    the fp16 bytes, in one raw LZMA2 stream. coder "rans": a uint32 byte count, the symbols (offset by
+    2^(bits−1)) in an adaptive rANS stream with one context per W, then the fp16 bytes in an adaptive rANS
+    stream with one context for low and one for high bytes (see `entropy`).
     """
     if bits == 16:
-        parts = [np.ascontiguousarray(a, dtype=WEIGHT_DTYPE).tobytes() for a in arrays]
-    else:
-        coded = [quantize(w, bits) for w in arrays[0::2]]
-        parts = ([q.astype(np.int8).tobytes() for q, _ in coded] + [s.astype(WEIGHT_DTYPE).tobytes() for _, s in coded]
-                 + [np.asarray(b, dtype=WEIGHT_DTYPE).tobytes() for b in arrays[1::2]])
-    return lzma.compress(b"".join(parts), format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+        return _lzma(b"".join(np.ascontiguousarray(a, dtype=WEIGHT_DTYPE).tobytes() for a in arrays))
+    coded = [quantize(w, bits) for w in arrays[0::2]]
+    side = b"".join([s.astype(WEIGHT_DTYPE).tobytes() for _, s in coded]
+                    + [np.asarray(b, dtype=WEIGHT_DTYPE).tobytes() for b in arrays[1::2]])
+    if coder == "lzma":
+        return _lzma(b"".join(q.astype(np.int8).tobytes() for q, _ in coded) + side)
+    symbols = np.concatenate([q.ravel() for q, _ in coded]) + 2 ** (bits - 1)
+    layers = np.repeat(np.arange(len(coded)), [q.size for q, _ in coded])
+    head = entropy.encode(symbols, 2**bits, layers, len(coded))
+    side_bytes = np.frombuffer(side, dtype=np.uint8)
+    tail = entropy.encode(side_bytes, 256, np.arange(side_bytes.size) % 2, 2)
+    return np.uint32(len(head)).astype("<u4").tobytes() + head + tail
 
 
-def unpack_weights(member: bytes, shapes: list[tuple[int, int]], bits: int = 16) -> list[np.ndarray]:
+def unpack_weights(member: bytes, shapes: list[tuple[int, int]], bits: int = 16,
+                   coder: str = "lzma") -> list[np.ndarray]:
     """Inverse of `pack_weights` (dequantized float32 arrays for bits < 16); every length is checked."""
     n_weights = sum(out * inp for out, inp in shapes)
     n_rows = sum(out for out, _ in shapes)
-    expected = 2 * (n_weights + n_rows) if bits == 16 else n_weights + 4 * n_rows  # 4: fp16 scale + bias
+    if bits == 16:
+        flat = np.frombuffer(_unlzma(member, 2 * (n_weights + n_rows)), dtype=WEIGHT_DTYPE)
+        arrays, offset = [], 0
+        for out, inp in shapes:
+            for shape in ((out, inp), (out,)):
+                n = int(np.prod(shape))
+                arrays.append(flat[offset:offset + n].reshape(shape))
+                offset += n
+        return arrays
+    if coder == "lzma":
+        raw = _unlzma(member, n_weights + 4 * n_rows)  # 4: fp16 scale + fp16 bias per row
+        symbols = np.frombuffer(raw, dtype=np.int8, count=n_weights)
+        halves = np.frombuffer(raw, dtype=WEIGHT_DTYPE, offset=n_weights)
+    else:
+        if len(member) < 4:
+            raise ArchiveError("network weights are truncated")
+        n_head = int(np.frombuffer(member, dtype="<u4", count=1)[0])
+        layers = np.repeat(np.arange(len(shapes)), [out * inp for out, inp in shapes])
+        symbols = entropy.decode(member[4:4 + n_head], n_weights, 2**bits, layers, len(shapes)) - 2 ** (bits - 1)
+        side = entropy.decode(member[4 + n_head:], 4 * n_rows, 256, np.arange(4 * n_rows) % 2, 2)
+        halves = side.astype(np.uint8).view(WEIGHT_DTYPE)
+    scales, biases = halves[:n_rows], halves[n_rows:]
+    arrays, w_at, r_at = [], 0, 0
+    for out, inp in shapes:
+        q = symbols[w_at:w_at + out * inp].reshape(out, inp)
+        arrays += [dequantize(q, scales[r_at:r_at + out]), biases[r_at:r_at + out].astype(np.float32)]
+        w_at, r_at = w_at + out * inp, r_at + out
+    return arrays
+
+
+def _lzma(raw: bytes) -> bytes:
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+
+
+def _unlzma(member: bytes, expected: int) -> bytes:
+    """Exactly `expected` bytes from a raw LZMA2 stream, else ArchiveError."""
     # A raw LZMA2 stream decodes with any dictionary at least as large as its decompressed length.
     window = [{"id": lzma.FILTER_LZMA2, "dict_size": max(expected, 4096)}]
     decoder = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=window)
@@ -297,24 +352,7 @@ def unpack_weights(member: bytes, shapes: list[tuple[int, int]], bits: int = 16)
         raise ArchiveError(f"corrupt network weights ({exc})") from None
     if len(raw) != expected:
         raise ArchiveError(f"network weights have {len(raw)} bytes, expected {expected}")
-    if bits == 16:
-        flat = np.frombuffer(raw, dtype=WEIGHT_DTYPE)
-        arrays, offset = [], 0
-        for out, inp in shapes:
-            for shape in ((out, inp), (out,)):
-                n = int(np.prod(shape))
-                arrays.append(flat[offset:offset + n].reshape(shape))
-                offset += n
-        return arrays
-    symbols = np.frombuffer(raw, dtype=np.int8, count=n_weights)
-    halves = np.frombuffer(raw, dtype=WEIGHT_DTYPE, offset=n_weights)
-    scales, biases = halves[:n_rows], halves[n_rows:]
-    arrays, w_at, r_at = [], 0, 0
-    for out, inp in shapes:
-        q = symbols[w_at:w_at + out * inp].reshape(out, inp)
-        arrays += [dequantize(q, scales[r_at:r_at + out]), biases[r_at:r_at + out].astype(np.float32)]
-        w_at, r_at = w_at + out * inp, r_at + out
-    return arrays
+    return raw
 
 
 def _store(bits: int):
