@@ -2,16 +2,18 @@
 
     >>> from SirenCompressLib import read_volume, compress, write_archive, read_archive, decompress
     >>> volume = read_volume("dwi.nii.gz")            # finds dwi.bval / dwi.bvec beside it
-    >>> archive = compress(volume, config=SirenConfig(epochs=500))
+    >>> archive = compress(volume)                      # the default settings: SIREN_PRESETS["compact"]
+    >>> paper = compress(volume, config=SirenConfig(epochs=500))  # SirenConfig(): the paper's settings
     >>> write_archive(archive, "dwi.sirz")
     >>> decoded = decompress(read_archive("dwi.sirz"))  # numpy only, no torch
 
 Training imports torch on first use; reading and decoding archives never do.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .archive import Archive, read_archive, write_archive  # noqa: E402
+from .codecs.siren import PRESETS as SIREN_PRESETS  # noqa: E402
 from .codecs.siren import Config as SirenConfig  # noqa: E402
 from .errors import ArchiveError, InputError, OutputError, SirenCompressError  # noqa: E402
 from .io import read_volume, write_volume  # noqa: E402
@@ -21,6 +23,6 @@ from .volume import FrameIndex, Gradients, Volume4D  # noqa: E402
 
 __all__ = [
     "Archive", "ArchiveError", "Comparison", "FrameIndex", "Gradients", "InputError", "Metrics", "OutputError",
-    "SirenCompressError", "SirenConfig", "Volume4D", "compare", "compress", "decompress", "read_archive",
-    "read_volume", "sizes", "write_archive", "write_volume",
+    "SIREN_PRESETS", "SirenCompressError", "SirenConfig", "Volume4D", "compare", "compress", "decompress",
+    "read_archive", "read_volume", "sizes", "write_archive", "write_volume",
 ]

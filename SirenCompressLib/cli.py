@@ -27,7 +27,6 @@ from .codecs.siren import (
     PRECISIONS,
     PRESETS,
     Config,
-    config_for_ratio,
 )
 from .errors import InputError, SirenCompressError
 from .evaluate import rd
@@ -37,6 +36,7 @@ from .metrics import Comparison, compare
 from .phantom import dwi_phantom
 from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
 from .progress import Bar, JsonLines
+from .rate import config_for_psnr, config_for_ratio
 from .sample import SAMPLE_FILES, copy_sample, sample_folder
 
 
@@ -74,7 +74,6 @@ CODEC_FLAGS = [
     ("coder", CODERS, "entropy coder of the weights: lzma, or rans (adaptive; integer weights only)"),
     ("basis", int, "0: the network outputs all volumes; K > 0: K coefficients of a per-slice q-space basis "
                    "(PCA-initialised, trained with the network)"),
-    ("target_psnr", float, "stop training each slice once it reaches this PSNR (dB); 0: off"),
 ]
 PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis", "coder")
 
@@ -90,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", type=Path, required=True, help="the .sirz file to write")
     c.add_argument("--bval", type=Path, help="FSL b-values (default: same stem as a NIfTI input)")
     c.add_argument("--bvec", type=Path, help="FSL gradient directions (default: same stem)")
+    c.add_argument("--codec", choices=("siren", "siren3d"), default="siren",
+                   help="siren: a network per axial slice (default); siren3d: the paper's SIREN-3D variant, "
+                        "one network (x, y, z) for the whole volume")
     c.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                    help="base settings (default %(default)s); the flags below override them: " + "; ".join(
                        f"{name}: " + ", ".join(f"{k}={v}" for k, v in PRESETS[name].to_json().items()
@@ -103,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target-ratio", type=float,
                    help="choose the units per layer so that the archive reaches this compression ratio "
                         "(raw 16-bit bytes / archive bytes; met within about 5 %%)")
+    c.add_argument("--target-psnr", type=float,
+                   help="choose the units per layer (unless --units is given) and the bit depth (integer "
+                        "weights, unless --weight-bits is given) by trial networks on one slice, and stop "
+                        "training each slice once it reaches this PSNR (dB)")
     c.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
                    help="bar: for people (stderr); jsonl: one JSON object per line on stdout")
     c.add_argument("--force", action="store_true", help="replace an existing output")
@@ -132,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use a synthetic DWI phantom instead; PSNR also against its noise-free version")
     b.add_argument("--ratios", type=float, nargs="+", default=[10.0, 20.0, 40.0])
     b.add_argument("--presets", nargs="+", choices=sorted(PRESETS), default=["compact", "paper"])
+    b.add_argument("--codecs", nargs="+", choices=("siren", "siren3d"), default=["siren"],
+                   help="network codecs, each run with every preset (default: siren)")
     b.add_argument("--classical", nargs="+", choices=list(CLASSICAL), default=list(CLASSICAL))
     b.add_argument("--epochs", type=int, help="override the presets' epochs (for quick runs)")
     b.add_argument("--precision", choices=PRECISIONS, help="override the presets' training precision")
@@ -155,12 +163,22 @@ def _compress(args: argparse.Namespace) -> None:
         given.setdefault("coder", "lzma")  # fp16 weights are LZMA-coded
     config = Config(**{**PRESETS[args.preset].to_json(), **given})
     volume = read_volume(args.input, args.bval, args.bvec)
+    if args.target_ratio and args.target_psnr:
+        raise InputError("give --target-ratio or --target-psnr, not both")
     if args.target_ratio:
-        config = config_for_ratio(config, volume, args.target_ratio)
+        config = config_for_ratio(config, volume, args.target_ratio, args.codec)
+    if args.target_psnr and args.codec != "siren":
+        raise InputError("--target-psnr works with the siren codec")
+    if args.target_psnr:
+        print(f"rate control: trial networks for {args.target_psnr:g} dB on one slice", file=sys.stderr)
+        config, _ = config_for_psnr(config, volume, args.target_psnr, "units" not in given,
+                                    "weight_bits" not in given,
+                                    lambda p: print("  " + p.describe(config.layers), file=sys.stderr))
+        print(f"rate control: {config.layers}×{config.units}, {config.weight_bits}-bit weights", file=sys.stderr)
     source = {"name": args.input.name, "format": image_format(args.input),
               "file_bytes": args.input.stat().st_size, "gzip_bytes": gzip_size(volume.data)}
     progress = {"bar": Bar(), "jsonl": JsonLines(), "none": None}[args.progress]
-    archive = compress(volume, "siren", config, progress, source)
+    archive = compress(volume, args.codec, config, progress, source)
     n = write_archive(archive, args.output, args.force)
     size, whole = sizes(archive, n), stored_comparison(archive).whole
     if args.progress == "jsonl":
@@ -241,7 +259,8 @@ def _bench(args: argparse.Namespace) -> None:
     if rounded:
         data_name += ", rounded to int16 before every codec"
     overrides = {k: v for k, v in (("epochs", args.epochs), ("precision", args.precision)) if v is not None}
-    sirens = {f"siren {name}": Config(**{**PRESETS[name].to_json(), **overrides}) for name in args.presets}
+    sirens = {f"{codec} {name}": (codec, Config(**{**PRESETS[name].to_json(), **overrides}))
+              for codec in args.codecs for name in args.presets}
     print(f"data: {data_name}", flush=True)
     rows = rd.run(volume, args.ratios, sirens, args.classical, clean, log=lambda line: print(line, flush=True))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch device {_device_name()}"

@@ -18,14 +18,14 @@ from .volume import FrameIndex, Gradients, Volume4D
 
 def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
              source: dict | None = None) -> Archive:
-    """Encode `volume` with `codec` (settings `config`, the codec's `Config`; defaults if None).
+    """Encode `volume` with `codec` (settings `config`, the codec's `Config`; its default_config() if None).
 
     `progress(event: dict)` receives the codec's progress events. `source` (optional, e.g. the input
     file's name and size) is stored as given in the manifest. The per-slice metrics in the manifest are
     measured on the archive's own decode, exactly what `decompress` returns.
     """
     module = get_codec(codec)
-    config = module.Config() if config is None else config
+    config = module.default_config() if config is None else config
     start = time.monotonic()
     encoded = module.encode(volume.data, config, progress)
     archive = assemble(volume, codec, config, encoded, source, time.monotonic() - start)
@@ -62,9 +62,12 @@ def assemble(volume: Volume4D, codec: str, config, encoded: list[EncodedSlice], 
     }
     members = {}
     for z, item in enumerate(encoded):
-        name = slice_member_name(z) if item.member is not None else None
-        if name is not None:
+        name = None
+        if item.member is not None:
+            name = slice_member_name(z)
             members[name] = item.member
+        elif item.member_of is not None:
+            name = slice_member_name(item.member_of)
         manifest["slices"].append({"index": z, **item.entry, "member": name,
                                    "bytes": len(item.member or b"")})
     return Archive(manifest, members)

@@ -19,7 +19,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .archive import Archive, read_archive
-from .codecs.siren import Config
+from .codecs.siren import Config, default_config
 from .errors import InputError, SirenCompressError
 from .io import write_volume
 from .jobs import CompressJob, compress_command
@@ -254,7 +254,7 @@ class NodeCompression:
 def compress_node(node, output_path: str | os.PathLike, config: Config | None = None, on_event=None,
                   python: str | None = None, scene=None) -> Loaded:
     """Blocking form: compress `node` to `output_path` and return the decoded nodes and report."""
-    task = NodeCompression(node, output_path, config or Config(), python).start()
+    task = NodeCompression(node, output_path, config or default_config(), python).start()
     try:
         task.wait(on_event)
     except BaseException:
@@ -267,7 +267,7 @@ def config_from_scene(scene=None) -> Config:
     """The module panel's current settings (its parameter node), or the defaults."""
     scene = scene or slicer.mrmlScene
     node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
-    config = Config()
+    config = default_config()
     if node is None:
         return config
     values = {}

@@ -15,13 +15,14 @@ from SirenCompressLib.evaluate import rd
 def test_rows_table_plot_and_json(tmp_path):
     volume = phantom(shape=(24, 24, 2), directions=12, bvalues=(1000.0,))
     clean = phantom(shape=(24, 24, 2), directions=12, bvalues=(1000.0,), noise=0.0).data
-    sirens = {"siren tiny": SirenConfig(layers=2, epochs=20, lr=3e-3, weight_bits=8, device="cpu")}
+    tiny = SirenConfig(layers=2, epochs=20, lr=3e-3, weight_bits=8, device="cpu")
+    sirens = {"siren tiny": ("siren", tiny), "siren3d tiny": ("siren3d", tiny)}
     rows = rd.run(volume, [4.0], sirens, ["JPEG 2000 tiled"], clean, log=lambda line: None)
-    assert [r.codec for r in rows] == ["siren tiny", "JPEG 2000 tiled"]
+    assert [r.codec for r in rows] == ["siren tiny", "siren3d tiny", "JPEG 2000 tiled"]
     for r in rows:
         assert r.ratio == pytest.approx(4.0, rel=0.1) and r.psnr_clean is not None and r.psnr > 20
     table = rd.markdown(rows, clean=True)
-    assert table.count("\n") == 4 and "**" in table and "PSNR vs noise-free" in table
+    assert table.count("\n") == 5 and "**" in table and "PSNR vs noise-free" in table
     rd.plot(rows, str(tmp_path / "rd.png"), "tiny")
     assert (tmp_path / "rd.png").read_bytes()[:4] == b"\x89PNG"
     rd.to_json(rows, str(tmp_path / "rd.json"), data="tiny")

@@ -19,7 +19,6 @@ from SirenCompressLib import (
     read_archive,
     write_archive,
 )
-from SirenCompressLib.archive import to_bytes
 from SirenCompressLib.codecs import siren
 from SirenCompressLib.nets import Siren
 
@@ -211,29 +210,6 @@ def test_low_rank_numpy_decoder_matches_torch():
     with torch.no_grad():
         expected = model(torch.from_numpy(coords)).numpy()
     np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "identity", ["sine"] * 2), expected, atol=1e-5)
-
-
-@pytest.mark.parametrize("bits, ratio", [(16, 4.0), (8, 8.0)])
-def test_target_ratio_is_met(bits, ratio):
-    volume = phantom(shape=(32, 32, 2), directions=30, bvalues=(1000.0,))
-    config = siren.config_for_ratio(SirenConfig(layers=2, epochs=30, lr=3e-3, weight_bits=bits, device="cpu"),
-                                    volume, ratio)
-    reached = volume.data.size * 2 / len(to_bytes(compress(volume, config=config)))
-    assert reached == pytest.approx(ratio, rel=0.10)
-
-
-def test_unreachable_ratio_is_refused():
-    with pytest.raises(InputError, match="out of reach"):
-        siren.config_for_ratio(SirenConfig(), phantom(), 1000.0)
-
-
-def test_target_psnr_stops_early():
-    events = []
-    config = SirenConfig(**{**FAST.to_json(), "epochs": 2000, "target_psnr": 25.0})
-    archive = compress(phantom(), config=config, progress=events.append)
-    last = [e["epoch"] for e in events if e["event"] == "epoch" and e["slice"] == 0][-1]
-    assert last < 2000
-    assert archive.manifest["slices"][0]["metrics"]["psnr"] >= 24.5
 
 
 def test_compact_preset_round_trip():

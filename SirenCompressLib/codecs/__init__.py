@@ -1,7 +1,10 @@
 """Codecs behind one small interface. Each codec module provides:
 
 - `Config`: a dataclass of its settings with `to_json()` / `Config.from_json(dict)`;
+- `default_config() -> Config`: the settings used when none are given;
 - `encode(data, config, progress) -> list[EncodedSlice]`: one entry per axial slice (uses torch if it trains);
+- `placeholders(data, config) -> list[EncodedSlice]`: the entries as `encode` makes them, with empty members
+  (for rate control);
 - `decode_slice(config, entry, member, shape) -> np.ndarray`: float (x, y, volumes), numpy only.
 
 Modules are imported on first use, so that decoding never imports what only encoding needs.
@@ -15,15 +18,17 @@ from types import ModuleType
 
 from ..errors import InputError
 
-CODECS = {"siren": "SirenCompressLib.codecs.siren"}
+CODECS = {"siren": "SirenCompressLib.codecs.siren", "siren3d": "SirenCompressLib.codecs.siren3d"}
 
 
 @dataclass
 class EncodedSlice:
-    """One axial slice as a codec stored it: manifest fields plus an optional binary member."""
+    """One axial slice as a codec stored it: manifest fields plus an optional binary member, or the index
+    of the slice whose member it shares (`member_of`)."""
 
     entry: dict = field(default_factory=dict)
     member: bytes | None = None
+    member_of: int | None = None
 
 
 def get_codec(name: str) -> ModuleType:

@@ -98,14 +98,19 @@ class Config:
             raise ArchiveError(f"bad siren settings in the archive: {exc}") from None
 
 
-# Named settings. "paper": Mancini, Jones & Palombo's network and training, fp16 weights.
+# Named settings. "paper" (= Config()): Mancini, Jones & Palombo's network and training, fp16 weights.
 # "compact": 8-bit weights with quantisation-aware fine-tuning, a low-rank q-space output (24 basis vectors)
 # and a cosine learning-rate decay: 3-4× the compression ratio of "paper" at the same PSNR on real dMRI.
 PRESETS = {
     "paper": Config(),
     "compact": Config(weight_bits=8, qat_epochs=300, basis=24, lr=1e-3, lr_decay="cosine", coder="rans"),
 }
-DEFAULT_PRESET = "paper"
+DEFAULT_PRESET = "compact"  # the best rate-distortion measured (docs/BENCHMARKS.md)
+
+
+def default_config() -> Config:
+    """The settings used when none are given: the DEFAULT_PRESET."""
+    return PRESETS[DEFAULT_PRESET]
 
 
 def layer_activations(activation: str, layers: int) -> list[str]:
@@ -115,64 +120,25 @@ def layer_activations(activation: str, layers: int) -> list[str]:
     return [activation] * layers
 
 
-def layer_shapes(config: Config, n_out: int) -> list[tuple[int, int]]:
-    """(out, in) of each linear map, in evaluation order; 2 inputs (x, y). The first `config.layers` are
-    sine layers, the rest linear: the head, and with a q-space basis K the basis map K → n_out."""
-    widths = [2] + [config.units] * config.layers
+def layer_shapes(config: Config, n_out: int, n_in: int = 2) -> list[tuple[int, int]]:
+    """(out, in) of each linear map, in evaluation order; `n_in` inputs ((x, y) here). The first
+    `config.layers` are sine layers, the rest linear: the head, and with a q-space basis K the basis map."""
+    widths = [n_in] + [config.units] * config.layers
     sine = list(zip(widths[1:], widths[:-1]))
     if config.basis:
         return sine + [(config.basis, config.units), (n_out, config.basis)]
     return sine + [(n_out, config.units)]
 
 
-def config_for_ratio(config: Config, volume, ratio: float) -> Config:
-    """`config` with the most units whose archive of `volume` meets compression ratio `ratio` (raw 16-bit
-    bytes over archive bytes). Network sizes are measured by coding freshly initialised networks, whose
-    weights code to nearly the same size as trained ones; the container is measured on a stand-in."""
-    import torch
-
-    from ..nets import Siren
-
-    nx, ny, nz, nv = volume.shape
-    placeholders = [_slice_entry(volume.data[:, :, z]) for z in range(nz)]
-    for item in placeholders:
+def placeholders(data: np.ndarray, config: Config) -> list[EncodedSlice]:
+    """The slice entries `encode` makes, with empty members (for rate control)."""
+    entries = [slice_entry(data[:, :, z]) for z in range(data.shape[2])]
+    for item in entries:
         item.member = b"" if item.entry["kind"] == "network" else None
-    networks = sum(item.member is not None for item in placeholders)
-    target = nx * ny * nz * nv * 2 / ratio
-    budget = (target - _container_bytes(volume, config, placeholders)) / max(networks, 1)
-
-    def network_bytes(units: int) -> int:
-        torch.manual_seed(config.seed)
-        model = Siren(2, nv, config.layers, units, config.w0, config.final_activation, config.basis,
-                      config.activation)
-        return len(pack_weights([p.detach().numpy() for p in model.parameters()], config.weight_bits,
-                               config.coder))
-
-    lo, hi = 2, 2048
-    if network_bytes(lo) > budget:
-        raise InputError(f"compression ratio {ratio:g} is out of reach for {config.layers} layers at "
-                         f"{config.weight_bits}-bit weights: use fewer layers, fewer bits or a lower ratio")
-    while lo < hi:
-        middle = (lo + hi + 1) // 2
-        lo, hi = (middle, hi) if network_bytes(middle) <= budget else (lo, middle - 1)
-    return Config(**{**config.to_json(), "units": lo})
+    return entries
 
 
-def _container_bytes(volume, config: Config, placeholders: list[EncodedSlice]) -> int:
-    """Bytes of the archive around the network members: zip structure and deflated manifest, with
-    metrics of typical length."""
-    from ..archive import to_bytes
-    from ..pipeline import assemble
-
-    archive = assemble(volume, "siren", config, placeholders)
-    typical = {"mse": 1.2345678901234567e-05, "psnr": 49.12345678901234, "ssim": 0.9912345678901234}
-    for entry in archive.manifest["slices"]:
-        entry["metrics"] = typical
-    archive.manifest["metrics"] = typical
-    return len(to_bytes(archive))
-
-
-def _slice_entry(values: np.ndarray) -> EncodedSlice:
+def slice_entry(values: np.ndarray) -> EncodedSlice:
     """The manifest entry of one slice (x, y, volumes) before training: constant, or network with its
     per-volume normalisation (exactly as it reads back from the manifest)."""
     flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
@@ -182,44 +148,32 @@ def _slice_entry(values: np.ndarray) -> EncodedSlice:
                          "max": _json_numbers(flat.max(axis=0), values.dtype).tolist()})
 
 
-def grid(nx: int, ny: int) -> np.ndarray:
-    """Pixel coordinates in [−1, 1] (both ends included), (nx·ny, 2), x varying slowest."""
-    xs, ys = np.linspace(-1.0, 1.0, nx), np.linspace(-1.0, 1.0, ny)
-    gx, gy = np.meshgrid(xs, ys, indexing="ij")
-    return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
+def grid(*sizes: int) -> np.ndarray:
+    """Pixel coordinates in [−1, 1] (both ends included), (prod(sizes), len(sizes)), first axis slowest."""
+    axes = np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in sizes], indexing="ij")
+    return np.stack([a.ravel() for a in axes], axis=1).astype(np.float32)
 
 
 def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
     """Train one network per axial slice of `data` (x, y, z, volumes)."""
-    import torch
-
-    from ..nets import Siren, pick_device, use_bf16
-    from ..train import fit
+    from ..nets import pick_device, use_bf16
 
     device = pick_device(config.device)
     bf16 = use_bf16(config.precision, device)
-    nx, ny, nz, nv = data.shape
-    lo, hi = float(data.min()), float(data.max())
-    span = hi - lo if hi > lo else 1.0
-    coords = grid(nx, ny)
+    nz = data.shape[2]
+    span = volume_span(data)
     to_train = [z for z in range(nz) if np.ptp(data[:, :, z]) > 0]  # the others are constant
     epochs = config.epochs + config.qat_epochs
-    clock = _Clock(len(to_train) * epochs)
+    clock = Clock(len(to_train) * epochs)
     emit = progress or (lambda event: None)
     emit({"event": "start", "slices": nz, "networks": len(to_train), "epochs": epochs,
           "device": str(device) + (" (bf16)" if bf16 else "")})
     encoded = []
     for z in range(nz):
-        item = _slice_entry(data[:, :, z])
-        encoded.append(item)
-        if item.entry["kind"] == "constant":
+        if z not in to_train:
+            encoded.append(slice_entry(data[:, :, z]))
             emit({"event": "slice", "slice": z, "slices": nz, "kind": "constant", "bytes": 0})
             continue
-        values = data[:, :, z].reshape(nx * ny, nv).astype(np.float64)
-        vmin, vmax = np.array(item.entry["min"]), np.array(item.entry["max"])
-        scale = np.where(vmax > vmin, vmax - vmin, 1.0)
-        target = (values - vmin) / scale
-        column_weights = ((vmax - vmin) / span) ** 2  # scores errors in the global [0, 1] scaling
         epochs_before = to_train.index(z) * epochs
 
         def report(epoch: int, loss: float, psnr: float, z: int = z, epochs_before: int = epochs_before) -> None:
@@ -227,18 +181,54 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
             emit({"event": "epoch", "slice": z, "slices": nz, "epoch": epoch, "epochs": epochs,
                   "loss": loss, "psnr": psnr, "eta_s": clock.eta()})
 
-        torch.manual_seed(config.seed + z)
-        model = Siren(2, nv, config.layers, config.units, config.w0, config.final_activation, config.basis,
-                      config.activation)
-        if config.basis:
-            model.set_basis(torch.as_tensor(target, dtype=torch.float32))
-        best, _ = fit(model, coords, target, column_weights, config.epochs, config.lr, config.check_every,
-                      _store(config.weight_bits), device, report, bf16, config.qat_epochs, config.target_psnr,
-                      config.lr_decay == "cosine")
-        item.member = pack_weights([best[name] for name, _ in model.named_parameters()], config.weight_bits,
-                                   config.coder)
+        item, _ = encode_slice(data[:, :, z], span, config, config.seed + z, report)
+        encoded.append(item)
         emit({"event": "slice", "slice": z, "slices": nz, "kind": "network", "bytes": len(item.member)})
     return encoded
+
+
+def encode_slice(values: np.ndarray, span: float, config: Config, seed: int,
+                 report=None) -> tuple[EncodedSlice, float]:
+    """Train the network of one non-constant slice (x, y, volumes) whose volume spans `span` (max − min):
+    its manifest entry and member, and the PSNR of the stored weights in the volume's [0, 1] scaling."""
+    nx, ny, nv = values.shape
+    item = slice_entry(values)
+    item.member, psnr = fit_network(grid(nx, ny), values.reshape(nx * ny, nv), item.entry, span, config, seed,
+                                    report)
+    return item, psnr
+
+
+def fit_network(coords: np.ndarray, values: np.ndarray, entry: dict, span: float, config: Config, seed: int,
+                report=None) -> tuple[bytes, float]:
+    """Train a network from `coords` (N, inputs) to `values` (N, volumes), each volume min–max normalised
+    with the entry's "min" and "max": the packed weights and the PSNR of the stored weights, errors scored
+    in the volume's [0, 1] scaling (`span` = max − min of the whole volume)."""
+    import torch
+
+    from ..nets import Siren, pick_device, use_bf16
+    from ..train import fit
+
+    device = pick_device(config.device)
+    vmin, vmax = np.array(entry["min"]), np.array(entry["max"])
+    scale = np.where(vmax > vmin, vmax - vmin, 1.0)
+    target = (values.astype(np.float64) - vmin) / scale
+    column_weights = ((vmax - vmin) / span) ** 2
+    torch.manual_seed(seed)
+    model = Siren(coords.shape[1], values.shape[1], config.layers, config.units, config.w0, config.final_activation,
+                  config.basis, config.activation)
+    if config.basis:
+        model.set_basis(torch.as_tensor(target, dtype=torch.float32))
+    best, score = fit(model, coords, target, column_weights, config.epochs, config.lr, config.check_every,
+                      _store(config.weight_bits), device, report, use_bf16(config.precision, device),
+                      config.qat_epochs, config.target_psnr, config.lr_decay == "cosine")
+    member = pack_weights([best[name] for name, _ in model.named_parameters()], config.weight_bits, config.coder)
+    return member, -10.0 * np.log10(max(score, 1e-30))
+
+
+def volume_span(data: np.ndarray) -> float:
+    """max − min of the whole volume (1 when constant): the scale in which errors are scored."""
+    span = float(data.max()) - float(data.min())
+    return span if span > 0 else 1.0
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -246,16 +236,24 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
     nx, ny, _, nv = shape
     if entry.get("kind") == "constant":
         return np.full((nx, ny, nv), float(entry["value"]))
+    return decode_network(config, entry, member, grid(nx, ny), nv).reshape(nx, ny, nv)
+
+
+def decode_network(config: Config, entry: dict, member: bytes | None, coords: np.ndarray,
+                   n_volumes: int) -> np.ndarray:
+    """The float64 values (N, n_volumes) of the network in `member` at `coords` (N, inputs), undoing the
+    entry's per-volume normalisation."""
     if entry.get("kind") != "network" or member is None:
         raise ArchiveError(f"slice entry of unknown kind {entry.get('kind')!r}")
     vmin, vmax = (np.asarray(entry[k], dtype=np.float64) for k in ("min", "max"))
-    if vmin.shape != (nv,) or vmax.shape != (nv,):
-        raise ArchiveError(f"slice normalisation must list {nv} values")
-    arrays = unpack_weights(member, layer_shapes(config, nv), config.weight_bits, config.coder)
-    out = forward(arrays, grid(nx, ny), config.w0, config.final_activation,
+    if vmin.shape != (n_volumes,) or vmax.shape != (n_volumes,):
+        raise ArchiveError(f"slice normalisation must list {n_volumes} values")
+    shapes = layer_shapes(config, n_volumes, coords.shape[1])
+    arrays = unpack_weights(member, shapes, config.weight_bits, config.coder)
+    out = forward(arrays, coords, config.w0, config.final_activation,
                   layer_activations(config.activation, config.layers))
     scale = np.where(vmax > vmin, vmax - vmin, 1.0)
-    return (out.astype(np.float64) * scale + vmin).reshape(nx, ny, nv)
+    return out.astype(np.float64) * scale + vmin
 
 
 def forward(arrays: list[np.ndarray], coords: np.ndarray, w0: float, final_activation: str,
@@ -363,7 +361,7 @@ def _store(bits: int):
     return store
 
 
-class _Clock:
+class Clock:
     """Estimates the time left from the epochs done so far."""
 
     def __init__(self, total_epochs: int) -> None:

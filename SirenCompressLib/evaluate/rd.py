@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..archive import to_bytes
-from ..codecs.siren import Config, config_for_ratio
+from ..codecs.siren import Config
 from ..metrics import compare
 from ..pipeline import compress, decompress
+from ..rate import config_for_ratio
 from ..volume import Volume4D
 from .classical import Coded, images_at_size, klt_at_size
 
@@ -53,17 +54,18 @@ def integer_volume(volume: Volume4D) -> tuple[Volume4D, bool]:
     return Volume4D(data, volume.ijk_to_ras, volume.gradients, frames=volume.frames), True
 
 
-def run(volume: Volume4D, ratios: list[float], sirens: dict[str, Config], classical: list[str],
+def run(volume: Volume4D, ratios: list[float], sirens: dict[str, tuple[str, Config]], classical: list[str],
         clean: np.ndarray | None = None, log: Callable[[str], None] = print) -> list[Row]:
-    """All codecs at every ratio; `volume` must hold integers (see `integer_volume`)."""
+    """All codecs at every ratio; `sirens` maps a row name to (codec, settings); `volume` must hold
+    integers (see `integer_volume`)."""
     data = volume.data
     raw = data.size * 2
     rows = []
     for ratio in ratios:
-        for name, base in sirens.items():
-            config = config_for_ratio(base, volume, ratio)
+        for name, (codec, base) in sirens.items():
+            config = config_for_ratio(base, volume, ratio, codec)
             start = time.perf_counter()
-            archive = compress(volume, config=config)
+            archive = compress(volume, codec, config)
             encode_s = time.perf_counter() - start
             start = time.perf_counter()
             decoded = decompress(archive).data

@@ -1,0 +1,72 @@
+"""Codec "siren3d": the paper's SIREN-3D variant, one network for the whole volume, (x, y, z) → V values.
+
+Same settings, weights and member bytes as codec "siren" (see siren.py); the network has three inputs.
+The member is stored once, with the first slice; every slice entry names it and carries the per-volume
+normalisation of the whole volume. Decoding a slice evaluates the network on that slice's grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import EncodedSlice
+from .siren import (
+    PRESETS,
+    Clock,
+    Config,
+    Progress,
+    decode_network,
+    default_config,
+    fit_network,
+    grid,
+    slice_entry,
+    volume_span,
+)
+
+__all__ = ["PRESETS", "Config", "decode_slice", "default_config", "encode", "placeholders"]
+
+
+def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
+    """Train one network on every voxel of `data` (x, y, z, volumes)."""
+    from ..nets import pick_device, use_bf16
+
+    entries = placeholders(data, config)
+    nx, ny, nz, nv = data.shape
+    emit = progress or (lambda event: None)
+    if entries[0].member is None:  # a constant volume
+        return entries
+    device = pick_device(config.device)
+    epochs = config.epochs + config.qat_epochs
+    clock = Clock(epochs)
+    emit({"event": "start", "slices": nz, "networks": 1, "epochs": epochs,
+          "device": str(device) + (" (bf16)" if use_bf16(config.precision, device) else "")})
+
+    def report(epoch: int, loss: float, psnr: float) -> None:
+        clock.update(epoch)
+        emit({"event": "epoch", "slice": 0, "slices": nz, "epoch": epoch, "epochs": epochs, "loss": loss,
+              "psnr": psnr, "eta_s": clock.eta()})
+
+    entries[0].member, _ = fit_network(grid(nx, ny, nz), data.reshape(-1, nv), entries[0].entry,
+                                       volume_span(data), config, config.seed, report)
+    emit({"event": "slice", "slice": 0, "slices": nz, "kind": "network", "bytes": len(entries[0].member)})
+    return entries
+
+
+def placeholders(data: np.ndarray, config: Config) -> list[EncodedSlice]:
+    """The slice entries `encode` makes: all constant for a constant volume, else the whole volume's
+    normalisation in every entry and one (here empty) member with the first slice."""
+    whole = slice_entry(data)
+    if whole.entry["kind"] == "constant":
+        return [EncodedSlice(dict(whole.entry)) for _ in range(data.shape[2])]
+    return [EncodedSlice(dict(whole.entry), b"" if z == 0 else None, None if z == 0 else 0)
+            for z in range(data.shape[2])]
+
+
+def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The float64 slice (x, y, volumes) at the entry's index."""
+    nx, ny, nz, nv = shape
+    if entry.get("kind") == "constant":
+        return np.full((nx, ny, nv), float(entry["value"]))
+    z = np.float32(np.linspace(-1.0, 1.0, nz)[int(entry["index"])])
+    coords = np.column_stack([grid(nx, ny), np.full(nx * ny, z, dtype=np.float32)])  # = grid(nx, ny, nz) at z
+    return decode_network(config, entry, member, coords, nv).reshape(nx, ny, nv)

@@ -1,0 +1,67 @@
+"""Rate control: a compression ratio or a PSNR target chooses the settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import FAST, phantom
+from SirenCompressLib import SirenConfig, compress
+from SirenCompressLib.archive import to_bytes
+from SirenCompressLib.errors import InputError
+from SirenCompressLib.rate import config_for_psnr, config_for_ratio
+
+
+@pytest.mark.parametrize("bits, ratio", [(16, 4.0), (8, 8.0)])
+def test_target_ratio_is_met(bits, ratio):
+    volume = phantom(shape=(32, 32, 2), directions=30, bvalues=(1000.0,))
+    config = config_for_ratio(SirenConfig(layers=2, epochs=30, lr=3e-3, weight_bits=bits, device="cpu"),
+                                    volume, ratio)
+    reached = volume.data.size * 2 / len(to_bytes(compress(volume, config=config)))
+    assert reached == pytest.approx(ratio, rel=0.10)
+
+
+def test_unreachable_ratio_is_refused():
+    with pytest.raises(InputError, match="out of reach"):
+        config_for_ratio(SirenConfig(), phantom(), 1000.0)
+
+
+def test_target_psnr_stops_early():
+    events = []
+    config = SirenConfig(**{**FAST.to_json(), "epochs": 2000, "target_psnr": 25.0})
+    archive = compress(phantom(), config=config, progress=events.append)
+    last = [e["epoch"] for e in events if e["event"] == "epoch" and e["slice"] == 0][-1]
+    assert last < 2000
+    assert archive.manifest["slices"][0]["metrics"]["psnr"] >= 24.5
+
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_psnr_target_picks_the_smallest_network_that_reaches_it(bits):
+    volume = phantom(shape=(20, 18, 3))
+    base = SirenConfig(**{**FAST.to_json(), "epochs": 150, "weight_bits": bits})
+    probes = []
+    config, made = config_for_psnr(base, volume, 30.0, report=probes.append)
+    assert made == probes and probes
+    reached = [p for p in probes if p.psnr >= 30.0]
+    chosen = min(reached, key=lambda p: p.bytes)
+    assert (config.units, config.weight_bits, config.target_psnr) == (chosen.units, chosen.weight_bits, 30.0)
+    assert {p.weight_bits for p in probes} == ({8, 6} if bits == 8 else {16})
+    # bisection: every probe with fewer units at the chosen depth missed the target
+    assert all(p.psnr < 30.0 for p in probes if p.weight_bits == config.weight_bits and p.units < config.units)
+    archive = compress(volume, config=config)
+    assert archive.manifest["slices"][1]["metrics"]["psnr"] >= 30.0
+
+
+def test_lower_psnr_target_gives_a_smaller_network():
+    volume = phantom(shape=(20, 18, 3))
+    base = SirenConfig(**{**FAST.to_json(), "epochs": 150, "weight_bits": 8})
+    low, _ = config_for_psnr(base, volume, 22.0, bits=False)
+    high, _ = config_for_psnr(base, volume, 32.0, bits=False)
+    assert low.units < high.units
+
+
+def test_unreachable_psnr_takes_the_best_probe():
+    base = SirenConfig(**{**FAST.to_json(), "epochs": 20})
+    config, probes = config_for_psnr(base, phantom(), 200.0, bits=False)
+    assert config.units == max(probes, key=lambda p: p.psnr).units
+    assert all(p.psnr < 200.0 for p in probes)
