@@ -32,7 +32,7 @@ if importlib.util.find_spec("SirenCompressLib") is None:
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from SirenCompressLib import slicer_nodes  # noqa: E402
-from SirenCompressLib.codecs.siren import Config  # noqa: E402
+from SirenCompressLib.codecs.siren import DEFAULT_PRESET, PRESETS, Config  # noqa: E402
 from SirenCompressLib.errors import SirenCompressError  # noqa: E402
 from SirenCompressLib.slicer_nodes import SirenCompressFileReader, SirenCompressFileWriter  # noqa: E402, F401
 
@@ -61,10 +61,11 @@ class SirenCompressParameterNode:
     """The panel's settings; names shared with SirenCompressLib.slicer_nodes.PANEL_PARAMETERS."""
 
     inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]
+    preset: Annotated[str, Choice(sorted(PRESETS))] = DEFAULT_PRESET
     layers: Annotated[int, WithinRange(1, 16)] = 3
     units: Annotated[int, WithinRange(4, 2048)] = 256
     epochs: Annotated[int, WithinRange(1, 1000000)] = 2000
-    learningRate: Annotated[float, WithinRange(1e-7, 1.0), Decimals(6), SingleStep(1e-4)] = 3e-4
+    learningRate: Annotated[float, WithinRange(1e-7, 1.0), Decimals(6), SingleStep(1e-4)] = PRESETS[DEFAULT_PRESET].lr
     finalActivation: Annotated[str, Choice(["identity", "relu"])] = "identity"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     outputPath: Path
@@ -92,6 +93,7 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.compressButton.connect("clicked(bool)", self.onCompressButton)
+        self.ui.presetComboBox.connect("currentTextChanged(QString)", self.onPresetChanged)
         self.ui.deviceLabel.text = self.logic.detectedDevice()
         self.initializeParameterNode()
 
@@ -146,6 +148,11 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                        "multivolume": _("multivolume (decoded as a sequence)")}[kind]
         self.ui.compressButton.enabled = True
 
+    def onPresetChanged(self, preset: str) -> None:
+        """A preset brings its learning rate; the other fields keep what the user set."""
+        if self._parameterNode and preset in PRESETS:
+            self._parameterNode.learningRate = PRESETS[preset].lr
+
     def onCompressButton(self) -> None:
         if self.task is not None:
             self.task.cancel()
@@ -194,7 +201,7 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._log(_("Training {n} networks on {device}").format(n=event["networks"], device=event["device"]))
             self._networks, self._done = max(event["networks"], 1), 0
         elif kind == "epoch":
-            fraction = (self._done + event["epoch"] / event["epochs"]) / self._networks
+            fraction = (self._done + event.get("batch_size", 1) * event["epoch"] / event["epochs"]) / self._networks
             self.ui.progressBar.value = int(100 * fraction)
             eta = event.get("eta_s")
             left = "" if eta is None else _(", {m}m{s:02d}s left").format(m=int(eta) // 60, s=int(eta) % 60)
@@ -223,13 +230,15 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return SirenCompressParameterNode(super().getParameterNode())
 
-    def compress(self, node, outputPath=None, layers: int = 3, units: int = 256, epochs: int = 2000,
-                 learningRate: float = 3e-4, finalActivation: str = "identity", device: str = "auto",
-                 seed: int = 0, progress=None) -> slicer_nodes.Loaded:
-        """Compress `node` (blocking) and return the decoded node(s), report table and chart."""
+    def compress(self, node, outputPath=None, preset: str = DEFAULT_PRESET, layers: int = 3, units: int = 256,
+                 epochs: int = 2000, learningRate: float | None = None, finalActivation: str = "identity",
+                 device: str = "auto", seed: int = 0, progress=None) -> slicer_nodes.Loaded:
+        """Compress `node` (blocking) and return the decoded node(s), report table and chart. `preset`
+        ("compact" or "paper") gives the other settings; learningRate None: the preset's."""
         self.ensureDependencies()
-        config = Config(layers=layers, units=units, epochs=epochs, lr=learningRate,
-                        final_activation=finalActivation, device=device, seed=seed)
+        config = slicer_nodes.panel_config(preset, layers=layers, units=units, epochs=epochs,
+                                           lr=learningRate or PRESETS[preset].lr, final_activation=finalActivation,
+                                           device=device, seed=seed)
         output = self.outputPathFor(node, outputPath)
         return slicer_nodes.compress_node(node, output, config, on_event=progress, python=self.python())
 
@@ -245,8 +254,8 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def configFromParameters(p) -> Config:
-        return Config(layers=p.layers, units=p.units, epochs=p.epochs, lr=p.learningRate,
-                      final_activation=p.finalActivation, device=p.device)
+        return slicer_nodes.panel_config(p.preset, layers=p.layers, units=p.units, epochs=p.epochs,
+                                         lr=p.learningRate, final_activation=p.finalActivation, device=p.device)
 
     @staticmethod
     def outputPathFor(node, outputPath=None) -> Path:

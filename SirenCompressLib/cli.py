@@ -71,6 +71,8 @@ CODEC_FLAGS = [
                               "recent GPUs, a little less accurate per epoch), or auto"),
     ("weight_bits", int, "16: fp16 weights; 2-8: per-channel integer weights"),
     ("qat_epochs", int, "extra epochs of quantisation-aware fine-tuning"),
+    ("batch_slices", int, "slices trained together (vmap over stacked networks); 0: automatic, 4 on a CPU, "
+                          "as many as fit in a quarter of the GPU's free memory"),
     ("coder", CODERS, "entropy coder of the weights: lzma, or rans (adaptive; integer weights only)"),
     ("basis", int, "0: the network outputs all volumes; K > 0: K coefficients of a per-slice q-space basis "
                    "(PCA-initialised, trained with the network)"),

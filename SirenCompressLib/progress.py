@@ -38,10 +38,13 @@ class Bar:
                        f"{event['epochs']} epochs each, on {event['device']}")
         elif kind == "epoch" and self.tty and time.monotonic() - self.last_draw > 0.2:
             self.last_draw = time.monotonic()
-            frac = (self.done + event["epoch"] / event["epochs"]) / max(self.networks, 1)
+            batch = event.get("batch_size", 1)
+            frac = (self.done + batch * event["epoch"] / event["epochs"]) / max(self.networks, 1)
             filled = int(frac * self.width)
+            first = event["slice"] + 1
+            where = f"slice {first}" if batch == 1 else f"slices {first}-{first + batch - 1}"
             self.stream.write(
-                f"\r[{'#' * filled}{'.' * (self.width - filled)}] slice {event['slice'] + 1}/{event['slices']}"
+                f"\r[{'#' * filled}{'.' * (self.width - filled)}] {where}/{event['slices']}"
                 f" epoch {event['epoch']}/{event['epochs']} PSNR {event['psnr']:.1f} dB"
                 f" {_eta(event['eta_s'])}   ")
             self.stream.flush()

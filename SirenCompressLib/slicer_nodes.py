@@ -19,7 +19,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .archive import Archive, read_archive
-from .codecs.siren import Config, default_config
+from .codecs.siren import DEFAULT_PRESET, PRESETS, Config, default_config
 from .errors import InputError, SirenCompressError
 from .io import write_volume
 from .jobs import CompressJob, compress_command
@@ -263,19 +263,27 @@ def compress_node(node, output_path: str | os.PathLike, config: Config | None = 
     return task.finish(scene)
 
 
+def panel_config(preset: str = DEFAULT_PRESET, **settings) -> Config:
+    """A named preset with the panel's settings (Config field names) on top."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+    return Config(**{**PRESETS[preset].to_json(), **settings})
+
+
 def config_from_scene(scene=None) -> Config:
     """The module panel's current settings (its parameter node), or the defaults."""
     scene = scene or slicer.mrmlScene
     node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
-    config = default_config()
     if node is None:
-        return config
+        return default_config()
+    preset = node.GetParameter("preset") or DEFAULT_PRESET
+    base = panel_config(preset)
     values = {}
     for key, parameter in PANEL_PARAMETERS.items():
         text = node.GetParameter(parameter)
         if text:
-            values[key] = type(getattr(config, key))(text)
-    return Config(**{**config.to_json(), **values})
+            values[key] = type(getattr(base, key))(text)
+    return panel_config(preset, **values)
 
 
 class _ArchiveFileIO:

@@ -237,3 +237,16 @@ def test_paper_baseline_networks_decode_like_torch(activation):
     np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "identity", hidden), expected, atol=1e-5)
     archive = compress(phantom(), config=SirenConfig(layers=2, units=16, epochs=5, activation=activation))
     assert decompress(archive).shape == phantom().shape
+
+
+def test_slices_trained_together_train_as_they_would_alone():
+    """vmap over stacked networks: a batch of 3 slices gives each slice the network it gets alone."""
+    volume = phantom()
+    alone = compress(volume, config=SirenConfig(**{**FAST.to_json(), "batch_slices": 1, "epochs": 40}))
+    events = []
+    together = compress(volume, config=SirenConfig(**{**FAST.to_json(), "batch_slices": 3, "epochs": 40}),
+                        progress=events.append)
+    assert {e["batch_size"] for e in events if e["event"] == "epoch"} == {3}
+    for a, b in zip(alone.manifest["slices"], together.manifest["slices"]):
+        assert b["metrics"]["psnr"] == pytest.approx(a["metrics"]["psnr"], abs=1e-3)
+        assert abs(b["bytes"] - a["bytes"]) < 0.01 * a["bytes"]

@@ -16,7 +16,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
 
 from conftest import REPO  # noqa: E402
-from SirenCompressLib import SirenConfig  # noqa: E402
+from SirenCompressLib import SIREN_PRESETS, SirenConfig  # noqa: E402
 
 
 @pytest.fixture
@@ -51,7 +51,10 @@ def test_module_exposes_reader_writer_and_logic(module):
 def test_parameter_defaults_are_the_codec_defaults(module):
     p = module.SirenCompressParameterNode
     config = module.SirenCompressLogic.configFromParameters(p)
-    assert config == SirenConfig()
+    assert config == SIREN_PRESETS["compact"]
+    defaults = {name: getattr(p, name) for name in p.__annotations__ if hasattr(p, name)}
+    paper = types.SimpleNamespace(**{**defaults, "preset": "paper", "learningRate": SIREN_PRESETS["paper"].lr})
+    assert module.SirenCompressLogic.configFromParameters(paper) == SirenConfig()
 
 
 def test_output_path(module, tmp_path, monkeypatch):

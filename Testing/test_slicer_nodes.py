@@ -17,6 +17,7 @@ if not hasattr(slicer, "vtkMRMLScene"):  # PyPI's unrelated "slicer" package
 
 from conftest import FAST, leftovers, phantom  # noqa: E402
 from SirenCompressLib import (  # noqa: E402
+    SIREN_PRESETS,
     FrameIndex,
     InputError,
     SirenConfig,
@@ -231,8 +232,10 @@ def test_writer_uses_the_panel_settings(scene, tmp_path):
     for name, value in {"layers": "1", "units": "16", "epochs": "5", "learningRate": "0.001",
                         "finalActivation": "relu", "device": "cpu"}.items():
         settings.SetParameter(name, value)
-    assert sn.config_from_scene(scene) == SirenConfig(layers=1, units=16, epochs=5, lr=0.001,
-                                                       final_activation="relu", device="cpu")
+    panel = dict(layers=1, units=16, epochs=5, lr=0.001, final_activation="relu", device="cpu")
+    assert sn.config_from_scene(scene) == SirenConfig(**{**SIREN_PRESETS["compact"].to_json(), **panel})
+    settings.SetParameter("preset", "paper")
+    assert sn.config_from_scene(scene) == SirenConfig(**panel)
     parent = FakeParent()
     writer = sn.SirenCompressFileWriter(parent)
     assert writer.canWriteObject(node) is True

@@ -49,6 +49,7 @@ class Config:
     qat_epochs: int = 0
     basis: int = 0
     coder: str = "lzma"
+    batch_slices: int = 0  # slices trained together; 0: automatic (see batch_size)
     target_psnr: float = 0.0  # > 0: each slice stops training once its stored weights reach this PSNR (dB)
     check_every: int = 10
 
@@ -56,6 +57,8 @@ class Config:
         for name in ("layers", "units", "epochs", "check_every"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1")
+        if self.batch_slices < 0:
+            raise InputError("batch slices must be 0 (automatic) or more")
         if self.weight_bits != 16 and not 2 <= self.weight_bits <= 8:
             raise InputError("weight bits must be 16 (fp16) or 2 to 8 (integers)")
         if self.qat_epochs < 0:
@@ -155,74 +158,93 @@ def grid(*sizes: int) -> np.ndarray:
 
 
 def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
-    """Train one network per axial slice of `data` (x, y, z, volumes)."""
+    """Train one network per axial slice of `data` (x, y, z, volumes), `batch_size` slices at a time."""
     from ..nets import pick_device, use_bf16
 
     device = pick_device(config.device)
     bf16 = use_bf16(config.precision, device)
-    nz = data.shape[2]
+    nx, ny, nz, nv = data.shape
     span = volume_span(data)
-    to_train = [z for z in range(nz) if np.ptp(data[:, :, z]) > 0]  # the others are constant
+    encoded = [slice_entry(data[:, :, z]) for z in range(nz)]
+    to_train = [z for z in range(nz) if encoded[z].entry["kind"] == "network"]  # the others are constant
+    size = batch_size(config, device, nx * ny, len(to_train))
+    batches = [to_train[i:i + size] for i in range(0, len(to_train), size)]
     epochs = config.epochs + config.qat_epochs
-    clock = Clock(len(to_train) * epochs)
+    clock = Clock(len(batches) * epochs)
     emit = progress or (lambda event: None)
-    emit({"event": "start", "slices": nz, "networks": len(to_train), "epochs": epochs,
+    emit({"event": "start", "slices": nz, "networks": len(to_train), "epochs": epochs, "batch_size": size,
           "device": str(device) + (" (bf16)" if bf16 else "")})
-    encoded = []
     for z in range(nz):
         if z not in to_train:
-            encoded.append(slice_entry(data[:, :, z]))
             emit({"event": "slice", "slice": z, "slices": nz, "kind": "constant", "bytes": 0})
-            continue
-        epochs_before = to_train.index(z) * epochs
+    for b, batch in enumerate(batches):
+        def report(epoch: int, loss: float, psnr: float, batch: list[int] = batch, before: int = b * epochs) -> None:
+            clock.update(before + epoch)
+            emit({"event": "epoch", "slice": batch[0], "batch_size": len(batch), "slices": nz, "epoch": epoch,
+                  "epochs": epochs, "loss": loss, "psnr": psnr, "eta_s": clock.eta()})
 
-        def report(epoch: int, loss: float, psnr: float, z: int = z, epochs_before: int = epochs_before) -> None:
-            clock.update(epochs_before + epoch)
-            emit({"event": "epoch", "slice": z, "slices": nz, "epoch": epoch, "epochs": epochs,
-                  "loss": loss, "psnr": psnr, "eta_s": clock.eta()})
-
-        item, _ = encode_slice(data[:, :, z], span, config, config.seed + z, report)
-        encoded.append(item)
-        emit({"event": "slice", "slice": z, "slices": nz, "kind": "network", "bytes": len(item.member)})
+        values = [data[:, :, z].reshape(nx * ny, nv) for z in batch]
+        fitted = fit_networks(grid(nx, ny), values, [encoded[z].entry for z in batch], span, config,
+                              [config.seed + z for z in batch], report)
+        for z, (member, _) in zip(batch, fitted):
+            encoded[z].member = member
+            emit({"event": "slice", "slice": z, "slices": nz, "kind": "network", "bytes": len(member)})
     return encoded
 
 
-def encode_slice(values: np.ndarray, span: float, config: Config, seed: int,
-                 report=None) -> tuple[EncodedSlice, float]:
+def batch_size(config: Config, device, pixels: int, networks: int) -> int:
+    """Slices trained together: config.batch_slices, or (0, automatic) 4 on a CPU and on a GPU as many as
+    take about a quarter of its free memory for activations."""
+    if config.batch_slices:
+        return max(1, min(config.batch_slices, networks))
+    if device.type != "cuda":
+        return max(1, min(4, networks))
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    per_slice = pixels * config.units * (config.layers + 1) * 4 * 6  # fp32 activations, forward + backward
+    return max(1, min(networks, int(free / 4 // per_slice)))
+
+
+def encode_slice(values: np.ndarray, span: float, config: Config, seed: int) -> tuple[EncodedSlice, float]:
     """Train the network of one non-constant slice (x, y, volumes) whose volume spans `span` (max − min):
     its manifest entry and member, and the PSNR of the stored weights in the volume's [0, 1] scaling."""
     nx, ny, nv = values.shape
     item = slice_entry(values)
-    item.member, psnr = fit_network(grid(nx, ny), values.reshape(nx * ny, nv), item.entry, span, config, seed,
-                                    report)
+    [(item.member, psnr)] = fit_networks(grid(nx, ny), [values.reshape(nx * ny, nv)], [item.entry], span, config,
+                                         [seed])
     return item, psnr
 
 
-def fit_network(coords: np.ndarray, values: np.ndarray, entry: dict, span: float, config: Config, seed: int,
-                report=None) -> tuple[bytes, float]:
-    """Train a network from `coords` (N, inputs) to `values` (N, volumes), each volume min–max normalised
-    with the entry's "min" and "max": the packed weights and the PSNR of the stored weights, errors scored
-    in the volume's [0, 1] scaling (`span` = max − min of the whole volume)."""
+def fit_networks(coords: np.ndarray, values: list[np.ndarray], entries: list[dict], span: float, config: Config,
+                 seeds: list[int], report=None) -> list[tuple[bytes, float]]:
+    """Train networks (together) from `coords` (N, inputs) to each of `values` (N, volumes), each volume
+    min–max normalised with its entry's "min" and "max", network s initialised with seeds[s]: the packed
+    weights of each and the PSNR of its stored weights, errors scored in the volume's [0, 1] scaling
+    (`span` = max − min of the whole volume)."""
     import torch
 
     from ..nets import Siren, pick_device, use_bf16
     from ..train import fit
 
     device = pick_device(config.device)
-    vmin, vmax = np.array(entry["min"]), np.array(entry["max"])
-    scale = np.where(vmax > vmin, vmax - vmin, 1.0)
-    target = (values.astype(np.float64) - vmin) / scale
-    column_weights = ((vmax - vmin) / span) ** 2
-    torch.manual_seed(seed)
-    model = Siren(coords.shape[1], values.shape[1], config.layers, config.units, config.w0, config.final_activation,
-                  config.basis, config.activation)
-    if config.basis:
-        model.set_basis(torch.as_tensor(target, dtype=torch.float32))
-    best, score = fit(model, coords, target, column_weights, config.epochs, config.lr, config.check_every,
-                      _store(config.weight_bits), device, report, use_bf16(config.precision, device),
-                      config.qat_epochs, config.target_psnr, config.lr_decay == "cosine")
-    member = pack_weights([best[name] for name, _ in model.named_parameters()], config.weight_bits, config.coder)
-    return member, -10.0 * np.log10(max(score, 1e-30))
+    targets, weights, models = [], [], []
+    for v, entry, seed in zip(values, entries, seeds):
+        vmin, vmax = np.array(entry["min"]), np.array(entry["max"])
+        targets.append((v.astype(np.float64) - vmin) / np.where(vmax > vmin, vmax - vmin, 1.0))
+        weights.append(((vmax - vmin) / span) ** 2)
+        torch.manual_seed(seed)
+        model = Siren(coords.shape[1], v.shape[1], config.layers, config.units, config.w0, config.final_activation,
+                      config.basis, config.activation)
+        if config.basis:
+            model.set_basis(torch.as_tensor(targets[-1], dtype=torch.float32))
+        models.append(model)
+    fitted = fit(models, coords, np.stack(targets), np.stack(weights), config.epochs, config.lr, config.check_every,
+                 _store(config.weight_bits), device, report, use_bf16(config.precision, device), config.qat_epochs,
+                 config.target_psnr, config.lr_decay == "cosine")
+    names = [name for name, _ in models[0].named_parameters()]
+    return [(pack_weights([best[name] for name in names], config.weight_bits, config.coder),
+             -10.0 * np.log10(max(score, 1e-30))) for best, score in fitted]
 
 
 def volume_span(data: np.ndarray) -> float:

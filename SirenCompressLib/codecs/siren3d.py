@@ -17,7 +17,7 @@ from .siren import (
     Progress,
     decode_network,
     default_config,
-    fit_network,
+    fit_networks,
     grid,
     slice_entry,
     volume_span,
@@ -46,8 +46,8 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
         emit({"event": "epoch", "slice": 0, "slices": nz, "epoch": epoch, "epochs": epochs, "loss": loss,
               "psnr": psnr, "eta_s": clock.eta()})
 
-    entries[0].member, _ = fit_network(grid(nx, ny, nz), data.reshape(-1, nv), entries[0].entry,
-                                       volume_span(data), config, config.seed, report)
+    [(entries[0].member, _)] = fit_networks(grid(nx, ny, nz), [data.reshape(-1, nv)], [entries[0].entry],
+                                            volume_span(data), config, [config.seed], report)
     emit({"event": "slice", "slice": 0, "slices": nz, "kind": "network", "bytes": len(entries[0].member)})
     return entries
 
