@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-# Called as report(epoch, loss, psnr) after each check (psnr: the lowest of the batch); may raise to stop.
+# Called as report(epoch, loss, psnr) after each check (psnr of this check, the lowest of the batch); may raise
+# to stop.
 Report = Callable[[int, float, float], None]
 # Maps parameters to their values as the archive stores them, with an identity (straight-through) gradient.
 Store = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
@@ -74,7 +75,7 @@ def fit(models: list[nn.Module], coords: np.ndarray, targets: np.ndarray, column
                 best[s] = {k: v[s].detach().cpu().numpy().copy() for k, v in params.items()}
             reached[s] = reached[s] or 0 < target_psnr <= _psnr(score)
         if report is not None:
-            report(epoch, float(losses.detach().mean()), min(_psnr(s) for s in best_score))
+            report(epoch, float(losses.detach().mean()), min(_psnr(score) for score in scores))
         if all(reached):
             break
     if any(b is None for b in best):

@@ -158,13 +158,16 @@ def test_best_stored_checkpoint_is_kept():
     assert archive.manifest["slices"][0]["metrics"]["psnr"] == pytest.approx(max(psnrs), abs=0.2)
 
 
-def test_progress_events():
+@pytest.mark.parametrize("batch", [1, 3])
+def test_progress_events(batch):
     events = []
-    compress(phantom(), config=SirenConfig(layers=1, units=8, epochs=20, check_every=10, device="cpu"),
-             progress=events.append)
-    assert events[0] == {"event": "start", "slices": 3, "networks": 3, "epochs": 20, "device": "cpu"}
+    compress(phantom(), config=SirenConfig(layers=1, units=8, epochs=20, check_every=10, device="cpu",
+                                           batch_slices=batch), progress=events.append)
+    assert events[0] == {"event": "start", "slices": 3, "networks": 3, "epochs": 20, "device": "cpu",
+                         "batch_size": batch}
     epochs = [e for e in events if e["event"] == "epoch"]
-    assert [e["epoch"] for e in epochs] == [10, 20] * 3
+    assert [e["epoch"] for e in epochs] == [10, 20] * (3 // batch)
+    assert [e["slice"] for e in epochs] == [z for z in range(0, 3, batch) for _ in (10, 20)]
     assert epochs[-1]["eta_s"] == 0
     assert [e["slice"] for e in events if e["event"] == "slice"] == [0, 1, 2]
 
