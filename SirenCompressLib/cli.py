@@ -15,7 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import __version__
+from . import __version__, batch
 from .archive import read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
 from .codecs.siren import (
@@ -28,7 +28,7 @@ from .codecs.siren import (
     PRESETS,
     Config,
 )
-from .errors import InputError, SirenCompressError
+from .errors import InputError, SirenCompressError, SubjectsFailed
 from .evaluate import rd
 from .evaluate.rd import CLASSICAL
 from .io import image_format, read_volume, write_volume
@@ -148,6 +148,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", type=Path, required=True, help="folder for rd.md, rd.json and rd.png")
     b.add_argument("--force", action="store_true", help="replace existing outputs")
     b.set_defaults(run=_bench)
+
+    t = commands.add_parser("batch", help="compress a cohort listed in a CSV/TSV manifest on a Dask cluster "
+                                          "(resumable: verified archives are skipped)")
+    t.add_argument("manifest", type=Path, help="CSV/TSV with columns input, output and optional compress options")
+    t.add_argument("--results", type=Path, help="results table, .csv or .parquet (default: MANIFEST stem + "
+                                                "'-results.csv' beside it)")
+    where = t.add_mutually_exclusive_group()
+    where.add_argument("--local-workers", type=int, default=1, help="worker processes of a local cluster "
+                                                                    "(default 1)")
+    where.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786)")
+    where.add_argument("--slurm-jobs", type=int, help="start this many SLURM jobs (one worker each) through "
+                                                      "dask-jobqueue")
+    t.add_argument("--slurm-cores", type=int, default=8)
+    t.add_argument("--slurm-memory", default="32GB")
+    t.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per SLURM job (--gres=gpu:N)")
+    t.add_argument("--slurm-queue", help="SLURM partition")
+    t.add_argument("--retries", type=int, default=2, help="tries again when a subject's worker dies or fails")
+    t.set_defaults(run=_batch)
 
     s = commands.add_parser("sample", help="copy the bundled real dMRI sample into a folder")
     s.add_argument("folder", type=Path)
@@ -272,6 +290,45 @@ def _bench(args: argparse.Namespace) -> None:
         rd.plot(rows, str(png), data_name)
     print(rd.markdown(rows, clean is not None))
     print("wrote " + ", ".join(map(str, outputs)))
+
+
+def _batch(args: argparse.Namespace) -> None:
+    subjects = batch.read_manifest(args.manifest)
+    results = args.results or args.manifest.with_name(args.manifest.stem + "-results.csv")
+    try:
+        import dask
+    except ImportError:
+        raise InputError("batch needs Dask: pip install 'sirencompress[cluster]'") from None
+    dask.config.set({"distributed.scheduler.allowed-failures": args.retries})
+    if args.scheduler:
+        from distributed import Client
+
+        client = Client(args.scheduler)
+    elif args.slurm_jobs:
+        client = batch.slurm_client(args.slurm_jobs, args.slurm_cores, args.slurm_memory, args.slurm_gpus,
+                                    args.slurm_queue)
+    else:
+        client = batch.local_client(args.local_workers)
+    outcomes: list[batch.Outcome] = []
+
+    def report(outcome: batch.Outcome, finished: int, total: int) -> None:
+        outcomes.append(outcome)
+        batch.write_results(outcomes, results)
+        filled = finished * 20 // total
+        detail = outcome.error if outcome.status == "failed" else \
+            f"CR {outcome.ratio:.1f}, PSNR {_db(math.inf if outcome.psnr is None else outcome.psnr)}" + \
+            (f", {outcome.seconds:.0f} s on {outcome.worker}" if outcome.seconds is not None else "")
+        print(f"[{'#' * filled}{'.' * (20 - filled)}] {finished}/{total} {outcome.status}: {outcome.input}: {detail}",
+              flush=True)
+
+    with client:
+        print(f"{len(subjects)} subjects; Dask dashboard: {client.dashboard_link}", flush=True)
+        batch.run(subjects, client, args.retries, report)
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    print(f"{counts['done']} done, {counts['skipped']} skipped (done before), {counts['failed']} failed; "
+          f"results: {results}")
+    if counts["failed"]:
+        raise SubjectsFailed(f"{counts['failed']} of {len(subjects)} subjects failed (see {results})")
 
 
 def _device_name() -> str:

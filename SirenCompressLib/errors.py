@@ -15,3 +15,7 @@ class ArchiveError(InputError):
 
 class OutputError(SirenCompressError):
     """An output cannot be written: it exists already (without force) or its folder is not writable."""
+
+
+class SubjectsFailed(SirenCompressError):
+    """A batch ran to the end but some subjects failed (each is recorded with its error)."""

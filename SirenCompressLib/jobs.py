@@ -8,6 +8,8 @@ CLI's atomic writing means a cancelled or failed run leaves no output file.
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import json
 import os
 import queue
@@ -23,6 +25,8 @@ from pathlib import Path
 from .codecs.siren import Config
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
 
 
 def compress_command(input_path: str | os.PathLike, output_path: str | os.PathLike, config: Config,
@@ -52,7 +56,7 @@ class CompressJob:
     def start(self) -> CompressJob:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
-        options = {"start_new_session": True} if os.name == "posix" else {
+        options = {"start_new_session": True, "preexec_fn": _die_with_parent} if os.name == "posix" else {
             "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
         self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, env=env, **options)
@@ -126,3 +130,9 @@ class CompressJob:
     def _read_stderr(self) -> None:
         for line in self.process.stderr:
             self._stderr.append(line.rstrip())
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): get SIGTERM when the parent dies, so an orphan never runs on."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
