@@ -166,21 +166,16 @@ def local_client(workers: int, threads_per_worker: int = 1):
     return Client(cluster)
 
 
-def slurm_client(jobs: int, cores: int, memory: str, gpus: int = 0, queue: str | None = None,
-                 walltime: str = "24:00:00"):
-    """A Dask client on SLURM through dask-jobqueue: `jobs` batch jobs, each one worker with `cores` cores,
-    `memory` and `gpus` GPUs (requested with --gres=gpu:N)."""
+def slurm_cluster(cores: int, memory: str, gpus: int = 0, queue: str | None = None, walltime: str = "24:00:00"):
+    """A dask-jobqueue SLURM cluster (not yet scaled): each job one worker with `cores` cores, `memory` and
+    `gpus` GPUs (requested with --gres=gpu:N). Site settings come from dask-jobqueue's configuration."""
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise InputError("SLURM needs dask-jobqueue: pip install 'sirencompress[cluster]'") from None
-    from distributed import Client
-
     extra = [f"--gres=gpu:{gpus}"] if gpus else []
-    cluster = SLURMCluster(cores=cores, processes=1, memory=memory, queue=queue, walltime=walltime,
-                           job_extra_directives=extra)
-    cluster.scale(jobs=jobs)
-    return Client(cluster)
+    return SLURMCluster(cores=cores, processes=1, memory=memory, queue=queue, walltime=walltime,
+                        job_extra_directives=extra)
 
 
 def _worker_name() -> str:

@@ -305,8 +305,11 @@ def _batch(args: argparse.Namespace) -> None:
 
         client = Client(args.scheduler)
     elif args.slurm_jobs:
-        client = batch.slurm_client(args.slurm_jobs, args.slurm_cores, args.slurm_memory, args.slurm_gpus,
-                                    args.slurm_queue)
+        from distributed import Client
+
+        cluster = batch.slurm_cluster(args.slurm_cores, args.slurm_memory, args.slurm_gpus, args.slurm_queue)
+        cluster.scale(jobs=args.slurm_jobs)
+        client = Client(cluster)
     else:
         client = batch.local_client(args.local_workers)
     outcomes: list[batch.Outcome] = []

@@ -106,3 +106,10 @@ def test_a_killed_worker_does_not_lose_its_subject(tmp_path):
     assert outcome["killed"] not in {o.worker for o in outcomes}  # finished by another (or restarted) worker
     for s in subjects:
         read_archive(s.output)
+
+
+def test_slurm_jobs_ask_for_the_gpus():
+    pytest.importorskip("dask_jobqueue", reason="SLURM support needs dask-jobqueue (the 'cluster' extra)")
+    with batch.slurm_cluster(8, "32GB", gpus=1, queue="gpu") as cluster:
+        script = cluster.job_script()
+    assert "#SBATCH --gres=gpu:1" in script and "#SBATCH -p gpu" in script and "--nthreads 8" in script
