@@ -113,3 +113,13 @@ def test_slurm_jobs_ask_for_the_gpus():
     with batch.slurm_cluster(8, "32GB", gpus=1, queue="gpu") as cluster:
         script = cluster.job_script()
     assert "#SBATCH --gres=gpu:1" in script and "#SBATCH -p gpu" in script and "--nthreads 8" in script
+
+
+def test_results_table_as_parquet(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet results need pyarrow (optional)")
+    outcomes = [batch.Outcome("a.nii.gz", "a.sirz", "done", 20.5, 47.1, 12.0, "tcp://w1"),
+                batch.Outcome("b.nii.gz", "b.sirz", "failed", error="b.nii.gz: not a NIfTI file")]
+    batch.write_results(outcomes, tmp_path / "r.parquet")
+    table = pq.read_table(tmp_path / "r.parquet").to_pydict()
+    assert table["status"] == ["done", "failed"] and table["ratio"] == [20.5, None]
+    assert table["error"][1] == "b.nii.gz: not a NIfTI file"
