@@ -94,6 +94,7 @@ class Fidelity:
     tissues: np.ndarray  # labels (x, y, z): 0 outside the brain, LABELS otherwise
     ijk_to_ras: np.ndarray
     settings: dict
+    original: Maps = field(repr=False)  # the original's maps, which every row is scored against
 
     def to_json(self) -> dict:
         """Everything but the maps; NaN as null."""
@@ -163,7 +164,7 @@ def dmri_fidelity(original: Volume4D, decoded: Volume4D, mask: np.ndarray | None
                 f"CSF: MD > {CSF_MIN_MD:g} mm²/s; WM: FA > {WM_MIN_FA:g}; GM: the rest of the brain mask",
                 "archive_bytes": archive_bytes, "ratio_raw16": raw16 / archive_bytes if archive_bytes else None,
                 "notes": notes}
-    return Fidelity(rows, tissues.astype(np.uint8), original.ijk_to_ras, settings)
+    return Fidelity(rows, tissues.astype(np.uint8), original.ijk_to_ras, settings, reference)
 
 
 def select_shells(bvals: np.ndarray, shell: float, tolerance: float, sh_shell: float | None = None) -> Shells:

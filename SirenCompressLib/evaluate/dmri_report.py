@@ -96,8 +96,8 @@ def plot_maps(result: Fidelity, path: str | os.PathLike) -> None:
     """Error maps of the central slice: one row per method, one column per metric (and the angle)."""
     plt = _pyplot()
     z = result.tissues.shape[2] // 2
-    fig, axes = plt.subplots(len(result.rows), len(MAP_NAMES), figsize=(2.4 * len(MAP_NAMES), 2.3 * len(result.rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(result.rows), len(MAP_NAMES), figsize=(2.6 * len(MAP_NAMES), 2.2 * len(result.rows)),
+                             squeeze=False, layout="constrained")
     for col, metric in enumerate(MAP_NAMES):
         values = np.concatenate([np.abs(r.maps[metric][result.tissues > 0]) for r in result.rows])
         top = max(float(np.percentile(values, 95)), 1e-6) if values.size else 1.0
@@ -114,8 +114,7 @@ def plot_maps(result: Fidelity, path: str | os.PathLike) -> None:
                 ax.set_title(f"{metric} ({'°' if metric == 'angle' else '%'})", fontsize=9)
             if col == 0:
                 ax.set_ylabel(row.name, fontsize=8)
-            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
-    fig.tight_layout()
+        fig.colorbar(shown, ax=axes[:, col], fraction=0.05, pad=0.02).ax.tick_params(labelsize=6)
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
