@@ -394,9 +394,11 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
             slicer.app.processEvents()
         self.assertTrue(path.exists())
         self.assertIn("Compression ratio", widget.ui.resultLabel.text)
+        self.assertTrue(widget.ui.evaluateButton.enabled)
         path.unlink()
         p.epochs = 100000
         widget.ui.compressButton.click()
+        self.assertFalse(widget.ui.evaluateButton.enabled)
         for _unused in range(50):
             slicer.app.processEvents()
             qt.QThread.msleep(100)
