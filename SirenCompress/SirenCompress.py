@@ -38,7 +38,7 @@ from SirenCompressLib.slicer_nodes import SirenCompressFileReader, SirenCompress
 
 TORCH_REQUIREMENT = ">=2.1"
 LIBRARY_PACKAGES = (("nrrd", "pynrrd"), ("skimage", "scikit-image"), ("nibabel", "nibabel"))  # (module, package)
-DMRI_PACKAGES = (("dipy", "dipy"), ("imagecodecs", "imagecodecs"))  # evaluate: Slicer has matplotlib
+DMRI_PACKAGES = (("dipy", "dipy"), ("threadpoolctl", "threadpoolctl"), ("imagecodecs", "imagecodecs"))  # Evaluate
 
 
 class SirenCompress(ScriptedLoadableModule):

@@ -157,5 +157,5 @@ def test_cli_without_dipy_says_what_to_install(tmp_path):
     code = "import sys\nsys.modules['dipy'] = None\nfrom SirenCompressLib.cli import main\nsys.exit(main(sys.argv[1:]))"
     r = subprocess.run([sys.executable, "-c", code, "evaluate", str(path), str(path), "--dmri"], capture_output=True,
                        text=True, timeout=120, cwd=REPO)
-    assert r.returncode == 2 and "needs dipy: pip install 'sirencompress[dmri]'" in r.stderr
+    assert r.returncode == 2 and "needs dipy and threadpoolctl: pip install 'sirencompress[dmri]'" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
