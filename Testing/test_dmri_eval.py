@@ -159,3 +159,22 @@ def test_cli_without_dipy_says_what_to_install(tmp_path):
                        text=True, timeout=120, cwd=REPO)
     assert r.returncode == 2 and "needs dipy and threadpoolctl: pip install 'sirencompress[dmri]'" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_given_mask_and_labels(tmp_path):
+    fa, md, _, brain = truth()
+    labels = np.select([np.isclose(md, CSF_DIFFUSIVITY), fa > 0.5, brain], [1, 3, 2], 0).astype(np.uint8)
+    labels[:, :8] = np.where(labels[:, :8] == 3, 2, labels[:, :8])  # differs from the FA/MD thresholds
+    original, mask_path, labels_path = tmp_path / "a.nii.gz", tmp_path / "mask.nii.gz", tmp_path / "labels.nii"
+    write_volume(clean_phantom(), original)
+    affine = nib.load(original).affine
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), affine), mask_path)
+    nib.save(nib.Nifti1Image(labels, affine), labels_path)
+    r = run_cli("evaluate", original, original, "--dmri", "--no-references", "--json", "--mask", mask_path,
+                "--labels", labels_path)
+    assert r.returncode == 0, r.stderr
+    document = json.loads(r.stdout)
+    assert document["settings"]["mask"] == "given"
+    assert document["tissue_voxels"] == {t: int((labels == LABELS[t]).sum()) for t in TISSUES}
+    r = run_cli("evaluate", original, original, "--dmri", "--mask", labels_path.with_name("none.nii.gz"))
+    assert r.returncode == 2 and "no such file" in r.stderr

@@ -131,14 +131,14 @@ def dmri_fidelity(original: Volume4D, decoded: Volume4D, mask: np.ndarray | None
     directions = g.directions_voxel(original.ijk_to_ras)
     signal = physical(original)
     mask_source = "given" if mask is not None else "median_otsu on the mean b=0 image, holes filled"
-    mask = _check_map(mask, original.shape[:3], "mask").astype(bool) if mask is not None \
+    mask = _check_map(mask, original.shape[:3], "mask") != 0 if mask is not None \
         else brain_mask(signal[..., shells.b0])
     if not mask.any():
         raise InputError("the brain mask is empty")
     fit = _Fitter(g.bvals, directions, shells, mask)
     reference = fit(signal)
     if labels is not None:
-        tissues = np.where(mask, _check_map(labels, original.shape[:3], "label image"), 0)
+        tissues = np.where(mask, np.rint(_check_map(labels, original.shape[:3], "label image")), 0).astype(int)
         tissues[~np.isin(tissues, list(LABELS.values()))] = 0
     else:
         tissues = tissue_labels(reference, mask)
@@ -315,7 +315,7 @@ def _check_map(array: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarr
         array = array[..., 0]
     if array.shape != tuple(shape):
         raise InputError(f"the {what} is {'×'.join(map(str, array.shape))}, the image {'×'.join(map(str, shape))}")
-    return np.rint(array).astype(np.int64)
+    return array
 
 
 class _Dipy:
