@@ -115,7 +115,7 @@ def plot_maps(result: Fidelity, path: str | os.PathLike) -> None:
             if col == 0:
                 ax.set_ylabel(row.name, fontsize=8)
         fig.colorbar(shown, ax=axes[:, col], fraction=0.05, pad=0.02).ax.tick_params(labelsize=6)
-    fig.savefig(path, dpi=100, format="png")
+    fig.savefig(path, dpi=80, format="png")
     plt.close(fig)
 
 
