@@ -123,21 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("original", type=Path, help="the original image (for --dmri with its gradients)")
     e.add_argument("decoded", type=Path, help="a decoded image, or a .sirz (decoded on the fly)")
     e.add_argument("--json", action="store_true")
-    dmri = e.add_argument_group("diffusion MRI fidelity (needs dipy: pip install 'sirencompress[dmri]')")
+    dmri = e.add_argument_group("diffusion MRI fidelity (needs pip install 'sirencompress[dmri]')")
     dmri.add_argument("--dmri", action="store_true",
                       help="relative errors of MD, FA, RISH0, RISH2 per tissue and the WM angular error, beside "
                            "MP-PCA denoising, Gaussian smoothing (FWHM 1.5 voxels) and JPEG 2000 at the archive's size")
-    dmri.add_argument("--mask", type=Path, help="brain mask, 3D NIfTI/NRRD, non-zero inside (default: median_otsu)")
-    dmri.add_argument("--labels", type=Path,
+    dmri.add_argument("--mask", type=Path, metavar="FILE",
+                      help="brain mask, 3D NIfTI/NRRD, non-zero inside (default: median_otsu)")
+    dmri.add_argument("--labels", type=Path, metavar="FILE",
                       help="tissue labels, 3D NIfTI/NRRD: 1 CSF, 2 GM, 3 WM as FSL FAST's _seg "
                            f"(default: CSF where MD > {dmri_eval.CSF_MIN_MD:g} mm²/s, else WM where FA > "
                            f"{dmri_eval.WM_MIN_FA:g}, else GM)")
-    dmri.add_argument("--shell", type=float, default=1000.0, help="b-value of the DTI shell (default %(default)g)")
-    dmri.add_argument("--sh-shell", type=float, help="b-value of the spherical-harmonics shell (default: the highest)")
-    dmri.add_argument("--b-tolerance", type=float, default=100.0,
+    dmri.add_argument("--shell", type=float, default=1000.0, metavar="B",
+                      help="b-value of the DTI shell (default %(default)g)")
+    dmri.add_argument("--sh-shell", type=float, metavar="B",
+                      help="b-value of the spherical-harmonics shell (default: the highest)")
+    dmri.add_argument("--b-tolerance", type=float, default=100.0, metavar="T",
                       help="b-values within this of a shell belong to it (default %(default)g s/mm²)")
     dmri.add_argument("--no-references", action="store_true", help="only the decoded image, no reference rows")
-    dmri.add_argument("--report", type=Path,
+    dmri.add_argument("--report", type=Path, metavar="FOLDER",
                       help="folder for report.md, fidelity.json, PNG figures and NIfTI error maps")
     dmri.add_argument("--force", action="store_true", help="replace an existing report")
     e.set_defaults(run=_evaluate)
