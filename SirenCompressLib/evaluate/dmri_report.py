@@ -80,10 +80,11 @@ def markdown(result: Fidelity) -> str:
     mppca = next((r for r in result.rows if r.name == "MP-PCA"), None)
     if mppca is not None:
         decoded = result.rows[0]
-        within = [m for m in METRICS if decoded.errors[m]["WM"].mean_abs <= mppca.errors[m]["WM"].mean_abs]
-        beyond = [m for m in METRICS if m not in within]
-        lines += ["", f"White matter, {decoded.name} against MP-PCA (mean absolute relative error): "
-                      f"no larger for {', '.join(within) or 'none'}; larger for {', '.join(beyond) or 'none'}."]
+        pairs = [(m, decoded.errors[m]["WM"].mean_abs, mppca.errors[m]["WM"].mean_abs) for m in METRICS]
+        within = [m for m, ours, theirs in pairs if ours <= theirs]
+        lines += ["", f"White matter, mean absolute relative error, {decoded.name} vs MP-PCA: " +
+                  ", ".join(f"{m} {ours:.2f} % vs {theirs:.2f} %" for m, ours, theirs in pairs) +
+                  f"; no larger than MP-PCA's change for: {', '.join(within) or 'none'}."]
     notes = [f"{r.name}: {r.note}" for r in result.rows if r.note]
     if notes:
         lines += ["", "Settings of the rows: " + "; ".join(notes) + "."]
