@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     dmri.add_argument("--labels", type=Path, metavar="FILE",
                       help="tissue labels, 3D NIfTI/NRRD: 1 CSF, 2 GM, 3 WM as FSL FAST's _seg "
                            f"(default: CSF where MD > {dmri_eval.CSF_MIN_MD:g} mm²/s, else WM where FA > "
-                           f"{dmri_eval.WM_MIN_FA:g}, else GM)")
+                           f"{dmri_eval.WM_MIN_FA:g}, else GM; none where MD < {dmri_eval.TISSUE_MIN_MD:g})")
     dmri.add_argument("--shell", type=float, default=1000.0, metavar="B",
                       help="b-value of the DTI shell (default %(default)g)")
     dmri.add_argument("--sh-shell", type=float, metavar="B",

@@ -7,7 +7,8 @@ Definitions (also in the README, "dMRI fidelity"):
   filled in each slice (a head coil's darker centre must not cut the ventricles out), or a given mask.
 - Tissues: a given label image (1 = CSF, 2 = GM, 3 = WM, as FSL FAST's `_seg`; other values ignored), or,
   from the original's DTI fit inside the brain mask: CSF where MD > 2.0·10⁻³ mm²/s, else WM where FA > 0.3,
-  else GM. The same masks score every row.
+  else GM; voxels with MD < 10⁻⁴ mm²/s (no measurable diffusion: background, failed fits) in none. The same
+  masks score every row.
 - DTI: dipy's weighted least-squares tensor fit on the b=0 volumes (b < 50 s/mm²) and the shell within
   `tolerance` of `shell` (default b = 1000 ± 100), gradient directions in voxel axes.
 - SH: real symmetric spherical harmonics of order 4 (dipy's descoteaux07 basis, orthonormal), least-squares
@@ -44,6 +45,7 @@ LABELS = {"CSF": 1, "GM": 2, "WM": 3}
 B0_MAX = 50.0  # s/mm²: volumes below this are b=0
 WM_MIN_FA = 0.3
 CSF_MIN_MD = 2.0e-3  # mm²/s
+TISSUE_MIN_MD = 1e-4  # mm²/s: below, no tissue (background, failed fits)
 SMOOTHING_FWHM = 1.5  # voxels
 SH_ORDER = 4
 SH_MIN_DIRECTIONS = 15  # coefficients of a symmetric order-4 basis
@@ -162,7 +164,8 @@ def dmri_fidelity(original: Volume4D, decoded: Volume4D, mask: np.ndarray | None
                 "b_tolerance": tolerance, "b0_volumes": len(shells.b0), "dti_volumes": len(shells.dti),
                 "sh_volumes": len(shells.sh), "sh_order": SH_ORDER, "mask": mask_source,
                 "tissues": "label image (1 CSF, 2 GM, 3 WM)" if labels is not None else
-                f"CSF: MD > {CSF_MIN_MD:g} mm²/s; WM: FA > {WM_MIN_FA:g}; GM: the rest of the brain mask",
+                f"CSF: MD > {CSF_MIN_MD:g} mm²/s; WM: FA > {WM_MIN_FA:g}; GM: the rest of the brain mask; "
+                f"none where MD < {TISSUE_MIN_MD:g} mm²/s",
                 "archive_bytes": archive_bytes, "ratio_raw16": raw16 / archive_bytes if archive_bytes else None,
                 "notes": notes}
     return Fidelity(rows, tissues.astype(np.uint8), original.ijk_to_ras, settings, reference)
@@ -232,11 +235,12 @@ class _Fitter:
 
 
 def tissue_labels(maps: Maps, mask: np.ndarray) -> np.ndarray:
-    """CSF where MD > CSF_MIN_MD, else WM where FA > WM_MIN_FA, else GM; 0 outside the mask."""
+    """CSF where MD > CSF_MIN_MD, else WM where FA > WM_MIN_FA, else GM; 0 outside the mask and where
+    MD < TISSUE_MIN_MD."""
     md, fa = maps.values["MD"], maps.values["FA"]
     labels = np.where(fa > WM_MIN_FA, LABELS["WM"], LABELS["GM"])
     labels[md > CSF_MIN_MD] = LABELS["CSF"]
-    return np.where(mask, labels, 0)
+    return np.where(mask & (md >= TISSUE_MIN_MD), labels, 0)
 
 
 def compare_maps(name: str, kind: str, reference: Maps, other: Maps, tissues: np.ndarray, mask: np.ndarray,
