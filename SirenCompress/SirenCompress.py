@@ -37,6 +37,8 @@ from SirenCompressLib.errors import SirenCompressError  # noqa: E402
 from SirenCompressLib.slicer_nodes import SirenCompressFileReader, SirenCompressFileWriter  # noqa: E402, F401
 
 TORCH_REQUIREMENT = ">=2.1"
+LIBRARY_PACKAGES = (("nrrd", "pynrrd"), ("skimage", "scikit-image"), ("nibabel", "nibabel"))  # (module, package)
+DMRI_PACKAGES = (("dipy", "dipy"), ("threadpoolctl", "threadpoolctl"), ("imagecodecs", "imagecodecs"))  # Evaluate
 
 
 class SirenCompress(ScriptedLoadableModule):
@@ -77,6 +79,7 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self.task = None
+        self.compressed = None  # (input node, Loaded, archive path) of the last compression, for Evaluate
         self._parameterNode = None
         self._parameterNodeGuiTag = None
 
@@ -94,6 +97,7 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.compressButton.connect("clicked(bool)", self.onCompressButton)
         self.ui.presetComboBox.connect("currentTextChanged(QString)", self.onPresetChanged)
+        self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
         self.ui.deviceLabel.text = self.logic.detectedDevice()
         self.initializeParameterNode()
 
@@ -133,6 +137,10 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._updateButton()
 
     def _updateButton(self, caller=None, event=None) -> None:
+        node = self._parameterNode.inputNode
+        self.ui.evaluateButton.enabled = bool(
+            self.task is None and self.compressed and node is not None and self.compressed[0].GetID() == node.GetID()
+            and self.compressed[1].nodes[0].IsA("vtkMRMLDiffusionWeightedVolumeNode"))
         if self.task is not None:
             self.ui.compressButton.text = _("Cancel")
             self.ui.compressButton.enabled = True
@@ -163,6 +171,7 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Cannot start the compression."), waitCursor=True):
             self.logic.ensureDependencies()
             output = self.logic.outputPathFor(p.inputNode, p.outputPath)
+            self.compressed = None
             self.task = self.logic.startCompress(p.inputNode, output, self.logic.configFromParameters(p))
             self.ui.logTextEdit.clear()
             self._log(_("Compressing {name} to {path}").format(name=p.inputNode.GetName(), path=output))
@@ -188,6 +197,17 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ssim=f"{whole['ssim']:.4f}" if whole["ssim"] is not None else "n/a")
         self._log(_("Done: {name}").format(name=loaded.nodes[0].GetName()))
         self.logic.show(loaded, original=self._parameterNode.inputNode)
+        self.compressed = (self._parameterNode.inputNode, loaded, task.output_path)
+        self._updateButton()
+
+    def onEvaluateButton(self) -> None:
+        original, loaded, archive = self.compressed
+        folder = archive.with_name(archive.name.removesuffix(".sirz") + "_fidelity")
+        self._log(_("Evaluating DTI and RISH errors against MP-PCA, smoothing and JPEG 2000 (a minute or two)"))
+        with slicer.util.tryWithErrorDisplay(_("The evaluation failed."), waitCursor=True):
+            maps = self.logic.evaluate(original, loaded.nodes[0], folder, archiveBytes=loaded.archive_bytes)
+            slicer.util.setSliceViewerLayers(background=maps["FA"], label=maps["tissues"], labelOpacity=0.3)
+            self._log(_("Report: {path}").format(path=folder / "report.md"))
 
     def _stop(self):
         task, self.task = self.task, None
@@ -246,6 +266,14 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
         """Open a .sirz file into new nodes (numpy only)."""
         return slicer_nodes.load_archive(path, name)
 
+    def evaluate(self, originalNode, decodedNode, folder, archiveBytes=None, references: bool = True) -> dict:
+        """DTI (FA, MD, direction) and RISH errors of `decodedNode` against `originalNode` per tissue, beside
+        MP-PCA, smoothing and (given the archive's size) JPEG 2000 (blocking): writes report.md, fidelity.json,
+        figures and NIfTI error maps into `folder` and returns the loaded nodes by name: "MD", "FA", "RISH0",
+        "RISH2" (relative error, %), "angle" (degrees) and "tissues" (label map: 1 CSF, 2 GM, 3 WM)."""
+        self.ensurePackages(DMRI_PACKAGES)
+        return slicer_nodes.evaluate_nodes(originalNode, decodedNode, folder, archiveBytes, references)
+
     def startCompress(self, node, outputPath, config: Config) -> slicer_nodes.NodeCompression:
         return slicer_nodes.NodeCompression(node, outputPath, config, python=self.python()).start()
 
@@ -282,16 +310,20 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
         return _("CPU only (no CUDA GPU found)")
 
     @staticmethod
-    def ensureDependencies() -> None:
-        """Install torch through the PyTorch extension (asking the user) and the library's other needs."""
-        missing = [name for module, name in (("nrrd", "pynrrd"), ("skimage", "scikit-image"), ("nibabel", "nibabel"))
-                   if importlib.util.find_spec(module) is None]
+    def ensurePackages(packages) -> None:
+        """pip-install those of the (module, package) pairs whose module is missing, asking the user first."""
+        missing = [name for module, name in packages if importlib.util.find_spec(module) is None]
         if missing:
             if not slicer.util.confirmOkCancelDisplay(
                     _("SirenCompress needs these Python packages: {names}. Install them now?").format(
                         names=", ".join(missing))):
                 raise SirenCompressError("the required Python packages were not installed")
             slicer.util.pip_install(" ".join(missing))
+
+    @classmethod
+    def ensureDependencies(cls) -> None:
+        """Install torch through the PyTorch extension (asking the user) and the library's other needs."""
+        cls.ensurePackages(LIBRARY_PACKAGES)
         if importlib.util.find_spec("torch") is not None:
             return
         try:
@@ -371,9 +403,11 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
             slicer.app.processEvents()
         self.assertTrue(path.exists())
         self.assertIn("Compression ratio", widget.ui.resultLabel.text)
+        self.assertTrue(widget.ui.evaluateButton.enabled)
         path.unlink()
         p.epochs = 100000
         widget.ui.compressButton.click()
+        self.assertFalse(widget.ui.evaluateButton.enabled)
         for _unused in range(50):
             slicer.app.processEvents()
             qt.QThread.msleep(100)

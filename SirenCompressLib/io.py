@@ -72,6 +72,29 @@ def write_volume(volume: Volume4D, path: str | os.PathLike, force: bool = False)
     return [path]
 
 
+def read_map(path: str | os.PathLike) -> np.ndarray:
+    """A 3D image (x, y, z) such as a mask or a label image, NIfTI or NRRD, as a numpy array (values as stored)."""
+    path = Path(path)
+    kind = image_format(path)
+    _check_readable(path)
+    try:
+        if kind == "nifti":
+            import nibabel as nib
+
+            data = np.asarray(nib.load(str(path)).dataobj.get_unscaled())
+        else:
+            import nrrd
+
+            data, _ = nrrd.read(str(path), index_order="F")
+    except Exception as exc:  # the readers raise many types for broken files
+        raise InputError(f"{path}: cannot read the image: {_first_line(exc)}") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{path}: expected a 3D image, got shape {'×'.join(map(str, data.shape))}")
+    return _native(data)
+
+
 def fsl_gradient_paths(nifti_path: Path) -> tuple[Path, Path]:
     """The .bval and .bvec paths that belong beside a NIfTI file (same stem)."""
     name = nifti_path.name

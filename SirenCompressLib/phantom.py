@@ -30,7 +30,9 @@ def dwi_phantom(shape: tuple[int, int, int] = (32, 32, 4), directions: int = 12,
     """A DWI phantom with `b0s` b=0 volumes and `directions` gradients per non-zero b-value.
 
     `noise` is the Rician noise level relative to `s0` (0 gives the noise-free phantom; with the same
-    `seed` the noisy and noise-free phantoms share everything else). Voxels 2 mm isotropic.
+    `seed` the noisy and noise-free phantoms share everything else). Voxels 2 mm isotropic, LAS orientation
+    (IJK→RAS with a negative determinant), so that the FSL b-vectors are the gradient directions in voxel
+    axes, the frame of `tissue_tensors`.
     """
     nx, ny, nz = shape
     dirs = hemisphere_directions(directions)
@@ -46,8 +48,8 @@ def dwi_phantom(shape: tuple[int, int, int] = (32, 32, 4), directions: int = 12,
         signal = np.hypot(signal + rng.normal(0, sigma, signal.shape), rng.normal(0, sigma, signal.shape))
     if np.dtype(dtype).kind in "iu":
         signal = np.rint(signal)
-    ijk_to_ras = np.diag([2.0, 2.0, 2.0, 1.0])
-    ijk_to_ras[:3, 3] = -np.array([nx, ny, nz]) + 1.0
+    ijk_to_ras = np.diag([-2.0, 2.0, 2.0, 1.0])
+    ijk_to_ras[:3, 3] = np.array([nx - 1.0, 1.0 - ny, 1.0 - nz])
     return Volume4D(signal.astype(dtype), ijk_to_ras, Gradients(bvals, bvecs, "fsl"))
 
 

@@ -7,6 +7,7 @@ headless. The library itself never imports this module.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -189,6 +190,48 @@ def load_archive(path: str | os.PathLike, name: str | None = None, scene=None) -
             scene.RemoveNode(node)
         raise
     return Loaded(created[:-3], report, archive, path.stat().st_size, created)
+
+
+def evaluate_nodes(original, decoded, folder: str | os.PathLike, archive_bytes: int | None = None,
+                   references: bool = True, scene=None) -> dict:
+    """dMRI fidelity of the DWI node `decoded` against the DWI node `original` (blocking; see
+    `evaluate.dmri`): writes the report into `folder` (replacing an earlier one) and loads the decoded
+    image's error maps and the tissue labels (see `load_fidelity_maps`)."""
+    from .evaluate.dmri import dmri_fidelity
+    from .evaluate.dmri_report import write_fidelity_report
+
+    for node in (original, decoded):
+        if input_kind(node) != "dwi":
+            raise InputError(f"'{node.GetName()}' is not a diffusion-weighted volume; the dMRI evaluation needs one")
+    result = dmri_fidelity(volume_from_node(original), volume_from_node(decoded), references=references,
+                           archive_bytes=archive_bytes, name=decoded.GetName())
+    write_fidelity_report(result, folder, force=True)
+    return load_fidelity_maps(folder, scene)
+
+
+def load_fidelity_maps(folder: str | os.PathLike, scene=None) -> dict:
+    """New nodes for a fidelity report's first row: its error maps as scalar volumes (keys "MD", "FA", "RISH0",
+    "RISH2": relative error in %; "angle": degrees) and the tissue labels as a label map ("tissues")."""
+    import nibabel as nib
+
+    from .evaluate.dmri_report import JSON
+
+    scene = scene or slicer.mrmlScene
+    folder = Path(folder)
+    document = json.loads((folder / JSON).read_text())
+    name = document["rows"][0]["name"]
+    files = [(metric, f"{name} {metric} error", "vtkMRMLScalarVolumeNode", file)
+             for metric, file in document["files"]["maps"][name].items()]
+    files.append(("tissues", f"{name} tissues", "vtkMRMLLabelMapVolumeNode", document["files"]["tissues"]))
+    nodes = {}
+    for key, label, kind, file in files:
+        image = nib.load(str(folder / file))
+        node = scene.AddNewNodeByClass(kind, scene.GenerateUniqueName(label))
+        _set_voxels(node, np.asarray(image.dataobj)[..., None])
+        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(image.affine))
+        node.CreateDefaultDisplayNodes()
+        nodes[key] = node
+    return nodes
 
 
 class NodeCompression:

@@ -58,17 +58,21 @@ class Gradients:
             world = voxel @ _rotation(ijk_to_ras).T
         return unit_rows(world)
 
+    def directions_voxel(self, ijk_to_ras: np.ndarray) -> np.ndarray:
+        """Unit gradient directions along the voxel axes (i, j, k), (V, 3): the frame of a tensor fitted to
+        the voxel array; zero rows stay zero."""
+        return unit_rows(self.directions_ras(ijk_to_ras) @ np.linalg.inv(_rotation(ijk_to_ras)).T)
+
     def in_convention(self, convention: str, ijk_to_ras: np.ndarray) -> Gradients:
         """The same gradients expressed in `convention` ("fsl", or "nrrd" with an LPS-identity frame)."""
         if convention == self.convention:
             return self
-        world = self.directions_ras(ijk_to_ras)
         if convention == "nrrd":
-            return Gradients(self.bvals, world @ RAS_TO_LPS.T, "nrrd", RAS_TO_LPS)
-        voxel = world @ np.linalg.inv(_rotation(ijk_to_ras)).T
+            return Gradients(self.bvals, self.directions_ras(ijk_to_ras) @ RAS_TO_LPS.T, "nrrd", RAS_TO_LPS)
+        voxel = self.directions_voxel(ijk_to_ras)
         if np.linalg.det(ijk_to_ras[:3, :3]) > 0:
             voxel[:, 0] *= -1
-        return Gradients(self.bvals, unit_rows(voxel), "fsl")
+        return Gradients(self.bvals, voxel, "fsl")
 
 
 @dataclass

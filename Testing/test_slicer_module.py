@@ -5,18 +5,23 @@ widget is exercised by SirenCompressTest inside Slicer."""
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core package (installed by `make test`)")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
 
+import vtk  # noqa: E402
+
 from conftest import REPO  # noqa: E402
-from SirenCompressLib import SIREN_PRESETS, SirenConfig  # noqa: E402
+from SirenCompressLib import SIREN_PRESETS, SirenConfig, Volume4D, slicer_nodes  # noqa: E402
+from SirenCompressLib.phantom import dwi_phantom  # noqa: E402
 
 
 @pytest.fixture
@@ -64,3 +69,26 @@ def test_output_path(module, tmp_path, monkeypatch):
     assert logic.outputPathFor(node, tmp_path) == tmp_path / "dwi_siren.sirz"
     monkeypatch.setattr(slicer, "app", types.SimpleNamespace(defaultScenePath=str(tmp_path / "scenes")), raising=False)
     assert logic.outputPathFor(node, Path(".")) == tmp_path / "scenes" / "dwi_siren.sirz"
+
+
+def test_evaluate_writes_the_report_and_loads_the_maps(module, tmp_path, monkeypatch):
+    pytest.importorskip("dipy", reason="needs dipy (the dmri and test extras)")
+    scene = slicer.vtkMRMLScene()
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    volume = dwi_phantom(shape=(16, 16, 3), directions=16, bvalues=(1000.0, 2000.0), noise=0.02)
+    original = slicer_nodes.nodes_from_volume(volume, "dwi", scene)[0]
+    decoded = slicer_nodes.nodes_from_volume(Volume4D(volume.data // 2 * 2, volume.ijk_to_ras, volume.gradients),
+                                             "dwi_siren", scene)[0]
+    maps = module.SirenCompressLogic().evaluate(original, decoded, tmp_path / "fidelity", archiveBytes=4000)
+    assert all(node.GetScene() is scene for node in maps.values())
+    assert set(maps) == {"MD", "FA", "RISH0", "RISH2", "angle", "tissues"}
+    assert maps["tissues"].IsA("vtkMRMLLabelMapVolumeNode") and maps["FA"].GetName() == "dwi_siren FA error"
+    report = json.loads((tmp_path / "fidelity" / "fidelity.json").read_text())
+    assert [r["name"] for r in report["rows"]][::3] == ["dwi_siren", "JPEG 2000 same size"]
+    fa = slicer.util.arrayFromVolume(maps["FA"])  # (z, y, x)
+    assert fa.shape == (3, 16, 16) and np.abs(fa).max() > 0
+    labels = slicer.util.arrayFromVolume(maps["tissues"])
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    matrix = vtk.vtkMatrix4x4()
+    maps["FA"].GetIJKToRASMatrix(matrix)
+    np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(matrix), volume.ijk_to_ras)
