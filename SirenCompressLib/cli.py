@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, str(exc), 2)
     except KeyboardInterrupt:
         return _fail(args, "interrupted; no output was written", 130)
+    except BrokenPipeError:  # whoever read our output stopped (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except Exception as exc:  # a bug: one line for users, the traceback with --debug
         if args.debug:
             traceback.print_exc()

@@ -176,3 +176,13 @@ def test_sample_command(tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["b1k_b2k.bval", "b1k_b2k.bvec", "b1k_b2k.nii.gz"]
     assert read_volume(tmp_path / "s" / "b1k_b2k.nii.gz").shape == (104, 104, 2, 103)
+
+
+def test_output_cut_short_by_a_pipe_is_not_an_error(tmp_path, phantom_nifti):
+    out = tmp_path / "p.sirz"
+    assert run_cli("compress", phantom_nifti, "-o", out, *FAST_ARGS).returncode == 0
+    closed_stdout = ("import os, sys\nr, w = os.pipe()\nos.close(r)\nos.dup2(w, 1)\n"
+                     "from SirenCompressLib.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", closed_stdout, "info", str(out)], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 0 and r.stderr == ""
