@@ -86,25 +86,30 @@ def decode(data: bytes, count: int, alphabet: int, contexts: np.ndarray | None =
 
 
 class _Model:
-    """Adaptive symbol counts per context, turned into cumulative frequencies summing to 2^PROB_BITS."""
+    """Adaptive symbol counts per context, turned into cumulative frequencies summing to 2^PROB_BITS.
+    Only the contexts updated since the last call are recomputed."""
 
     def __init__(self, alphabet: int, n_contexts: int) -> None:
         if not 1 <= alphabet <= 1 << (PROB_BITS - 1):
             raise ValueError(f"alphabet must have 1 to {1 << (PROB_BITS - 1)} symbols")
         self.counts = np.ones((n_contexts, alphabet), dtype=np.int64)
+        self.cum = np.zeros((n_contexts, alphabet + 1), dtype=np.uint64)
+        self.stale = np.arange(n_contexts)
 
     def cumulative(self) -> np.ndarray:
         """(contexts, alphabet + 1) uint64: every symbol gets at least 1, the total is exactly 2^PROB_BITS."""
-        n_contexts, alphabet = self.counts.shape
-        spare = (1 << PROB_BITS) - alphabet
-        freq = 1 + self.counts * spare // self.counts.sum(axis=1, keepdims=True)
-        freq[np.arange(n_contexts), self.counts.argmax(axis=1)] += (1 << PROB_BITS) - freq.sum(axis=1)
-        cum = np.zeros((n_contexts, alphabet + 1), dtype=np.uint64)
-        np.cumsum(freq, axis=1, out=cum[:, 1:])
-        return cum
+        if self.stale.size:
+            counts = self.counts[self.stale]
+            spare = (1 << PROB_BITS) - counts.shape[1]
+            freq = 1 + counts * spare // counts.sum(axis=1, keepdims=True)
+            freq[np.arange(len(counts)), counts.argmax(axis=1)] += (1 << PROB_BITS) - freq.sum(axis=1)
+            self.cum[self.stale, 1:] = np.cumsum(freq, axis=1)
+            self.stale = self.stale[:0]
+        return self.cum
 
     def update(self, contexts: np.ndarray, symbols: np.ndarray) -> None:
         np.add.at(self.counts, (contexts, symbols), 1)
+        self.stale = np.unique(contexts)
 
 
 def _lanes(count: int) -> int:

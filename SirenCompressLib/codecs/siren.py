@@ -12,6 +12,7 @@ import lzma
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 
@@ -271,7 +272,7 @@ def decode_network(config: Config, entry: dict, member: bytes | None, coords: np
     if vmin.shape != (n_volumes,) or vmax.shape != (n_volumes,):
         raise ArchiveError(f"slice normalisation must list {n_volumes} values")
     shapes = layer_shapes(config, n_volumes, coords.shape[1])
-    arrays = unpack_weights(member, shapes, config.weight_bits, config.coder)
+    arrays = _unpacked(member, tuple(shapes), config.weight_bits, config.coder)
     out = forward(arrays, coords, config.w0, config.final_activation,
                   layer_activations(config.activation, config.layers))
     scale = np.where(vmax > vmin, vmax - vmin, 1.0)
@@ -355,6 +356,12 @@ def unpack_weights(member: bytes, shapes: list[tuple[int, int]], bits: int = 16,
         arrays += [dequantize(q, scales[r_at:r_at + out]), biases[r_at:r_at + out].astype(np.float32)]
         w_at, r_at = w_at + out * inp, r_at + out
     return arrays
+
+
+@lru_cache(maxsize=2)
+def _unpacked(member: bytes, shapes: tuple[tuple[int, int], ...], bits: int, coder: str) -> list[np.ndarray]:
+    """`unpack_weights`, remembered: every slice of a siren3d archive shares one member."""
+    return unpack_weights(member, list(shapes), bits, coder)
 
 
 def _lzma(raw: bytes) -> bytes:
