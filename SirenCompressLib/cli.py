@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__, batch
 from .archive import read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
+from .codecs import get_codec
 from .codecs.siren import (
     ACTIVATIONS,
     CODERS,
@@ -81,6 +82,15 @@ CODEC_FLAGS = [
     ("basis", int, "0: the network outputs all volumes; K > 0: K coefficients of a per-slice q-space basis "
                    "(PCA-initialised, trained with the network)"),
 ]
+LOSSLESS_FLAGS = [
+    ("quantize", float, "lossless codec, float data: code round(value / STEP) (stated in the archive); "
+                        "integer data need none"),
+    ("references", int, "lossless codec: earlier volumes a regression predictor may use (default 32)"),
+    ("qspace", ("laplace", "biharmonic", "off"), "lossless codec: q-space inpainting tried as a predictor "
+                                                 "(default laplace)"),
+    ("order", ("furthest", "file"), "lossless codec: volume coding order (default furthest: b0s, then each "
+                                    "shell furthest-first)"),
+]
 PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis", "coder")
 
 
@@ -95,9 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", type=Path, required=True, help="the .sirz file to write")
     c.add_argument("--bval", type=Path, help="FSL b-values (default: same stem as a NIfTI input)")
     c.add_argument("--bvec", type=Path, help="FSL gradient directions (default: same stem)")
-    c.add_argument("--codec", choices=("siren", "siren3d"), default="siren",
+    c.add_argument("--codec", choices=("siren", "siren3d", "lossless"), default="siren",
                    help="siren: a network per axial slice (default); siren3d: the paper's SIREN-3D variant, "
-                        "one network (x, y, z) for the whole volume")
+                        "one network (x, y, z) for the whole volume; lossless: bit-exact (integer data, "
+                        "spatial and q-space prediction)")
     c.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                    help="base settings (default %(default)s); the flags below override them: " + "; ".join(
                        f"{name}: " + ", ".join(f"{k}={v}" for k, v in PRESETS[name].to_json().items()
@@ -108,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument(flag, choices=kind, help=text)
         else:
             c.add_argument(flag, type=kind, help=text)
+    for field, kind, text in LOSSLESS_FLAGS:
+        if isinstance(kind, tuple):
+            c.add_argument("--" + field, choices=kind, help=text)
+        else:
+            c.add_argument("--" + field, type=kind, help=text, metavar="STEP" if field == "quantize" else None)
+    c.add_argument("--no-interlace", dest="interlace", action="store_false", default=None,
+                   help="lossless codec: code each volume in one pass, not as two checkerboard halves")
     c.add_argument("--target-ratio", type=float,
                    help="choose the units per layer so that the archive reaches this compression ratio "
                         "(raw 16-bit bytes / archive bytes; met within about 5 %%)")
@@ -203,13 +221,13 @@ def _compress(args: argparse.Namespace) -> None:
     if args.output.suffix != ".sirz":
         raise InputError(f"{args.output}: the output must end in .sirz")
     check_outputs([args.output], args.force)
-    given = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
-    if given.get("weight_bits") == 16:
-        given.setdefault("coder", "lzma")  # fp16 weights are LZMA-coded
-    config = Config(**{**PRESETS[args.preset].to_json(), **given})
+    config = _codec_config(args)
     volume = read_volume(args.input, args.bval, args.bvec)
+    given = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
     if args.target_ratio and args.target_psnr:
         raise InputError("give --target-ratio or --target-psnr, not both")
+    if args.codec == "lossless" and (args.target_ratio or args.target_psnr):
+        raise InputError("the lossless codec has no rate to control: drop --target-ratio / --target-psnr")
     if args.target_ratio:
         config = config_for_ratio(config, volume, args.target_ratio, args.codec)
     if args.target_psnr and args.codec != "siren":
@@ -232,7 +250,28 @@ def _compress(args: argparse.Namespace) -> None:
     else:
         print(f"wrote {args.output}: {n:,} bytes in {archive.manifest['encode_seconds']:.0f} s")
         print(_ratios_line(size))
-        print(f"PSNR {_db(whole.psnr)}, SSIM {_num(whole.ssim)} (per slice: sirencompress info {args.output})")
+        if args.codec == "lossless":
+            print("bit-exact: every slice's SHA-256 is stored and checked when it is decoded")
+        else:
+            print(f"PSNR {_db(whole.psnr)}, SSIM {_num(whole.ssim)} (per slice: sirencompress info {args.output})")
+
+
+def _codec_config(args: argparse.Namespace):
+    """The codec's settings from the command line: the preset plus the flags for the network codecs, the
+    lossless flags for the lossless codec; a flag of the other kind is an error."""
+    network = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
+    lossless = {field: getattr(args, field) for field, _, _ in LOSSLESS_FLAGS + [("interlace", None, None)]
+                if getattr(args, field) is not None}
+    if args.codec == "lossless":
+        if network:
+            raise InputError(f"--{next(iter(network)).replace('_', '-')} does not apply to the lossless codec")
+        return get_codec("lossless").Config(**lossless)
+    if lossless:
+        raise InputError(f"--{next(iter(lossless)).replace('_', '-')} applies to the lossless codec only "
+                         "(--codec lossless)")
+    if network.get("weight_bits") == 16:
+        network.setdefault("coder", "lzma")  # fp16 weights are LZMA-coded
+    return Config(**{**PRESETS[args.preset].to_json(), **network})
 
 
 def _decompress(args: argparse.Namespace) -> None:

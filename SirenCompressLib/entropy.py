@@ -21,21 +21,94 @@ STATE_LOW = 1 << 16  # rANS state in [2^16, 2^32); one 16-bit word moves per ren
 HEADER = np.dtype("<u4")
 WORD = np.dtype("<u2")
 SYMBOLS_PER_LANE = 4096
+COUNT_LIMIT = 1 << 16  # counts of a context with an increment above 1 are halved beyond this total
 
 
 def encode(symbols: np.ndarray, alphabet: int, contexts: np.ndarray | None = None, n_contexts: int = 1) -> bytes:
     """Code integer `symbols` in [0, alphabet), each with its context in [0, n_contexts) (default: all 0)."""
     count = np.asarray(symbols).size
     symbols, contexts, lanes = _layout(symbols, alphabet, contexts, n_contexts)
-    steps = symbols.shape[0]
-    model = _Model(alphabet, n_contexts)
-    starts = np.empty(symbols.shape, dtype=np.uint64)
-    freqs = np.empty(symbols.shape, dtype=np.uint64)
+    return _encode_grid(symbols, contexts, np.ones(symbols.shape, dtype=bool), alphabet, n_contexts, count)
+
+
+def decode(data: bytes, count: int, alphabet: int, contexts: np.ndarray | None = None,
+           n_contexts: int = 1) -> np.ndarray:
+    """The `count` symbols coded by `encode` with the same alphabet and contexts (int64)."""
+    lanes = _lanes(count)
+    decoder = _Decoder(data, count, lanes, alphabet, n_contexts)
+    contexts = _contexts(contexts, count, n_contexts).reshape(-1, lanes)
+    active = np.ones(lanes, dtype=bool)
+    symbols = np.stack([decoder.step(row, active) for row in contexts]) if count else np.empty((0, lanes))
+    decoder.close()
+    return symbols.ravel()[:count].astype(np.int64)
+
+
+def encode_chunks(symbols: np.ndarray, alphabet: int, contexts: np.ndarray, n_contexts: int,
+                  chunks: list[int], lanes: int, increment: int = 1) -> bytes:
+    """Like `encode`, for symbols that a decoder reads chunk by chunk (`ChunkDecoder`): the contexts of a
+    chunk may depend on the symbols of earlier chunks. Each chunk fills whole steps of `lanes` symbols; the
+    unused places of its last step cost nothing. The adaptive model carries over from chunk to chunk; each
+    symbol adds `increment` to its count (above 1, counts are halved past COUNT_LIMIT: faster adaptation)."""
+    symbols, contexts = np.asarray(symbols).ravel(), np.asarray(contexts).ravel()
+    if sum(chunks) != symbols.size or contexts.size != symbols.size:
+        raise ValueError("chunk sizes must add up to the number of symbols and contexts")
+    if symbols.size and not (0 <= symbols.min() <= symbols.max() < alphabet
+                             and 0 <= contexts.min() <= contexts.max() < n_contexts):
+        raise ValueError(f"symbols must lie in [0, {alphabet}) and contexts in [0, {n_contexts})")
+    places = _chunk_places(chunks, lanes)
+    grid = np.zeros(places.size, dtype=np.int64), np.zeros(places.size, dtype=np.int64)
+    active = np.zeros(places.size, dtype=bool)
+    grid[0][places >= 0], grid[1][places >= 0] = symbols, contexts
+    active[places >= 0] = True
+    shape = (-1, lanes)
+    return _encode_grid(grid[0].reshape(shape), grid[1].reshape(shape), active.reshape(shape), alphabet,
+                        n_contexts, symbols.size, increment)
+
+
+class ChunkDecoder:
+    """Reads a stream written by `encode_chunks` chunk by chunk, in the same chunks: `next(contexts)`
+    returns the symbols (int64) of a chunk of len(contexts) symbols; `close()` checks that the whole
+    stream, `count` symbols in all, was used."""
+
+    def __init__(self, data: bytes, alphabet: int, n_contexts: int, count: int, lanes: int,
+                 increment: int = 1) -> None:
+        self._decoder = _Decoder(data, count, lanes, alphabet, n_contexts, increment)
+        self._count, self._lanes, self._read = count, lanes, 0
+
+    def next(self, contexts: np.ndarray) -> np.ndarray:
+        contexts = np.asarray(contexts, dtype=np.int64).ravel()
+        n, lanes = contexts.size, self._lanes
+        if self._read + n > self._count:
+            raise ArchiveError("entropy-coded stream holds fewer symbols than its reader asks for")
+        if n and not 0 <= contexts.min() <= contexts.max() < self._decoder.model.counts.shape[0]:
+            raise ValueError("context out of range")
+        self._read += n
+        steps = -(-n // lanes)
+        padded = np.zeros(steps * lanes, dtype=np.int64)
+        padded[:n] = contexts
+        out = np.empty((steps, lanes), dtype=np.int64)
+        for k, row in enumerate(padded.reshape(steps, lanes)):
+            out[k] = self._decoder.step(row, np.arange(k * lanes, (k + 1) * lanes) < n)
+        return out.ravel()[:n]
+
+    def close(self) -> None:
+        if self._read != self._count:
+            raise ArchiveError("entropy-coded stream was not read to its end")
+        self._decoder.close()
+
+
+def _encode_grid(symbols: np.ndarray, contexts: np.ndarray, active: np.ndarray, alphabet: int,
+                 n_contexts: int, count: int, increment: int = 1) -> bytes:
+    """rANS-code (steps, lanes) symbols; inactive places are coded with probability 1 (no bits)."""
+    steps, lanes = symbols.shape
+    model = _Model(alphabet, n_contexts, increment)
+    starts = np.zeros(symbols.shape, dtype=np.uint64)
+    freqs = np.full(symbols.shape, 1 << PROB_BITS, dtype=np.uint64)
     for k in range(steps):
-        cum = model.cumulative()
-        starts[k] = cum[contexts[k], symbols[k]]
-        freqs[k] = cum[contexts[k], symbols[k] + 1] - starts[k]
-        model.update(contexts[k], symbols[k])
+        cum, on = model.cumulative(), active[k]
+        starts[k, on] = cum[contexts[k, on], symbols[k, on]]
+        freqs[k, on] = cum[contexts[k, on], symbols[k, on] + 1] - starts[k, on]
+        model.update(contexts[k, on], symbols[k, on])
     state = np.full(lanes, STATE_LOW, dtype=np.uint64)
     words, emitted = np.zeros((steps, lanes), dtype=np.uint64), np.zeros((steps, lanes), dtype=bool)
     for k in range(steps - 1, -1, -1):
@@ -48,51 +121,54 @@ def encode(symbols: np.ndarray, alphabet: int, contexts: np.ndarray | None = Non
     return head + words[emitted].astype(WORD).tobytes()
 
 
-def decode(data: bytes, count: int, alphabet: int, contexts: np.ndarray | None = None,
-           n_contexts: int = 1) -> np.ndarray:
-    """The `count` symbols coded by `encode` with the same alphabet and contexts (int64)."""
-    if len(data) < 8:
-        raise ArchiveError("entropy-coded stream is truncated")
-    lanes, total = (int(v) for v in np.frombuffer(data, dtype=HEADER, count=2))
-    if lanes != _lanes(count) or total != count:
-        raise ArchiveError("entropy-coded stream does not match the expected symbol count")
-    if len(data) < 8 + 4 * lanes or (len(data) - 8 - 4 * lanes) % 2:
-        raise ArchiveError("entropy-coded stream is truncated")
-    state = np.frombuffer(data, dtype=HEADER, count=lanes, offset=8).astype(np.uint64)
-    stream = np.frombuffer(data, dtype=WORD, offset=8 + 4 * lanes).astype(np.uint64)
-    contexts = _contexts(contexts, count, n_contexts).reshape(-1, lanes)
-    steps = contexts.shape[0]
-    model = _Model(alphabet, n_contexts)
-    symbols = np.empty((steps, lanes), dtype=np.int64)
-    mask, at = np.uint64((1 << PROB_BITS) - 1), 0
-    for k in range(steps):
-        cum = model.cumulative()[contexts[k]]
-        slot = state & mask
-        s = (cum[:, 1:] <= slot[:, None]).sum(axis=1)
-        start = cum[np.arange(lanes), s]
-        freq = cum[np.arange(lanes), s + 1] - start
+class _Decoder:
+    """The rANS decoding state of a stream: one step decodes one symbol per active lane."""
+
+    def __init__(self, data: bytes, count: int, lanes: int, alphabet: int, n_contexts: int,
+                 increment: int = 1) -> None:
+        if len(data) < 8:
+            raise ArchiveError("entropy-coded stream is truncated")
+        stored_lanes, total = (int(v) for v in np.frombuffer(data, dtype=HEADER, count=2))
+        if stored_lanes != lanes or total != count:
+            raise ArchiveError("entropy-coded stream does not match the expected symbol count")
+        if len(data) < 8 + 4 * lanes or (len(data) - 8 - 4 * lanes) % 2:
+            raise ArchiveError("entropy-coded stream is truncated")
+        self.state = np.frombuffer(data, dtype=HEADER, count=lanes, offset=8).astype(np.uint64)
+        self.stream = np.frombuffer(data, dtype=WORD, offset=8 + 4 * lanes).astype(np.uint64)
+        self.model, self.at = _Model(alphabet, n_contexts, increment), 0
+
+    def step(self, contexts: np.ndarray, active: np.ndarray) -> np.ndarray:
+        lanes, state = self.state.size, self.state
+        cum = self.model.cumulative()[contexts]
+        slot = state & np.uint64((1 << PROB_BITS) - 1)
+        s = np.where(active, (cum[:, 1:] <= slot[:, None]).sum(axis=1), 0)
+        start = np.where(active, cum[np.arange(lanes), s], 0)
+        freq = np.where(active, cum[np.arange(lanes), s + 1] - start, 1 << PROB_BITS).astype(np.uint64)
         state = freq * (state >> np.uint64(PROB_BITS)) + slot - start
         need = state < STATE_LOW
         n = int(need.sum())
-        if at + n > stream.size:
+        if self.at + n > self.stream.size:
             raise ArchiveError("entropy-coded stream is truncated")
-        state[need] = (state[need] << np.uint64(16)) | stream[at:at + n]
-        at += n
-        symbols[k] = s
-        model.update(contexts[k], s)
-    if at != stream.size or np.any(state != STATE_LOW):
-        raise ArchiveError("entropy-coded stream is corrupt")
-    return symbols.ravel()[:count]
+        state[need] = (state[need] << np.uint64(16)) | self.stream[self.at:self.at + n]
+        self.at += n
+        self.state = state
+        self.model.update(contexts[active], s[active])
+        return s
+
+    def close(self) -> None:
+        if self.at != self.stream.size or np.any(self.state != STATE_LOW):
+            raise ArchiveError("entropy-coded stream is corrupt")
 
 
 class _Model:
     """Adaptive symbol counts per context, turned into cumulative frequencies summing to 2^PROB_BITS.
     Only the contexts updated since the last call are recomputed."""
 
-    def __init__(self, alphabet: int, n_contexts: int) -> None:
+    def __init__(self, alphabet: int, n_contexts: int, increment: int = 1) -> None:
         if not 1 <= alphabet <= 1 << (PROB_BITS - 1):
             raise ValueError(f"alphabet must have 1 to {1 << (PROB_BITS - 1)} symbols")
         self.counts = np.ones((n_contexts, alphabet), dtype=np.int64)
+        self.increment = increment
         self.cum = np.zeros((n_contexts, alphabet + 1), dtype=np.uint64)
         self.stale = np.arange(n_contexts)
 
@@ -108,12 +184,26 @@ class _Model:
         return self.cum
 
     def update(self, contexts: np.ndarray, symbols: np.ndarray) -> None:
-        np.add.at(self.counts, (contexts, symbols), 1)
+        np.add.at(self.counts, (contexts, symbols), self.increment)
         self.stale = np.unique(contexts)
+        if self.increment > 1:  # adaptive: halve a context's counts when they grow past COUNT_LIMIT
+            full = self.stale[self.counts[self.stale].sum(axis=1) > COUNT_LIMIT]
+            self.counts[full] = (self.counts[full] + 1) >> 1
 
 
 def _lanes(count: int) -> int:
     return int(np.clip(count // SYMBOLS_PER_LANE, 1, 4096))
+
+
+def _chunk_places(chunks: list[int], lanes: int) -> np.ndarray:
+    """For every place of the (steps, lanes) grid of `encode_chunks`, the symbol index it holds or −1."""
+    places, at = [], 0
+    for n in chunks:
+        row = np.full(_padded(n, lanes), -1, dtype=np.int64)
+        row[:n] = np.arange(at, at + n)
+        places.append(row)
+        at += n
+    return np.concatenate(places) if places else np.empty(0, dtype=np.int64)
 
 
 def _padded(count: int, lanes: int) -> int:
@@ -142,3 +232,83 @@ def _layout(symbols: np.ndarray, alphabet: int, contexts: np.ndarray | None,
     padded = np.zeros(_padded(count, lanes), dtype=np.int64)
     padded[:count] = symbols
     return padded.reshape(-1, lanes), _contexts(contexts, count, n_contexts).reshape(-1, lanes), lanes
+
+
+TOKEN_DIRECT = 16  # integers below this are their own token
+TOKEN_MANTISSA = 2  # bits below the highest set bit that go into the token
+TOKENS = TOKEN_DIRECT + ((64 - 4) << TOKEN_MANTISSA)  # alphabet of `split_integers` for 64-bit integers
+
+
+def split_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Binarise unsigned integers (uint64) for an adaptive coder: (token, extra-bit count, extra bits).
+
+    u < 16 is its own token. Otherwise, with e the index of u's highest set bit, the token holds e and the
+    TOKEN_MANTISSA bits below the highest, and the lower bits travel verbatim: tokens stay below `TOKENS`
+    however wide the integers are, and the verbatim bits cost exactly their count."""
+    u = np.asarray(values, dtype=np.uint64).ravel()
+    top = _highest_bit(u)
+    big = u >= TOKEN_DIRECT
+    nbits = np.where(big, top - TOKEN_MANTISSA, 0)
+    mantissa = (u >> nbits.astype(np.uint64)) & np.uint64((1 << TOKEN_MANTISSA) - 1)
+    tokens = np.where(big, TOKEN_DIRECT + ((top - 4) << TOKEN_MANTISSA) + mantissa.astype(np.int64),
+                      u.astype(np.int64))
+    extra = u & ((np.uint64(1) << nbits.astype(np.uint64)) - np.uint64(1))
+    return tokens, nbits, extra
+
+
+def token_bits(tokens: np.ndarray) -> np.ndarray:
+    """Extra-bit count of each token (see `split_integers`)."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    return np.where(tokens >= TOKEN_DIRECT, ((tokens - TOKEN_DIRECT) >> TOKEN_MANTISSA) + 4 - TOKEN_MANTISSA, 0)
+
+
+def join_integers(tokens: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """Inverse of `split_integers` (uint64)."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    big = tokens >= TOKEN_DIRECT
+    nbits = token_bits(tokens).astype(np.uint64)
+    head = (np.uint64(1 << TOKEN_MANTISSA) | ((tokens - TOKEN_DIRECT) & ((1 << TOKEN_MANTISSA) - 1)).astype(np.uint64))
+    return np.where(big, (head << nbits) | np.asarray(extra, dtype=np.uint64), tokens.astype(np.uint64))
+
+
+def pack_bits(values: np.ndarray, nbits: np.ndarray) -> bytes:
+    """The low `nbits[i]` bits of each value, most significant first, concatenated and byte-padded."""
+    values, nbits = np.asarray(values, dtype=np.uint64).ravel(), np.asarray(nbits, dtype=np.int64).ravel()
+    ends = np.cumsum(nbits)
+    bits = np.zeros(int(ends[-1]) if ends.size else 0, dtype=np.uint8)
+    for b in range(int(nbits.max()) if nbits.size else 0):
+        has = nbits > b
+        bits[(ends - nbits + b)[has]] = (values[has] >> (nbits[has] - 1 - b).astype(np.uint64)) & np.uint64(1)
+    return np.packbits(bits).tobytes()
+
+
+class BitReader:
+    """Reads the fields that `pack_bits` wrote, a group at a time."""
+
+    def __init__(self, data: bytes) -> None:
+        self.bits, self.at = np.unpackbits(np.frombuffer(data, dtype=np.uint8)), 0
+
+    def read(self, nbits: np.ndarray) -> np.ndarray:
+        nbits = np.asarray(nbits, dtype=np.int64).ravel()
+        ends = self.at + np.cumsum(nbits)
+        if ends.size and ends[-1] > self.bits.size:
+            raise ArchiveError("verbatim bit stream is truncated")
+        out = np.zeros(nbits.size, dtype=np.uint64)
+        for b in range(int(nbits.max()) if nbits.size else 0):
+            has = nbits > b
+            out[has] = (out[has] << np.uint64(1)) | self.bits[(ends - nbits + b)[has]]
+        self.at = int(ends[-1]) if ends.size else self.at
+        return out
+
+    def close(self) -> None:
+        if self.bits.size - self.at >= 8:
+            raise ArchiveError("verbatim bit stream is longer than its fields")
+
+
+def _highest_bit(u: np.ndarray) -> np.ndarray:
+    """Index of the highest set bit of each uint64 (0 for 0 and 1)."""
+    top = np.zeros(u.shape, dtype=np.int64)
+    for step in (32, 16, 8, 4, 2, 1):
+        higher = (u >> (top + step).astype(np.uint64)) > 0
+        top = np.where(higher, top + step, top)
+    return top

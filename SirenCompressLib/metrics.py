@@ -44,7 +44,9 @@ class Comparison:
 
 
 def value_range(data: np.ndarray) -> tuple[float, float]:
-    """The global (min, max) used to scale both images to [0, 1]."""
+    """The global (min, max) used to scale both images to [0, 1]; exact Python ints for integer data."""
+    if data.dtype.kind in "iu":
+        return int(data.min()), int(data.max())
     return float(data.min()), float(data.max())
 
 

@@ -27,7 +27,7 @@ def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
     module = get_codec(codec)
     config = module.default_config() if config is None else config
     start = time.monotonic()
-    encoded = module.encode(volume.data, config, progress)
+    encoded = module.encode(volume, config, progress)
     archive = assemble(volume, codec, config, encoded, source, time.monotonic() - start)
     data, lo, hi = volume.data, *value_range(volume.data)
     metrics = []
@@ -100,7 +100,10 @@ def decompress(archive: Archive) -> Volume4D:
 
 
 def restore_dtype(values: np.ndarray, dtype: np.dtype, lo: float, hi: float) -> np.ndarray:
-    """Clamp to [lo, hi], round for integer types, cast to `dtype`."""
+    """Clamp to [lo, hi], round for integer types, cast to `dtype`; values already of `dtype` (an exact
+    codec's) are returned as they are."""
+    if values.dtype == dtype:
+        return values
     values = np.clip(values, lo, hi)
     if dtype.kind in "iu":
         values = np.rint(values)

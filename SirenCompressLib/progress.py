@@ -34,6 +34,9 @@ class Bar:
         kind = event.get("event")
         if kind == "start":
             self.networks = event["networks"]
+            if not self.networks:
+                self._line(f"coding {event['slices']} slices")
+                return
             self._line(f"training {event['networks']} of {event['slices']} slices, "
                        f"{event['epochs']} epochs each, on {event['device']}")
         elif kind == "epoch" and self.tty and time.monotonic() - self.last_draw > 0.2:

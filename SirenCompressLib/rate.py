@@ -25,7 +25,7 @@ def config_for_ratio(config: Config, volume, ratio: float, codec: str = "siren")
     from .nets import Siren
 
     nx, ny, nz, nv = volume.shape
-    placeholders = get_codec(codec).placeholders(volume.data, config)
+    placeholders = get_codec(codec).placeholders(volume, config)
     networks = sum(item.member is not None for item in placeholders)
     target = nx * ny * nz * nv * 2 / ratio
     budget = (target - _container_bytes(volume, codec, config, placeholders)) / max(networks, 1)

@@ -11,7 +11,7 @@ from .errors import InputError
 # Flips RAS to LPS and back.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
-SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64")
 
 
 @dataclass

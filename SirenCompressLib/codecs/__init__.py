@@ -2,10 +2,12 @@
 
 - `Config`: a dataclass of its settings with `to_json()` / `Config.from_json(dict)`;
 - `default_config() -> Config`: the settings used when none are given;
-- `encode(data, config, progress) -> list[EncodedSlice]`: one entry per axial slice (uses torch if it trains);
-- `placeholders(data, config) -> list[EncodedSlice]`: the entries as `encode` makes them, with empty members
-  (for rate control);
-- `decode_slice(config, entry, member, shape) -> np.ndarray`: float (x, y, volumes), numpy only.
+- `encode(volume, config, progress) -> list[EncodedSlice]`: one entry per axial slice of the `Volume4D`
+  (uses torch if it trains);
+- `placeholders(volume, config) -> list[EncodedSlice]`: the entries as `encode` makes them, with empty
+  members (for rate control);
+- `decode_slice(config, entry, member, shape) -> np.ndarray`: (x, y, volumes), numpy only: float, or the
+  data's own dtype for an exact codec.
 
 Modules are imported on first use, so that decoding never imports what only encoding needs.
 """
@@ -18,7 +20,8 @@ from types import ModuleType
 
 from ..errors import InputError
 
-CODECS = {"siren": "SirenCompressLib.codecs.siren", "siren3d": "SirenCompressLib.codecs.siren3d"}
+CODECS = {"siren": "SirenCompressLib.codecs.siren", "siren3d": "SirenCompressLib.codecs.siren3d",
+          "lossless": "SirenCompressLib.codecs.lossless"}
 
 
 @dataclass

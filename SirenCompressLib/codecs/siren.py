@@ -20,6 +20,7 @@ from .. import entropy
 from ..archive import json_number
 from ..errors import ArchiveError, InputError
 from ..quantize import dequantize, fake_quantize, quantize
+from ..volume import Volume4D
 from . import EncodedSlice
 
 WEIGHT_DTYPE = np.dtype("<f2")
@@ -134,8 +135,9 @@ def layer_shapes(config: Config, n_out: int, n_in: int = 2) -> list[tuple[int, i
     return sine + [(n_out, config.units)]
 
 
-def placeholders(data: np.ndarray, config: Config) -> list[EncodedSlice]:
+def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
     """The slice entries `encode` makes, with empty members (for rate control)."""
+    data = volume.data
     entries = [slice_entry(data[:, :, z]) for z in range(data.shape[2])]
     for item in entries:
         item.member = b"" if item.entry["kind"] == "network" else None
@@ -158,10 +160,12 @@ def grid(*sizes: int) -> np.ndarray:
     return np.stack([a.ravel() for a in axes], axis=1).astype(np.float32)
 
 
-def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
-    """Train one network per axial slice of `data` (x, y, z, volumes), `batch_size` slices at a time."""
+def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
+    """Train one network per axial slice of the volume's data (x, y, z, volumes), `batch_size` slices at a
+    time."""
     from ..nets import pick_device, use_bf16
 
+    data = volume.data
     device = pick_device(config.device)
     bf16 = use_bf16(config.precision, device)
     nx, ny, nz, nv = data.shape

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..volume import Volume4D
 from . import EncodedSlice
 from .siren import (
     PRESETS,
@@ -26,11 +27,12 @@ from .siren import (
 __all__ = ["PRESETS", "Config", "decode_slice", "default_config", "encode", "placeholders"]
 
 
-def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
-    """Train one network on every voxel of `data` (x, y, z, volumes)."""
+def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
+    """Train one network on every voxel of the volume's data (x, y, z, volumes)."""
     from ..nets import pick_device, use_bf16
 
-    entries = placeholders(data, config)
+    data = volume.data
+    entries = placeholders(volume, config)
     nx, ny, nz, nv = data.shape
     emit = progress or (lambda event: None)
     if entries[0].member is None:  # a constant volume
@@ -52,9 +54,10 @@ def encode(data: np.ndarray, config: Config, progress: Progress | None = None) -
     return entries
 
 
-def placeholders(data: np.ndarray, config: Config) -> list[EncodedSlice]:
+def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
     """The slice entries `encode` makes: all constant for a constant volume, else the whole volume's
     normalisation in every entry and one (here empty) member with the first slice."""
+    data = volume.data
     whole = slice_entry(data)
     if whole.entry["kind"] == "constant":
         return [EncodedSlice(dict(whole.entry)) for _ in range(data.shape[2])]

@@ -1,0 +1,562 @@
+"""Codec "lossless": bit-exact coding of integer 4D data (dMRI first), after the lossless dMRI paper.
+
+Per axial slice, the volumes are coded one after another in a coding order (non-weighted volumes first,
+then each shell furthest-first, see `qspace.coding_order`). Each volume is predicted from what the decoder
+already has, and the residual — value minus prediction, in modular arithmetic of the data's bit width —
+is entropy-coded. Predictors, chosen per volume by the encoder as the one that codes smallest:
+
+- spatial: LOCO-I's median edge detector from the left, upper and upper-left neighbours (the first
+  volume of a slice);
+- regression: a fixed-point linear combination of up to `references` earlier volumes (those most
+  correlated with this one), the four neighbours of the best of them, and a constant; the weights are
+  least-squares fits stored with the slice;
+- q-space: the paper's PDE inpainting on the sphere of gradient directions of the volume's shell
+  (Laplace–Beltrami or biharmonic), its weights over the earlier volumes of the shell stored the same way.
+
+With `interlace`, the volume is coded in two halves of a checkerboard; the second half adds a stored
+multiple of the mean residual of its four neighbours (known from the first half) to its prediction.
+Residuals are binarised (`entropy.split_integers`) and their tokens coded by adaptive rANS with a context
+from the residual magnitudes so far at and around the voxel (earlier volumes; for the second half also the
+neighbours). All prediction arithmetic is integer, so every machine decodes the same bits; the SHA-256 of
+each slice's voxels is stored and checked on decoding. Member layout: docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import entropy
+from ..errors import ArchiveError, InputError
+from . import EncodedSlice
+
+FRACTION_BITS = 12  # weights are integers in units of 2^-12
+WEIGHT_LIMIT = 1 << 40  # stored weights and factors lie in (−2^40, 2^40)
+SPATIAL, REGRESSION, QSPACE = 0, 1, 2
+LEVELS = 16  # residual-magnitude classes
+DECAY = 4  # the moving average of residual magnitudes gives the newest volume weight 2^-DECAY
+# class k starts where the mean residual magnitude m satisfies 1 + m ≥ 2^(k/2); thresholds in 1/16ths
+THRESHOLDS = np.round(16 * (2.0 ** (np.arange(1, LEVELS) / 2) - 1)).astype(np.int64)
+CONTEXT_SPATIAL, CONTEXT_FIRST, CONTEXT_SECOND = 0, 1, 1 + LEVELS
+N_CONTEXTS = 1 + 2 * LEVELS
+SIDE_CONTEXTS = 4  # side information: mode and counts, reference positions, weights, neighbour factor
+HEADER = np.dtype("<u4")
+INCREMENT = 32  # adaptation speed of the residual coder's model (see entropy.encode_chunks)
+
+
+@dataclass
+class Config:
+    """Settings of the lossless codec."""
+
+    references: int = 32  # earlier volumes a regression may use
+    neighbours: bool = True  # the best reference's four neighbours join the regression
+    interlace: bool = True  # code each volume as two checkerboard halves
+    order: str = "furthest"  # "furthest" (q-space order) or "file"
+    qspace: str = "laplace"  # q-space inpainting tried as a predictor: "laplace", "biharmonic" or "off"
+    quantize: float | None = None  # float input: code round(value / quantize); None refuses float input
+
+    def __post_init__(self) -> None:
+        if self.order not in ("furthest", "file"):
+            raise InputError(f"order must be 'furthest' or 'file', not {self.order!r}")
+        if self.qspace not in ("laplace", "biharmonic", "off"):
+            raise InputError(f"qspace must be 'laplace', 'biharmonic' or 'off', not {self.qspace!r}")
+        if not 1 <= self.references <= 255:
+            raise InputError("references must be 1 to 255")
+        if self.quantize is not None and not self.quantize > 0:
+            raise InputError("the quantisation step must be positive")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Config:
+        return cls(**d)
+
+
+def default_config() -> Config:
+    return Config()
+
+
+# --- the codec interface -------------------------------------------------------------------------------
+
+
+def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
+    """Code every slice of `volume` (a Volume4D) losslessly."""
+    data = coded_integers(volume.data, config)
+    g = volume.gradients
+    bvals, bvecs = (None, None) if g is None else (g.bvals, g.bvecs)
+    order = (list(range(data.shape[3])) if config.order == "file" or g is None
+             else _qspace().coding_order(bvals, bvecs, data.shape[3]))
+    qspace_rows = _qspace_rows(order, bvals, bvecs, config.qspace)
+    emit = progress or (lambda event: None)
+    nz = data.shape[2]
+    emit({"event": "start", "slices": nz, "networks": 0, "epochs": 0, "device": "cpu"})
+    out = []
+    for z in range(nz):
+        image = data[:, :, z, :]
+        member = encode_slice(image, order, qspace_rows, config)
+        entry = {"kind": "lossless", "integers": image.dtype.name, "order": order, "sha256": _sha256(image)}
+        out.append(EncodedSlice(entry, member))
+        emit({"event": "slice", "slice": z, "slices": nz, "kind": "lossless", "bytes": len(member)})
+    return out
+
+
+def placeholders(volume, config: Config) -> list[EncodedSlice]:
+    """Lossless coding has no rate to control: entries without members."""
+    return [EncodedSlice({"kind": "lossless"}, b"") for _ in range(volume.shape[2])]
+
+
+def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:
+    """The slice's voxels, exactly (the coded integers; times the quantisation step if one was used)."""
+    nx, ny, _, nv = shape
+    if member is None:
+        raise ArchiveError("a lossless slice has no member")
+    order = [int(v) for v in entry["order"]]
+    if sorted(order) != list(range(nv)):
+        raise ArchiveError("the slice's coding order is not a permutation of the volumes")
+    dtype = np.dtype(entry["integers"])
+    image = decode_member(member, (nx, ny, nv), dtype, order, config)
+    if _sha256(image) != entry["sha256"]:
+        raise ArchiveError("decoded voxels do not match the stored SHA-256: the archive is damaged")
+    return image if config.quantize is None else image * config.quantize
+
+
+def coded_integers(data: np.ndarray, config: Config) -> np.ndarray:
+    """The integer array the codec codes: the data itself, or round(data / quantize) for float data."""
+    if data.dtype.kind in "iu":
+        if config.quantize is not None:
+            raise InputError("--quantize is for float data; integer data is coded as it is")
+        return data
+    if config.quantize is None:
+        raise InputError(f"the lossless codec needs integer data, not {data.dtype.name}; "
+                         "give a quantisation step (--quantize STEP) to code round(value / STEP)")
+    if not np.all(np.isfinite(data)):
+        raise InputError("the data contain NaN or infinite values")
+    scaled = np.rint(data.astype(np.float64) / config.quantize)
+    if np.abs(scaled).max(initial=0) >= 2**31:
+        raise InputError("the quantisation step is too small for 32-bit integers")
+    return scaled.astype(np.int32)
+
+
+# --- integers in modular arithmetic --------------------------------------------------------------------
+
+
+class Arithmetic:
+    """Values of an integer dtype as int64, residuals modulo 2^bits as zigzagged uint64."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.bits = 8 * self.dtype.itemsize
+        info = np.iinfo(self.dtype)
+        self.wide = self.bits == 64
+        self.lo, self.hi = int(info.min), int(info.max)
+
+    def values(self, data: np.ndarray) -> np.ndarray:
+        """int64 copy (64-bit unsigned values wrap; all arithmetic is modular anyway)."""
+        return data.astype(np.int64) if not self.wide else data.view(np.int64).copy()
+
+    def restore(self, values: np.ndarray) -> np.ndarray:
+        return values.astype(self.dtype) if not self.wide else values.view(self.dtype)
+
+    def clip(self, prediction: np.ndarray) -> np.ndarray:
+        return prediction if self.wide else np.clip(prediction, self.lo, self.hi)
+
+    def residuals(self, values: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+        """Signed residuals in [−2^(bits−1), 2^(bits−1))."""
+        if self.wide:
+            return values - prediction
+        half = 1 << (self.bits - 1)
+        return np.mod(values - prediction + half, 1 << self.bits) - half
+
+    def add(self, prediction: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+        """Values from predictions and signed residuals."""
+        if self.wide:
+            return prediction + residuals
+        return np.mod(prediction + residuals - self.lo, 1 << self.bits) + self.lo
+
+
+def zigzag(r: np.ndarray) -> np.ndarray:
+    return ((r << 1) ^ (r >> 63)).view(np.uint64)
+
+
+def unzigzag(u: np.ndarray) -> np.ndarray:
+    u = np.asarray(u, dtype=np.uint64)
+    return ((u >> np.uint64(1)) ^ (np.uint64(0) - (u & np.uint64(1)))).view(np.int64)
+
+
+# --- one slice -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """How one volume is predicted: mode, the coding positions of its inputs, their fixed-point weights
+    (the last is the constant, for regression) and the neighbour factor of the second half."""
+
+    mode: int
+    inputs: list[int]
+    weights: list[int]
+    factor: int = 0
+
+    def side(self) -> list[list[int]]:
+        """The stored groups of integers: mode and counts, inputs, weights, and (unless spatial) factor;
+        group i is coded in side context i."""
+        groups = [[self.mode, len(self.inputs), len(self.weights)], self.inputs, self.weights]
+        return groups + ([[self.factor]] if self.mode != SPATIAL else [])
+
+
+def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config: Config) -> bytes:
+    """Code one slice (x, y, volumes) of integers; `qspace_rows[t]` is (positions, float weights) of
+    q-space inpainting for coding position t, where available."""
+    nx, ny, nv = image.shape
+    ar = Arithmetic(image.dtype)
+    values = ar.values(image).reshape(nx * ny, nv)[:, order]  # columns in coding order
+    magnitude = Magnitudes(nx, ny)
+    steps, symbols, contexts, chunks = [], [], [], []
+    for t in range(nv):
+        best = None
+        for step in _candidates(values, t, qspace_rows.get(t), config, (nx, ny)):
+            coded = _code_volume(values, t, step, ar, magnitude, (nx, ny), config.interlace)
+            cost = _cost(coded[1], coded[2]) + 12 * sum(len(g) for g in step.side())
+            if best is None or cost < best[0]:
+                best = (cost, step, coded)
+        _, step, (residuals, coded, ctx, sizes) = best
+        steps.append(step)
+        symbols.append(coded)
+        contexts.append(ctx)
+        chunks += sizes
+        magnitude.add(residuals)
+    return _pack(steps, np.concatenate(symbols), np.concatenate(contexts), chunks)
+
+
+def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int], config: Config) -> np.ndarray:
+    """Inverse of `encode_slice`: the slice (x, y, volumes) in `dtype`."""
+    nx, ny, nv = shape
+    ar = Arithmetic(dtype)
+    steps, residual_stream, raw = _unpack(member, nv)
+    chunks = [size for step in steps for size in _chunk_sizes(step, (nx, ny), config.interlace)]
+    decoder = entropy.ChunkDecoder(residual_stream, entropy.TOKENS, N_CONTEXTS, sum(chunks), _lanes(chunks),
+                                   INCREMENT)
+    bits = entropy.BitReader(raw)
+    values = np.zeros((nx * ny, nv), dtype=np.int64)
+    magnitude = Magnitudes(nx, ny)
+
+    def read(contexts: np.ndarray) -> np.ndarray:
+        tokens = decoder.next(contexts)
+        return unzigzag(entropy.join_integers(tokens, bits.read(entropy.token_bits(tokens))))
+
+    for t, step in enumerate(steps):
+        if step.mode == SPATIAL:
+            r = read(np.full(nx * ny, CONTEXT_SPATIAL))
+            values[:, t] = _med_decode(r.reshape(nx, ny), ar).ravel()
+            magnitude.add(r)
+            continue
+        prediction = _linear(values, step, ar, (nx, ny))
+        first, second = _halves(nx, ny, config.interlace)
+        r = np.zeros(nx * ny, dtype=np.int64)
+        r[first] = read(magnitude.context(first, None))
+        if second.size:
+            nbr = _neighbour_sum(r, nx, ny)
+            r[second] = read(magnitude.context(second, _neighbour_sum(np.abs(r), nx, ny)))
+            prediction[second] = ar.clip(prediction[second] + _scaled(step.factor * nbr[second], 2))
+        values[:, t] = ar.add(prediction, r)
+        magnitude.add(r)
+    decoder.close()
+    bits.close()
+    out = np.empty((nx * ny, nv), dtype=np.int64)
+    out[:, order] = values
+    return ar.restore(out).reshape(nx, ny, nv)
+
+
+class Magnitudes:
+    """Per voxel, a moving average of the residual magnitudes of the volumes coded so far (weight 1/8 for
+    the newest), and the context classes it gives. Integer arithmetic with 8 fractional bits."""
+
+    def __init__(self, nx: int, ny: int) -> None:
+        self.shape, self.total, self.weight = (nx, ny), np.zeros((nx, ny), dtype=np.int64), 0
+
+    def add(self, residuals: np.ndarray) -> None:
+        magnitude = np.minimum(np.abs(residuals), 1 << 30).reshape(self.shape) << 8
+        self.total += magnitude - (self.total >> DECAY)
+        self.weight += (1 << 8) - (self.weight >> DECAY)
+
+    def context(self, where: np.ndarray, neighbour_magnitude: np.ndarray | None) -> np.ndarray:
+        """Context per voxel in `where` (flat indices): the class of the average magnitude over the 3×3
+        box; for the second half, of the mean of that and the four neighbours' mean magnitude."""
+        box = _box_sum(self.total).ravel()[where] * 16  # 16 · 9 · weight · average magnitude
+        count = 9 * max(self.weight, 1 << 8)
+        if neighbour_magnitude is None:
+            return CONTEXT_FIRST + _level(box, count)
+        near = np.minimum(neighbour_magnitude[where], 1 << 32) * 16
+        # mean of (box / count) and (near / 4): (4·box + count·near) / (8·count)
+        return CONTEXT_SECOND + _level(4 * box + count * near, 8 * count)
+
+
+def _level(scaled_sum: np.ndarray, count: int) -> np.ndarray:
+    """Number of thresholds T with scaled_sum ≥ count·T (scaled_sum is 16 × the magnitude sum)."""
+    return (scaled_sum[:, None] >= count * THRESHOLDS[None, :]).sum(axis=1)
+
+
+def _candidates(values: np.ndarray, t: int, qspace_row, config: Config, size: tuple) -> list[Step]:
+    if t == 0:
+        return [Step(SPATIAL, [], [])]
+    out = [Step(SPATIAL, [], []), _regression(values, t, config, size)]
+    if qspace_row is not None:
+        positions, weights = qspace_row
+        out.append(Step(QSPACE, list(positions), _fixed_point(weights)))
+    return out
+
+
+def _regression(values: np.ndarray, t: int, config: Config, size: tuple) -> Step:
+    """Least-squares weights over the most correlated earlier volumes (+ neighbours of the best, + 1)."""
+    known = values[:, :t].astype(np.float64)
+    target = values[:, t].astype(np.float64)
+    spread = known.std(axis=0) * target.std()
+    score = np.abs(((known - known.mean(0)) * (target - target.mean())[:, None]).mean(0))
+    score = np.where(spread > 0, score / np.where(spread > 0, spread, 1), -1)
+    inputs = [int(i) for i in np.argsort(-score, kind="stable")[:config.references]]
+    step = Step(REGRESSION, inputs, [0] * (len(inputs) + 4 * config.neighbours + 1))
+    design = _design(values, step, size).astype(np.float64)
+    weights, *_ = np.linalg.lstsq(design, target, rcond=None)
+    step.weights = _fixed_point(weights)
+    return step
+
+
+def _fixed_point(weights: np.ndarray) -> list[int]:
+    limit = WEIGHT_LIMIT - 1
+    return [int(w) for w in np.clip(np.rint(np.nan_to_num(np.asarray(weights, dtype=np.float64))
+                                            * (1 << FRACTION_BITS)), -limit, limit)]
+
+
+def _design(values: np.ndarray, step: Step, size: tuple) -> np.ndarray:
+    """int64 columns the weights multiply: the inputs, the best input's neighbours (if the weights
+    have room for them), a column of ones (regression only)."""
+    columns = [values[:, i] for i in step.inputs]
+    if step.mode == REGRESSION:
+        if len(step.weights) == len(step.inputs) + 5:
+            best = values[:, step.inputs[0]].reshape(size)
+            columns += [_shifted(best, dx, dy).ravel() for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+        columns.append(np.ones(values.shape[0], dtype=np.int64))
+    return np.stack(columns, axis=1)
+
+
+def _linear(values: np.ndarray, step: Step, ar: Arithmetic, size: tuple) -> np.ndarray:
+    """Fixed-point prediction Σ weight · column, rounded, clipped to the dtype."""
+    design = _design(values, step, size)
+    total = np.zeros(values.shape[0], dtype=np.int64)
+    for column, weight in zip(design.T, step.weights):
+        total += column * weight
+    return ar.clip(_scaled(total, 0))
+
+
+def _scaled(total: np.ndarray, extra_shift: int) -> np.ndarray:
+    """Round total / 2^(FRACTION_BITS + extra_shift) to the nearest integer (int64, arithmetic shift)."""
+    shift = FRACTION_BITS + extra_shift
+    return (total + (1 << (shift - 1))) >> shift
+
+
+def _code_volume(values, t, step, ar, magnitude, size, interlace):
+    """Residuals (flat, voxel order), then in coding order the zigzagged residuals and their contexts, and
+    the chunk sizes, of coding position t predicted with `step`."""
+    nx, ny = size
+    target = values[:, t]
+    if step.mode == SPATIAL:
+        prediction = _med_predict(target.reshape(size), ar).ravel()
+        r = ar.residuals(target, prediction)
+        return r, zigzag(r), np.full(r.size, CONTEXT_SPATIAL), [r.size]
+    prediction = _linear(values, step, ar, size)
+    r = ar.residuals(target, prediction)
+    first, second = _halves(nx, ny, interlace)
+    contexts = np.empty(r.size, dtype=np.int64)
+    contexts[first] = magnitude.context(first, None)
+    if second.size:
+        known = np.zeros(r.size, dtype=np.int64)
+        known[first] = r[first]
+        nbr = _neighbour_sum(known, nx, ny)
+        step.factor = _factor(r[second], nbr[second])
+        adjusted = ar.clip(prediction[second] + _scaled(step.factor * nbr[second], 2))
+        r[second] = ar.residuals(target[second], adjusted)
+        contexts[second] = magnitude.context(second, _neighbour_sum(np.abs(known), nx, ny))
+    order = np.concatenate([first, second])
+    return r, zigzag(r[order]), contexts[order], [first.size] + ([second.size] if second.size else [])
+
+
+def _factor(residuals: np.ndarray, neighbour_sum: np.ndarray) -> int:
+    """Fixed-point least-squares factor f of residual ≈ f · neighbour_sum / 4."""
+    x = neighbour_sum.astype(np.float64) / 4
+    denominator = float(x @ x)
+    return _fixed_point([float(x @ residuals) / denominator])[0] if denominator else 0
+
+
+def _cost(coded: np.ndarray, contexts: np.ndarray) -> float:
+    """Bits of coding the zigzagged residuals `coded` with their contexts: the tokens at their empirical
+    entropy, plus the verbatim bits."""
+    tokens, nbits, _ = entropy.split_integers(coded)
+    bits = float(nbits.sum())
+    pairs = contexts * entropy.TOKENS + tokens
+    _, counts = np.unique(pairs, return_counts=True)
+    _, totals = np.unique(contexts, return_counts=True)
+    return bits - float((counts * np.log2(counts)).sum()) + float((totals * np.log2(totals)).sum())
+
+
+def _halves(nx: int, ny: int, interlace: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the two checkerboard halves (or all voxels and none)."""
+    if not interlace:
+        return np.arange(nx * ny), np.empty(0, dtype=np.int64)
+    parity = np.add.outer(np.arange(nx), np.arange(ny)).ravel() % 2
+    return np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)
+
+
+def _chunk_sizes(step: Step, size: tuple, interlace: bool) -> list[int]:
+    n = size[0] * size[1]
+    if step.mode == SPATIAL or not interlace or n < 2:
+        return [n]
+    return [(n + 1) // 2, n // 2]
+
+
+def _neighbour_sum(residuals: np.ndarray, nx: int, ny: int) -> np.ndarray:
+    """Sum of the four neighbours' residuals (zero outside the image), flat."""
+    padded = np.pad(residuals.reshape(nx, ny), 1)
+    return (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]).ravel()
+
+
+def _box_sum(image: np.ndarray) -> np.ndarray:
+    padded = np.pad(image, 1)
+    nx, ny = image.shape
+    return sum(padded[dx:dx + nx, dy:dy + ny] for dx in range(3) for dy in range(3))
+
+
+def _shifted(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """image[x + dx, y + dy], repeating the edge outside."""
+    padded = np.pad(image, 1, mode="edge")
+    nx, ny = image.shape
+    return padded[1 + dx:1 + dx + nx, 1 + dy:1 + dy + ny]
+
+
+def _med(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """LOCO-I median edge detector from left a, upper b, upper-left c."""
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    return np.where(c >= high, low, np.where(c <= low, high, a + b - c))
+
+
+def _med_predict(image: np.ndarray, ar: Arithmetic) -> np.ndarray:
+    """MED prediction of every voxel from its true causal neighbours (the encoder's view)."""
+    a = np.zeros_like(image)
+    b = np.zeros_like(image)
+    c = np.zeros_like(image)
+    a[:, 1:], b[1:, :], c[1:, 1:] = image[:, :-1], image[:-1, :], image[:-1, :-1]
+    prediction = ar.clip(_med(a, b, c))
+    prediction[0, 1:], prediction[1:, 0] = image[0, :-1], image[:-1, 0]
+    prediction[0, 0] = 0
+    return prediction
+
+
+def _med_decode(residuals: np.ndarray, ar: Arithmetic) -> np.ndarray:
+    """Values from MED residuals, one anti-diagonal at a time."""
+    nx, ny = residuals.shape
+    image = np.zeros((nx, ny), dtype=np.int64)
+    for k in range(nx + ny - 1):
+        i = np.arange(max(0, k - ny + 1), min(nx, k + 1))
+        j = k - i
+        a = np.where(j > 0, image[i, np.maximum(j - 1, 0)], 0)
+        b = np.where(i > 0, image[np.maximum(i - 1, 0), j], 0)
+        c = np.where((i > 0) & (j > 0), image[np.maximum(i - 1, 0), np.maximum(j - 1, 0)], 0)
+        prediction = ar.clip(_med(a, b, c))
+        prediction = np.where(i == 0, a, np.where(j == 0, b, prediction))
+        image[i, j] = ar.add(prediction, residuals[i, j])
+    return image
+
+
+# --- member bytes --------------------------------------------------------------------------------------
+
+
+def _lanes(chunks: list[int]) -> int:
+    return int(max(1, min(min(chunks), max(1, sum(chunks) // entropy.SYMBOLS_PER_LANE), 4096)))
+
+
+def _pack(steps: list[Step], coded: np.ndarray, contexts: np.ndarray, chunks: list[int]) -> bytes:
+    """Member bytes: header (5 uint32: the number of side integers, then the byte lengths of the side
+    stream, its verbatim bits, the residual stream and its verbatim bits), then those four parts."""
+    groups = [(i, group) for step in steps for i, group in enumerate(step.side())]
+    side_values = np.array([v for _, group in groups for v in group], dtype=np.int64)
+    side_contexts = np.array([i for i, group in groups for _ in group], dtype=np.int64)
+    side_tokens, side_nbits, side_extra = entropy.split_integers(zigzag(side_values))
+    side = entropy.encode_chunks(side_tokens, entropy.TOKENS, side_contexts, SIDE_CONTEXTS,
+                                 [len(group) for _, group in groups], 1)
+    tokens, nbits, extra = entropy.split_integers(coded)
+    stream = entropy.encode_chunks(tokens, entropy.TOKENS, contexts, N_CONTEXTS, chunks, _lanes(chunks),
+                                   INCREMENT)
+    parts = [side, entropy.pack_bits(side_extra, side_nbits), stream, entropy.pack_bits(extra, nbits)]
+    return np.array([side_values.size] + [len(p) for p in parts], dtype=HEADER).tobytes() + b"".join(parts)
+
+
+def _unpack(member: bytes, nv: int) -> tuple[list[Step], bytes, bytes]:
+    """Inverse of `_pack`: the steps of the nv volumes, the residual stream and its verbatim bits."""
+    if len(member) < 20:
+        raise ArchiveError("lossless member is truncated")
+    n_side, *lengths = (int(v) for v in np.frombuffer(member, dtype=HEADER, count=5))
+    if 20 + sum(lengths) != len(member):
+        raise ArchiveError("lossless member is truncated or has trailing bytes")
+    parts, at = [], 20
+    for n in lengths:
+        parts.append(member[at:at + n])
+        at += n
+    side_stream, side_raw, stream, raw = parts
+    decoder, bits = entropy.ChunkDecoder(side_stream, entropy.TOKENS, SIDE_CONTEXTS, n_side, 1), \
+        entropy.BitReader(side_raw)
+
+    def read(count: int, context: int) -> list[int]:
+        if count > 4096:
+            raise ArchiveError("malformed prediction record")
+        tokens = decoder.next(np.full(count, context))
+        return unzigzag(entropy.join_integers(tokens, bits.read(entropy.token_bits(tokens)))).tolist()
+
+    steps = []
+    for t in range(nv):
+        mode, n_inputs, n_weights = read(3, 0)
+        step = Step(mode, read(n_inputs, 1), read(n_weights, 2))
+        if mode != SPATIAL:
+            step.factor = read(1, 3)[0]
+        _check_step(step, t)
+        steps.append(step)
+    decoder.close()
+    bits.close()
+    return steps, stream, raw
+
+
+def _check_step(step: Step, t: int) -> None:
+    n_in, n_w = len(step.inputs), len(step.weights)
+    shapes = {SPATIAL: n_in == n_w == 0, QSPACE: n_in == n_w > 0,
+              REGRESSION: n_in > 0 and n_w in (n_in + 1, n_in + 5)}
+    if (not shapes.get(step.mode, False) or any(not 0 <= i < t for i in step.inputs)
+            or any(abs(w) >= WEIGHT_LIMIT for w in step.weights + [step.factor])):
+        raise ArchiveError(f"coding position {t}: malformed prediction record")
+
+
+def _qspace_rows(order: list[int], bvals, bvecs, kind: str) -> dict:
+    """Per coding position, q-space inpainting inputs (positions) and float weights, where available."""
+    if kind == "off" or bvals is None:
+        return {}
+    qs = _qspace()
+    labels = qs.shells(bvals)
+    rows = {}
+    for t, v in enumerate(order):
+        if labels[v] == 0:
+            continue
+        known = [s for s in range(t) if labels[order[s]] == labels[v]]
+        members = [order[s] for s in known] + [v]
+        weights = qs.inpainting_weights(bvecs[members], list(range(len(known))), len(known), kind)
+        if weights is not None:
+            rows[t] = (known, weights)
+    return rows
+
+
+def _qspace():
+    from .. import qspace
+
+    return qspace
+
+
+def _sha256(image: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(image).astype(image.dtype.newbyteorder("<")).tobytes()).hexdigest()
