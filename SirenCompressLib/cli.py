@@ -90,6 +90,8 @@ LOSSLESS_FLAGS = [
                                                  "(default laplace)"),
     ("order", ("furthest", "file"), "lossless codec: volume coding order (default furthest: b0s, then each "
                                     "shell furthest-first)"),
+    ("interlace", int, "lossless codec: passes per volume, 1, 2 (checkerboard halves, default) or 3; a later "
+                       "pass also predicts from its neighbours' residuals"),
 ]
 PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis", "coder")
 
@@ -124,8 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--" + field, choices=kind, help=text)
         else:
             c.add_argument("--" + field, type=kind, help=text, metavar="STEP" if field == "quantize" else None)
-    c.add_argument("--no-interlace", dest="interlace", action="store_false", default=None,
-                   help="lossless codec: code each volume in one pass, not as two checkerboard halves")
     c.add_argument("--target-ratio", type=float,
                    help="choose the units per layer so that the archive reaches this compression ratio "
                         "(raw 16-bit bytes / archive bytes; met within about 5 %%)")
@@ -260,8 +260,7 @@ def _codec_config(args: argparse.Namespace):
     """The codec's settings from the command line: the preset plus the flags for the network codecs, the
     lossless flags for the lossless codec; a flag of the other kind is an error."""
     network = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
-    lossless = {field: getattr(args, field) for field, _, _ in LOSSLESS_FLAGS + [("interlace", None, None)]
-                if getattr(args, field) is not None}
+    lossless = {field: getattr(args, field) for field, _, _ in LOSSLESS_FLAGS if getattr(args, field) is not None}
     if args.codec == "lossless":
         if network:
             raise InputError(f"--{next(iter(network)).replace('_', '-')} does not apply to the lossless codec")

@@ -13,8 +13,9 @@ is entropy-coded. Predictors, chosen per volume by the encoder as the one that c
 - q-space: the paper's PDE inpainting on the sphere of gradient directions of the volume's shell
   (Laplace–Beltrami or biharmonic), its weights over the earlier volumes of the shell stored the same way.
 
-With `interlace`, the volume is coded in two halves of a checkerboard; the second half adds a stored
-multiple of the mean residual of its four neighbours (known from the first half) to its prediction.
+With `interlace` 2 (the default), the volume is coded in two halves of a checkerboard; the second half
+adds a stored multiple of the mean residual of its four neighbours (known from the first half) to its
+prediction (3: a quarter, a quarter with diagonal neighbours, a half with direct neighbours).
 Residuals are binarised (`entropy.split_integers`) and their tokens coded by adaptive rANS with a context
 from the residual magnitudes so far at and around the voxel (earlier volumes; for the second half also the
 neighbours). All prediction arithmetic is integer, so every machine decodes the same bits; the SHA-256 of
@@ -24,7 +25,7 @@ each slice's voxels is stored and checked on decoding. Member layout: docs/FORMA
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -35,13 +36,15 @@ from . import EncodedSlice
 FRACTION_BITS = 12  # weights are integers in units of 2^-12
 WEIGHT_LIMIT = 1 << 40  # stored weights and factors lie in (−2^40, 2^40)
 SPATIAL, REGRESSION, QSPACE = 0, 1, 2
-LEVELS = 16  # residual-magnitude classes
+LEVELS = 24  # residual-magnitude classes
 DECAY = 4  # the moving average of residual magnitudes gives the newest volume weight 2^-DECAY
 # class k starts where the mean residual magnitude m satisfies 1 + m ≥ 2^(k/2); thresholds in 1/16ths
-THRESHOLDS = np.round(16 * (2.0 ** (np.arange(1, LEVELS) / 2) - 1)).astype(np.int64)
-CONTEXT_SPATIAL, CONTEXT_FIRST, CONTEXT_SECOND = 0, 1, 1 + LEVELS
-N_CONTEXTS = 1 + 2 * LEVELS
-SIDE_CONTEXTS = 4  # side information: mode and counts, reference positions, weights, neighbour factor
+THRESHOLDS = np.round(16 * (2.0 ** (np.arange(1, LEVELS) / 3) - 1)).astype(np.int64)
+CONTEXT_SPATIAL = 0  # then LEVELS contexts for each pass
+N_CONTEXTS = 1 + 3 * LEVELS
+DIRECT = ((-1, 0), (1, 0), (0, -1), (0, 1))
+DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+SIDE_CONTEXTS = 4  # side information: mode and counts, inputs, weights, neighbour factors
 HEADER = np.dtype("<u4")
 INCREMENT = 32  # adaptation speed of the residual coder's model (see entropy.encode_chunks)
 
@@ -52,7 +55,7 @@ class Config:
 
     references: int = 32  # earlier volumes a regression may use
     neighbours: bool = True  # the best reference's four neighbours join the regression
-    interlace: bool = True  # code each volume as two checkerboard halves
+    interlace: int = 2  # passes per volume: 1, 2 (checkerboard halves) or 3 (quarter, quarter, half)
     order: str = "furthest"  # "furthest" (q-space order) or "file"
     qspace: str = "laplace"  # q-space inpainting tried as a predictor: "laplace", "biharmonic" or "off"
     quantize: float | None = None  # float input: code round(value / quantize); None refuses float input
@@ -62,6 +65,8 @@ class Config:
             raise InputError(f"order must be 'furthest' or 'file', not {self.order!r}")
         if self.qspace not in ("laplace", "biharmonic", "off"):
             raise InputError(f"qspace must be 'laplace', 'biharmonic' or 'off', not {self.qspace!r}")
+        if self.interlace not in (1, 2, 3):
+            raise InputError("interlace must be 1, 2 or 3 passes")
         if not 1 <= self.references <= 255:
             raise InputError("references must be 1 to 255")
         if self.quantize is not None and not self.quantize > 0:
@@ -192,18 +197,17 @@ def unzigzag(u: np.ndarray) -> np.ndarray:
 @dataclass
 class Step:
     """How one volume is predicted: mode, the coding positions of its inputs, their fixed-point weights
-    (the last is the constant, for regression) and the neighbour factor of the second half."""
+    (the last is the constant, for regression) and the neighbour factor of each pass after the first."""
 
     mode: int
     inputs: list[int]
     weights: list[int]
-    factor: int = 0
+    factors: list[int] = field(default_factory=list)
 
     def side(self) -> list[list[int]]:
-        """The stored groups of integers: mode and counts, inputs, weights, and (unless spatial) factor;
-        group i is coded in side context i."""
-        groups = [[self.mode, len(self.inputs), len(self.weights)], self.inputs, self.weights]
-        return groups + ([[self.factor]] if self.mode != SPATIAL else [])
+        """The stored groups of integers: mode and counts, inputs, weights, factors; group i is coded in
+        side context i."""
+        return [[self.mode, len(self.inputs), len(self.weights)], self.inputs, self.weights, self.factors]
 
 
 def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config: Config) -> bytes:
@@ -213,11 +217,12 @@ def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config:
     ar = Arithmetic(image.dtype)
     values = ar.values(image).reshape(nx * ny, nv)[:, order]  # columns in coding order
     magnitude = Magnitudes(nx, ny)
+    passes = _passes(nx, ny, config.interlace)
     steps, symbols, contexts, chunks = [], [], [], []
     for t in range(nv):
         best = None
         for step in _candidates(values, t, qspace_rows.get(t), config, (nx, ny)):
-            coded = _code_volume(values, t, step, ar, magnitude, (nx, ny), config.interlace)
+            coded = _code_volume(values, t, step, ar, magnitude, passes)
             cost = _cost(coded[1], coded[2]) + 12 * sum(len(g) for g in step.side())
             if best is None or cost < best[0]:
                 best = (cost, step, coded)
@@ -234,8 +239,9 @@ def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int]
     """Inverse of `encode_slice`: the slice (x, y, volumes) in `dtype`."""
     nx, ny, nv = shape
     ar = Arithmetic(dtype)
-    steps, residual_stream, raw = _unpack(member, nv)
-    chunks = [size for step in steps for size in _chunk_sizes(step, (nx, ny), config.interlace)]
+    passes = _passes(nx, ny, config.interlace)
+    steps, residual_stream, raw = _unpack(member, nv, len(passes) - 1)
+    chunks = [size for step in steps for size in _chunk_sizes(step, passes)]
     decoder = entropy.ChunkDecoder(residual_stream, entropy.TOKENS, N_CONTEXTS, sum(chunks), _lanes(chunks),
                                    INCREMENT)
     bits = entropy.BitReader(raw)
@@ -250,17 +256,10 @@ def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int]
         if step.mode == SPATIAL:
             r = read(np.full(nx * ny, CONTEXT_SPATIAL))
             values[:, t] = _med_decode(r.reshape(nx, ny), ar).ravel()
-            magnitude.add(r)
-            continue
-        prediction = _linear(values, step, ar, (nx, ny))
-        first, second = _halves(nx, ny, config.interlace)
-        r = np.zeros(nx * ny, dtype=np.int64)
-        r[first] = read(magnitude.context(first, None))
-        if second.size:
-            nbr = _neighbour_sum(r, nx, ny)
-            r[second] = read(magnitude.context(second, _neighbour_sum(np.abs(r), nx, ny)))
-            prediction[second] = ar.clip(prediction[second] + _scaled(step.factor * nbr[second], 2))
-        values[:, t] = ar.add(prediction, r)
+        else:
+            prediction = _linear(values, step, ar, (nx, ny))
+            r = _run_passes(prediction, passes, step, magnitude, ar, read=read)
+            values[:, t] = ar.add(prediction, r)  # _run_passes refined the prediction in place
         magnitude.add(r)
     decoder.close()
     bits.close()
@@ -281,16 +280,18 @@ class Magnitudes:
         self.total += magnitude - (self.total >> DECAY)
         self.weight += (1 << 8) - (self.weight >> DECAY)
 
-    def context(self, where: np.ndarray, neighbour_magnitude: np.ndarray | None) -> np.ndarray:
-        """Context per voxel in `where` (flat indices): the class of the average magnitude over the 3×3
-        box; for the second half, of the mean of that and the four neighbours' mean magnitude."""
+    def context(self, where: np.ndarray, pass_index: int, neighbour_magnitude: np.ndarray | None) -> np.ndarray:
+        """Context per voxel in `where` (flat indices) in pass `pass_index`: the class of the average
+        magnitude over the 3×3 box; with the neighbours' magnitudes (summed over 4, one per voxel of
+        `where`), of the mean of that and their mean."""
         box = _box_sum(self.total).ravel()[where] * 16  # 16 · 9 · weight · average magnitude
         count = 9 * max(self.weight, 1 << 8)
+        first = 1 + pass_index * LEVELS
         if neighbour_magnitude is None:
-            return CONTEXT_FIRST + _level(box, count)
-        near = np.minimum(neighbour_magnitude[where], 1 << 32) * 16
+            return first + _level(box, count)
+        near = np.minimum(neighbour_magnitude, 1 << 32) * 16
         # mean of (box / count) and (near / 4): (4·box + count·near) / (8·count)
-        return CONTEXT_SECOND + _level(4 * box + count * near, 8 * count)
+        return first + _level(4 * box + count * near, 8 * count)
 
 
 def _level(scaled_sum: np.ndarray, count: int) -> np.ndarray:
@@ -356,30 +357,47 @@ def _scaled(total: np.ndarray, extra_shift: int) -> np.ndarray:
     return (total + (1 << (shift - 1))) >> shift
 
 
-def _code_volume(values, t, step, ar, magnitude, size, interlace):
+def _code_volume(values, t, step, ar, magnitude, passes):
     """Residuals (flat, voxel order), then in coding order the zigzagged residuals and their contexts, and
-    the chunk sizes, of coding position t predicted with `step`."""
-    nx, ny = size
+    the chunk sizes, of coding position t predicted with `step` (whose factors it fits)."""
     target = values[:, t]
     if step.mode == SPATIAL:
-        prediction = _med_predict(target.reshape(size), ar).ravel()
-        r = ar.residuals(target, prediction)
+        nx, ny = magnitude.shape
+        r = ar.residuals(target, _med_predict(target.reshape(nx, ny), ar).ravel())
         return r, zigzag(r), np.full(r.size, CONTEXT_SPATIAL), [r.size]
-    prediction = _linear(values, step, ar, size)
-    r = ar.residuals(target, prediction)
-    first, second = _halves(nx, ny, interlace)
-    contexts = np.empty(r.size, dtype=np.int64)
-    contexts[first] = magnitude.context(first, None)
-    if second.size:
-        known = np.zeros(r.size, dtype=np.int64)
-        known[first] = r[first]
-        nbr = _neighbour_sum(known, nx, ny)
-        step.factor = _factor(r[second], nbr[second])
-        adjusted = ar.clip(prediction[second] + _scaled(step.factor * nbr[second], 2))
-        r[second] = ar.residuals(target[second], adjusted)
-        contexts[second] = magnitude.context(second, _neighbour_sum(np.abs(known), nx, ny))
-    order = np.concatenate([first, second])
-    return r, zigzag(r[order]), contexts[order], [first.size] + ([second.size] if second.size else [])
+    contexts = []
+    r = _run_passes(_linear(values, step, ar, magnitude.shape), passes, step, magnitude, ar, target=target,
+                    contexts=contexts)
+    order = np.concatenate([where for where, _ in passes])
+    return r, zigzag(r[order]), np.concatenate(contexts), [where.size for where, _ in passes]
+
+
+def _run_passes(prediction, passes, step, magnitude, ar, target=None, contexts=None, read=None) -> np.ndarray:
+    """The residuals of one volume, pass by pass; a pass after the first adds its factor times the mean
+    residual of its (earlier-pass) neighbours to the prediction (in place). Encoder: from `target`,
+    fitting step.factors and appending each pass's contexts to `contexts`. Decoder: `read(contexts)` per
+    pass."""
+    r = np.zeros(prediction.size, dtype=np.int64)
+    shape = magnitude.shape
+    if target is not None:
+        step.factors = []
+    for k, (where, offsets) in enumerate(passes):
+        p = prediction[where]
+        if offsets:
+            near = _neighbour_sum(r, shape, offsets)[where]
+            if target is not None:
+                step.factors.append(_factor(ar.residuals(target[where], p), near))
+            p = ar.clip(p + _scaled(step.factors[k - 1] * near, 2))
+            prediction[where] = p
+            ctx = magnitude.context(where, k, _neighbour_sum(np.abs(r), shape, offsets)[where])
+        else:
+            ctx = magnitude.context(where, k, None)
+        if target is None:
+            r[where] = read(ctx)
+        else:
+            r[where] = ar.residuals(target[where], p)
+            contexts.append(ctx)
+    return r
 
 
 def _factor(residuals: np.ndarray, neighbour_sum: np.ndarray) -> int:
@@ -400,25 +418,34 @@ def _cost(coded: np.ndarray, contexts: np.ndarray) -> float:
     return bits - float((counts * np.log2(counts)).sum()) + float((totals * np.log2(totals)).sum())
 
 
-def _halves(nx: int, ny: int, interlace: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices of the two checkerboard halves (or all voxels and none)."""
-    if not interlace:
-        return np.arange(nx * ny), np.empty(0, dtype=np.int64)
-    parity = np.add.outer(np.arange(nx), np.arange(ny)).ravel() % 2
-    return np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)
+def _passes(nx: int, ny: int, interlace: int) -> list[tuple[np.ndarray, tuple]]:
+    """The passes of a volume: flat voxel indices and the offsets of the neighbours (all in earlier
+    passes) whose residuals refine the prediction. 1: all voxels; 2: checkerboard halves (the second with
+    its direct neighbours); 3: even rows and columns, then odd rows and columns (diagonal neighbours), then
+    the rest (direct neighbours). Empty passes are left out."""
+    x, y = np.meshgrid(np.arange(nx) % 2, np.arange(ny) % 2, indexing="ij")
+    x, y = x.ravel(), y.ravel()
+    if interlace == 1:
+        passes = [(np.arange(nx * ny), ())]
+    elif interlace == 2:
+        passes = [(np.flatnonzero((x + y) % 2 == 0), ()), (np.flatnonzero((x + y) % 2 == 1), DIRECT)]
+    else:
+        passes = [(np.flatnonzero((x == 0) & (y == 0)), ()), (np.flatnonzero((x == 1) & (y == 1)), DIAGONAL),
+                  (np.flatnonzero(x != y), DIRECT)]
+    return [p for p in passes if p[0].size]
 
 
-def _chunk_sizes(step: Step, size: tuple, interlace: bool) -> list[int]:
-    n = size[0] * size[1]
-    if step.mode == SPATIAL or not interlace or n < 2:
-        return [n]
-    return [(n + 1) // 2, n // 2]
+def _chunk_sizes(step: Step, passes: list) -> list[int]:
+    if step.mode == SPATIAL:
+        return [sum(where.size for where, _ in passes)]
+    return [where.size for where, _ in passes]
 
 
-def _neighbour_sum(residuals: np.ndarray, nx: int, ny: int) -> np.ndarray:
-    """Sum of the four neighbours' residuals (zero outside the image), flat."""
+def _neighbour_sum(residuals: np.ndarray, shape: tuple, offsets: tuple) -> np.ndarray:
+    """Sum of the residuals at `offsets` from each voxel (zero outside the image), flat."""
+    nx, ny = shape
     padded = np.pad(residuals.reshape(nx, ny), 1)
-    return (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]).ravel()
+    return sum(padded[1 + dx:1 + dx + nx, 1 + dy:1 + dy + ny] for dx, dy in offsets).ravel()
 
 
 def _box_sum(image: np.ndarray) -> np.ndarray:
@@ -491,8 +518,9 @@ def _pack(steps: list[Step], coded: np.ndarray, contexts: np.ndarray, chunks: li
     return np.array([side_values.size] + [len(p) for p in parts], dtype=HEADER).tobytes() + b"".join(parts)
 
 
-def _unpack(member: bytes, nv: int) -> tuple[list[Step], bytes, bytes]:
-    """Inverse of `_pack`: the steps of the nv volumes, the residual stream and its verbatim bits."""
+def _unpack(member: bytes, nv: int, n_factors: int) -> tuple[list[Step], bytes, bytes]:
+    """Inverse of `_pack`: the steps of the nv volumes (n_factors each unless spatial), the residual
+    stream and its verbatim bits."""
     if len(member) < 20:
         raise ArchiveError("lossless member is truncated")
     n_side, *lengths = (int(v) for v in np.frombuffer(member, dtype=HEADER, count=5))
@@ -515,9 +543,7 @@ def _unpack(member: bytes, nv: int) -> tuple[list[Step], bytes, bytes]:
     steps = []
     for t in range(nv):
         mode, n_inputs, n_weights = read(3, 0)
-        step = Step(mode, read(n_inputs, 1), read(n_weights, 2))
-        if mode != SPATIAL:
-            step.factor = read(1, 3)[0]
+        step = Step(mode, read(n_inputs, 1), read(n_weights, 2), read(0 if mode == SPATIAL else n_factors, 3))
         _check_step(step, t)
         steps.append(step)
     decoder.close()
@@ -530,7 +556,7 @@ def _check_step(step: Step, t: int) -> None:
     shapes = {SPATIAL: n_in == n_w == 0, QSPACE: n_in == n_w > 0,
               REGRESSION: n_in > 0 and n_w in (n_in + 1, n_in + 5)}
     if (not shapes.get(step.mode, False) or any(not 0 <= i < t for i in step.inputs)
-            or any(abs(w) >= WEIGHT_LIMIT for w in step.weights + [step.factor])):
+            or any(abs(w) >= WEIGHT_LIMIT for w in step.weights + step.factors)):
         raise ArchiveError(f"coding position {t}: malformed prediction record")
 
 
