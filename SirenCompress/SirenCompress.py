@@ -32,7 +32,7 @@ if importlib.util.find_spec("SirenCompressLib") is None:
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from SirenCompressLib import slicer_nodes  # noqa: E402
-from SirenCompressLib.codecs.siren import DEFAULT_PRESET, PRESETS, Config  # noqa: E402
+from SirenCompressLib.codecs.siren import DEFAULT_PRESET, PRESETS  # noqa: E402
 from SirenCompressLib.errors import SirenCompressError  # noqa: E402
 from SirenCompressLib.slicer_nodes import SirenCompressFileReader, SirenCompressFileWriter  # noqa: E402, F401
 
@@ -63,6 +63,8 @@ class SirenCompressParameterNode:
     """The panel's settings; names shared with SirenCompressLib.slicer_nodes.PANEL_PARAMETERS."""
 
     inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]
+    codec: Annotated[str, Choice(["siren", "lossless"])] = "siren"
+    quantizeStep: Annotated[float, WithinRange(0.0, 1e9), Decimals(6)] = 0.0
     preset: Annotated[str, Choice(sorted(PRESETS))] = DEFAULT_PRESET
     layers: Annotated[int, WithinRange(1, 16)] = 3
     units: Annotated[int, WithinRange(4, 2048)] = 256
@@ -146,6 +148,9 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.compressButton.enabled = True
             return
         self.ui.compressButton.text = _("Compress")
+        lossless = self._parameterNode.codec == "lossless"
+        self.ui.networkCollapsibleButton.enabled = not lossless
+        self.ui.quantizeSpinBox.enabled = lossless
         try:
             kind = slicer_nodes.input_kind(self._parameterNode.inputNode)
         except SirenCompressError as exc:
@@ -218,8 +223,11 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showProgress(self, event: dict) -> None:
         kind = event.get("event")
         if kind == "start":
-            self._log(_("Training {n} networks on {device}").format(n=event["networks"], device=event["device"]))
-            self._networks, self._done = max(event["networks"], 1), 0
+            if event["networks"]:
+                self._log(_("Training {n} networks on {device}").format(n=event["networks"], device=event["device"]))
+            else:
+                self._log(_("Coding {n} slices losslessly").format(n=event["slices"]))
+            self._networks, self._done, self._slices = max(event["networks"], 1), 0, event["slices"]
         elif kind == "epoch":
             fraction = (self._done + event.get("batch_size", 1) * event["epoch"] / event["epochs"]) / self._networks
             self.ui.progressBar.value = int(100 * fraction)
@@ -230,6 +238,8 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 left=left)
         elif kind == "slice":
             self._done += event["kind"] == "network"
+            if event["kind"] == "lossless":
+                self.ui.progressBar.value = int(100 * (event["slice"] + 1) / self._slices)
             self._log(_("slice {z}: {kind}, {bytes} bytes").format(z=event["slice"] + 1, kind=event["kind"],
                                                                    bytes=event["bytes"]))
         elif kind == "error":
@@ -252,13 +262,15 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
 
     def compress(self, node, outputPath=None, preset: str = DEFAULT_PRESET, layers: int = 3, units: int = 256,
                  epochs: int = 2000, learningRate: float | None = None, finalActivation: str = "identity",
-                 device: str = "auto", seed: int = 0, progress=None) -> slicer_nodes.Loaded:
+                 device: str = "auto", seed: int = 0, progress=None, codec: str = "siren",
+                 quantizeStep: float = 0.0) -> slicer_nodes.Loaded:
         """Compress `node` (blocking) and return the decoded node(s), report table and chart. `preset`
-        ("compact" or "paper") gives the other settings; learningRate None: the preset's."""
+        ("compact" or "paper") gives the other settings; learningRate None: the preset's. codec "lossless":
+        bit-exact (integer voxels; float voxels need quantizeStep > 0); the network settings do not apply."""
         self.ensureDependencies()
-        config = slicer_nodes.panel_config(preset, layers=layers, units=units, epochs=epochs,
-                                           lr=learningRate or PRESETS[preset].lr, final_activation=finalActivation,
-                                           device=device, seed=seed)
+        config = slicer_nodes.panel_config(preset, codec=codec, quantize=quantizeStep, layers=layers, units=units,
+                                           epochs=epochs, lr=learningRate or PRESETS[preset].lr,
+                                           final_activation=finalActivation, device=device, seed=seed)
         output = self.outputPathFor(node, outputPath)
         return slicer_nodes.compress_node(node, output, config, on_event=progress, python=self.python())
 
@@ -274,15 +286,16 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
         self.ensurePackages(DMRI_PACKAGES)
         return slicer_nodes.evaluate_nodes(originalNode, decodedNode, folder, archiveBytes, references)
 
-    def startCompress(self, node, outputPath, config: Config) -> slicer_nodes.NodeCompression:
+    def startCompress(self, node, outputPath, config) -> slicer_nodes.NodeCompression:
         return slicer_nodes.NodeCompression(node, outputPath, config, python=self.python()).start()
 
     def finishCompress(self, task: slicer_nodes.NodeCompression) -> slicer_nodes.Loaded:
         return task.finish()
 
     @staticmethod
-    def configFromParameters(p) -> Config:
-        return slicer_nodes.panel_config(p.preset, layers=p.layers, units=p.units, epochs=p.epochs,
+    def configFromParameters(p):
+        return slicer_nodes.panel_config(p.preset, codec=p.codec, quantize=p.quantizeStep, layers=p.layers,
+                                         units=p.units, epochs=p.epochs,
                                          lr=p.learningRate, final_activation=p.finalActivation, device=p.device)
 
     @staticmethod

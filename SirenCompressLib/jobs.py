@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from .codecs import lossless
 from .codecs.siren import Config
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
@@ -29,13 +30,16 @@ _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platfo
 _PR_SET_PDEATHSIG = 1
 
 
-def compress_command(input_path: str | os.PathLike, output_path: str | os.PathLike, config: Config,
-                     python: str = sys.executable) -> list[str]:
-    """The CLI call that compresses `input_path` with `config` (replacing the output) and reports in JSON lines."""
+def compress_command(input_path: str | os.PathLike, output_path: str | os.PathLike,
+                     config: Config | lossless.Config, python: str = sys.executable) -> list[str]:
+    """The CLI call that compresses `input_path` with `config` (replacing the output) and reports in JSON
+    lines; a lossless codec `Config` selects that codec, any other the siren codec."""
     args = [python, "-m", "SirenCompressLib", "compress", str(input_path), "-o", str(output_path),
             "--progress", "jsonl", "--force"]
+    if isinstance(config, lossless.Config):
+        args += ["--codec", "lossless"]
     for name, value in asdict(config).items():
-        if name != "check_every":
+        if name != "check_every" and value is not None:
             args += [f"--{name.replace('_', '-')}", str(value)]
     return args
 

@@ -20,6 +20,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .archive import Archive, read_archive
+from .codecs import lossless
 from .codecs.siren import DEFAULT_PRESET, PRESETS, Config, default_config
 from .errors import InputError, SirenCompressError
 from .io import write_volume
@@ -241,7 +242,8 @@ class NodeCompression:
     `cancel()` at any time leaves no output file.
     """
 
-    def __init__(self, node, output_path: str | os.PathLike, config: Config, python: str | None = None) -> None:
+    def __init__(self, node, output_path: str | os.PathLike, config: Config | lossless.Config,
+                 python: str | None = None) -> None:
         input_kind(node)
         self.node, self.output_path, self.config = node, Path(output_path), config
         self.python = python
@@ -294,7 +296,7 @@ class NodeCompression:
             self.folder = None
 
 
-def compress_node(node, output_path: str | os.PathLike, config: Config | None = None, on_event=None,
+def compress_node(node, output_path: str | os.PathLike, config: Config | lossless.Config | None = None, on_event=None,
                   python: str | None = None, scene=None) -> Loaded:
     """Blocking form: compress `node` to `output_path` and return the decoded nodes and report."""
     task = NodeCompression(node, output_path, config or default_config(), python).start()
@@ -306,20 +308,29 @@ def compress_node(node, output_path: str | os.PathLike, config: Config | None = 
     return task.finish(scene)
 
 
-def panel_config(preset: str = DEFAULT_PRESET, **settings) -> Config:
-    """A named preset with the panel's settings (Config field names) on top."""
+def panel_config(preset: str = DEFAULT_PRESET, codec: str = "siren", quantize: float = 0.0,
+                 **settings) -> Config | lossless.Config:
+    """The panel's codec settings: for "siren", a named preset with the panel's network settings (Config
+    field names) on top; for "lossless", that codec's defaults with the quantisation step `quantize` for
+    float input (0: none; the network settings do not apply)."""
+    if codec == "lossless":
+        return lossless.Config(quantize=quantize or None)
+    if codec != "siren":
+        raise InputError(f"the panel offers the siren and lossless codecs, not {codec!r}")
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
     return Config(**{**PRESETS[preset].to_json(), **settings})
 
 
-def config_from_scene(scene=None) -> Config:
+def config_from_scene(scene=None) -> Config | lossless.Config:
     """The module panel's current settings (its parameter node), or the defaults."""
     scene = scene or slicer.mrmlScene
     node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
     if node is None:
         return default_config()
     preset = node.GetParameter("preset") or DEFAULT_PRESET
+    if node.GetParameter("codec") == "lossless":
+        return panel_config(codec="lossless", quantize=float(node.GetParameter("quantizeStep") or 0))
     base = panel_config(preset)
     values = {}
     for key, parameter in PANEL_PARAMETERS.items():

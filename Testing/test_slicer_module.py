@@ -21,6 +21,7 @@ import vtk  # noqa: E402
 
 from conftest import REPO  # noqa: E402
 from SirenCompressLib import SIREN_PRESETS, SirenConfig, Volume4D, slicer_nodes  # noqa: E402
+from SirenCompressLib.codecs import lossless  # noqa: E402
 from SirenCompressLib.phantom import dwi_phantom  # noqa: E402
 
 
@@ -60,6 +61,16 @@ def test_parameter_defaults_are_the_codec_defaults(module):
     defaults = {name: getattr(p, name) for name in p.__annotations__ if hasattr(p, name)}
     paper = types.SimpleNamespace(**{**defaults, "preset": "paper", "learningRate": SIREN_PRESETS["paper"].lr})
     assert module.SirenCompressLogic.configFromParameters(paper) == SirenConfig()
+
+
+def test_lossless_codec_in_the_panel(module):
+    p = module.SirenCompressParameterNode
+    defaults = {name: getattr(p, name) for name in p.__annotations__ if hasattr(p, name)}
+    chosen = types.SimpleNamespace(**{**defaults, "codec": "lossless", "quantizeStep": 0.5})
+    config = module.SirenCompressLogic.configFromParameters(chosen)
+    assert isinstance(config, lossless.Config) and config.quantize == 0.5
+    assert module.SirenCompressLogic.configFromParameters(
+        types.SimpleNamespace(**{**defaults, "codec": "lossless"})).quantize is None
 
 
 def test_output_path(module, tmp_path, monkeypatch):

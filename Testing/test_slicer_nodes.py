@@ -28,6 +28,7 @@ from SirenCompressLib import (  # noqa: E402
     write_volume,
 )
 from SirenCompressLib import slicer_nodes as sn  # noqa: E402
+from SirenCompressLib.codecs import lossless  # noqa: E402
 
 
 @pytest.fixture
@@ -202,6 +203,17 @@ def test_compress_node_blocking(scene, tmp_path):
     np.testing.assert_allclose(decoded.ijk_to_ras, sn.volume_from_node(node).ijk_to_ras)
 
 
+def test_lossless_compress_node_is_bit_exact(scene, tmp_path):
+    node = dwi_node(scene, phantom())
+    node.SetName("brain")
+    loaded = sn.compress_node(node, tmp_path / "brain.sirz", sn.panel_config(codec="lossless"))
+    assert loaded.archive.manifest["codec"]["name"] == "lossless"
+    original, decoded = sn.volume_from_node(node), sn.volume_from_node(loaded.nodes[0])
+    assert decoded.data.dtype == original.data.dtype
+    np.testing.assert_array_equal(decoded.data, original.data)
+    np.testing.assert_allclose(decoded.gradients.bvals, original.gradients.bvals)
+
+
 def test_background_compress_can_be_cancelled(scene, tmp_path):
     node = dwi_node(scene, phantom())
     task = sn.NodeCompression(node, tmp_path / "c.sirz", SirenConfig(epochs=100000, device="cpu")).start()
@@ -236,6 +248,10 @@ def test_writer_uses_the_panel_settings(scene, tmp_path):
     assert sn.config_from_scene(scene) == SirenConfig(**{**SIREN_PRESETS["compact"].to_json(), **panel})
     settings.SetParameter("preset", "paper")
     assert sn.config_from_scene(scene) == SirenConfig(**panel)
+    settings.SetParameter("codec", "lossless")
+    settings.SetParameter("quantizeStep", "0.25")
+    assert sn.config_from_scene(scene) == lossless.Config(quantize=0.25)
+    settings.SetParameter("codec", "siren")
     parent = FakeParent()
     writer = sn.SirenCompressFileWriter(parent)
     assert writer.canWriteObject(node) is True

@@ -54,7 +54,6 @@ class Config:
     """Settings of the lossless codec."""
 
     references: int = 32  # earlier volumes a regression may use
-    neighbours: bool = True  # the best reference's four neighbours join the regression
     interlace: int = 2  # passes per volume: 1, 2 (checkerboard halves) or 3 (quarter, quarter, half)
     order: str = "furthest"  # "furthest" (q-space order) or "file"
     qspace: str = "laplace"  # q-space inpainting tried as a predictor: "laplace", "biharmonic" or "off"
@@ -317,7 +316,7 @@ def _regression(values: np.ndarray, t: int, config: Config, size: tuple) -> Step
     score = np.abs(((known - known.mean(0)) * (target - target.mean())[:, None]).mean(0))
     score = np.where(spread > 0, score / np.where(spread > 0, spread, 1), -1)
     inputs = [int(i) for i in np.argsort(-score, kind="stable")[:config.references]]
-    step = Step(REGRESSION, inputs, [0] * (len(inputs) + 4 * config.neighbours + 1))
+    step = Step(REGRESSION, inputs, [0] * (len(inputs) + 5))
     design = _design(values, step, size).astype(np.float64)
     weights, *_ = np.linalg.lstsq(design, target, rcond=None)
     step.weights = _fixed_point(weights)
