@@ -383,6 +383,8 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         self.test_console_compress_and_open()
         self.setUp()
         self.test_panel_compress_and_cancel()
+        self.setUp()
+        self.test_panel_lossless()
 
     def _phantomNode(self):
         from SirenCompressLib.phantom import dwi_phantom
@@ -427,4 +429,21 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         widget.ui.compressButton.click()  # Cancel
         self.assertIsNone(widget.task)
         self.assertFalse(path.exists())
+        self.delayDisplay("Test passed")
+
+    def test_panel_lossless(self):
+        self.delayDisplay("Panel: the lossless codec gives back the voxels exactly")
+        node = self._phantomNode()
+        widget = slicer.modules.sirencompress.widgetRepresentation().self()
+        path = Path(slicer.app.temporaryPath) / "SirenCompressLossless.sirz"
+        p = widget._parameterNode
+        p.inputNode, p.codec, p.outputPath = node, "lossless", path
+        self.assertFalse(widget.ui.networkCollapsibleButton.enabled)
+        widget.ui.compressButton.click()
+        while widget.task is not None:
+            slicer.app.processEvents()
+        decoded = widget.compressed[1].nodes[0]
+        self.assertTrue((slicer.util.arrayFromVolume(decoded) == slicer.util.arrayFromVolume(node)).all())
+        p.codec = "siren"
+        path.unlink()
         self.delayDisplay("Test passed")
