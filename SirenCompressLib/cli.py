@@ -92,6 +92,8 @@ LOSSLESS_FLAGS = [
                                     "shell furthest-first)"),
     ("interlace", int, "lossless codec: passes per volume, 1, 2 (checkerboard halves, default) or 3; a later "
                        "pass also predicts from its neighbours' residuals"),
+    ("motion", bool, "lossless codec: register every volume of a slice to the first (in-plane rigid, "
+                     "SimpleITK) and predict from aligned volumes; the transforms are stored"),
 ]
 PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis", "coder")
 
@@ -122,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             c.add_argument(flag, type=kind, help=text)
     for field, kind, text in LOSSLESS_FLAGS:
-        if isinstance(kind, tuple):
+        if kind is bool:
+            c.add_argument("--" + field, action="store_true", default=None, help=text)
+        elif isinstance(kind, tuple):
             c.add_argument("--" + field, choices=kind, help=text)
         else:
             c.add_argument("--" + field, type=kind, help=text, metavar="STEP" if field == "quantize" else None)

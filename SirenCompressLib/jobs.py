@@ -39,8 +39,11 @@ def compress_command(input_path: str | os.PathLike, output_path: str | os.PathLi
     if isinstance(config, lossless.Config):
         args += ["--codec", "lossless"]
     for name, value in asdict(config).items():
-        if name != "check_every" and value is not None:
-            args += [f"--{name.replace('_', '-')}", str(value)]
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            args += [flag] if value else []
+        elif name != "check_every" and value is not None:
+            args += [flag, str(value)]
     return args
 
 

@@ -63,9 +63,9 @@ def volumes(draw) -> Volume4D:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(volume=volumes(), interlace=st.sampled_from([1, 2, 3]), order=st.sampled_from(["furthest", "file"]),
-       kind=st.sampled_from(["laplace", "biharmonic", "off"]))
-def test_every_integer_volume_comes_back_bit_exact(volume, interlace, order, kind):
-    config = lossless.Config(references=3, interlace=interlace, order=order, qspace=kind)
+       kind=st.sampled_from(["laplace", "biharmonic", "off"]), motion=st.booleans())
+def test_every_integer_volume_comes_back_bit_exact(volume, interlace, order, kind, motion):
+    config = lossless.Config(references=3, interlace=interlace, order=order, qspace=kind, motion=motion)
     out = round_trip(volume, config)
     assert out.data.dtype == volume.data.dtype
     np.testing.assert_array_equal(out.data, volume.data)
@@ -77,6 +77,34 @@ def test_the_real_sample_is_coded_at_least_three_times_smaller(sample_nifti):
     volume = Volume4D(np.rint(sample.data).astype(np.int16), sample.ijk_to_ras, sample.gradients)
     archive = compress(volume, "lossless")
     assert volume.data.size * 2 / len(to_bytes(archive)) >= 3.0
+    np.testing.assert_array_equal(decompress(archive).data, volume.data)
+
+
+def moved(volume: Volume4D, seed: int = 0) -> Volume4D:
+    """Each volume after the first turned by up to 3° and shifted by up to 2 voxels in the slice plane."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    data = volume.data.astype(np.float64)
+    centre = np.array(data.shape[:2]) / 2 - 0.5
+    for v in range(1, data.shape[3]):
+        angle = np.deg2rad(rng.uniform(-3, 3))
+        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        offset = centre - turn @ centre + rng.uniform(-2, 2, 2)
+        for z in range(data.shape[2]):
+            data[:, :, z, v] = ndimage.affine_transform(data[:, :, z, v], turn, offset, order=1, mode="nearest")
+    return Volume4D(np.rint(data).astype(volume.data.dtype), volume.ijk_to_ras, volume.gradients)
+
+
+def test_motion_compensation_pays_off_on_moving_data(sample_nifti):
+    pytest.importorskip("SimpleITK", reason="--motion needs SimpleITK (the motion and test extras)")
+    sample = read_volume(sample_nifti)
+    still = Volume4D(np.rint(sample.data[:, :, :1, :40]).astype(np.int16), sample.ijk_to_ras,
+                     Gradients(sample.gradients.bvals[:40], sample.gradients.bvecs[:40]))
+    volume = moved(still)
+    plain = len(to_bytes(compress(volume, "lossless")))
+    archive = compress(volume, "lossless", lossless.Config(motion=True))
+    assert len(to_bytes(archive)) < 0.95 * plain
     np.testing.assert_array_equal(decompress(archive).data, volume.data)
 
 

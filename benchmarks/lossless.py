@@ -111,8 +111,9 @@ def main() -> None:
     parser.add_argument("--phantom", action="store_true")
     args = parser.parse_args()
     if args.phantom:
-        volume = dwi_phantom(shape=(64, 64, 4), directions=30, bvalues=(1000.0, 2000.0), seed=0)
-        name = "phantom 64×64×4, 2 shells × 30 directions + b0, int16"
+        volume = dwi_phantom(shape=(64, 64, 4), directions=30, bvalues=(1000.0, 2000.0), b0s=3, noise=0.02,
+                             seed=0)
+        name = "phantom 64×64×4, 3 b0 + 2 shells × 30 directions, Rician noise σ = 2 % of S0 (1000), int16"
     else:
         sample = read_volume(*(sample_folder() / f for f in SAMPLE_FILES.values()))
         volume = Volume4D(np.rint(sample.data).astype(np.int16), sample.ijk_to_ras, sample.gradients)

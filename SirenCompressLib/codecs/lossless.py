@@ -44,7 +44,7 @@ CONTEXT_SPATIAL = 0  # then LEVELS contexts for each pass
 N_CONTEXTS = 1 + 3 * LEVELS
 DIRECT = ((-1, 0), (1, 0), (0, -1), (0, 1))
 DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
-SIDE_CONTEXTS = 4  # side information: mode and counts, inputs, weights, neighbour factors
+SIDE_CONTEXTS = 5  # side information: mode and counts, inputs, weights, neighbour factors, motion
 HEADER = np.dtype("<u4")
 INCREMENT = 32  # adaptation speed of the residual coder's model (see entropy.encode_chunks)
 
@@ -58,6 +58,7 @@ class Config:
     order: str = "furthest"  # "furthest" (q-space order) or "file"
     qspace: str = "laplace"  # q-space inpainting tried as a predictor: "laplace", "biharmonic" or "off"
     quantize: float | None = None  # float input: code round(value / quantize); None refuses float input
+    motion: bool = False  # predict from volumes aligned by in-plane rigid registration to the first
 
     def __post_init__(self) -> None:
         if self.order not in ("furthest", "file"):
@@ -93,14 +94,15 @@ def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
     bvals, bvecs = (None, None) if g is None else (g.bvals, g.bvecs)
     order = (list(range(data.shape[3])) if config.order == "file" or g is None
              else _qspace().coding_order(bvals, bvecs, data.shape[3]))
-    qspace_rows = _qspace_rows(order, bvals, bvecs, config.qspace)
+    directions = None if g is None else _voxel_directions(volume)
+    qspace_rows = _qspace_rows(order, bvals, directions, config.qspace)
     emit = progress or (lambda event: None)
     nz = data.shape[2]
     emit({"event": "start", "slices": nz, "networks": 0, "epochs": 0, "device": "cpu"})
     out = []
     for z in range(nz):
         image = data[:, :, z, :]
-        member = encode_slice(image, order, qspace_rows, config)
+        member = encode_slice(image, order, qspace_rows, config, (bvals, directions))
         entry = {"kind": "lossless", "integers": image.dtype.name, "order": order, "sha256": _sha256(image)}
         out.append(EncodedSlice(entry, member))
         emit({"event": "slice", "slice": z, "slices": nz, "kind": "lossless", "bytes": len(member)})
@@ -202,26 +204,39 @@ class Step:
     inputs: list[int]
     weights: list[int]
     factors: list[int] = field(default_factory=list)
+    motion: list[int] = field(default_factory=list)  # with motion: the transforms to and from the first
 
     def side(self) -> list[list[int]]:
-        """The stored groups of integers: mode and counts, inputs, weights, factors; group i is coded in
-        side context i."""
-        return [[self.mode, len(self.inputs), len(self.weights)], self.inputs, self.weights, self.factors]
+        """The stored groups of integers: mode and counts, inputs, weights, factors, motion; group i is
+        coded in side context i."""
+        return [[self.mode, len(self.inputs), len(self.weights)], self.inputs, self.weights, self.factors,
+                self.motion]
 
 
-def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config: Config) -> bytes:
+def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config: Config,
+                 gradients: tuple = (None, None)) -> bytes:
     """Code one slice (x, y, volumes) of integers; `qspace_rows[t]` is (positions, float weights) of
-    q-space inpainting for coding position t, where available."""
+    q-space inpainting for coding position t, where available; `gradients` (b-values, directions in voxel
+    axes) are needed only to rotate the directions with `config.motion`."""
     nx, ny, nv = image.shape
     ar = Arithmetic(image.dtype)
     values = ar.values(image).reshape(nx * ny, nv)[:, order]  # columns in coding order
+    transforms = None
+    if config.motion:
+        transforms, angles = _register(values, (nx, ny))
+        bvals, directions = gradients
+        if directions is not None and any(angles):
+            qspace_rows = _qspace_rows(order, bvals, _rotated(directions, order, angles), config.qspace)
     magnitude = Magnitudes(nx, ny)
     passes = _passes(nx, ny, config.interlace)
     steps, symbols, contexts, chunks = [], [], [], []
     for t in range(nv):
         best = None
-        for step in _candidates(values, t, qspace_rows.get(t), config, (nx, ny)):
-            coded = _code_volume(values, t, step, ar, magnitude, passes)
+        view = values if transforms is None else _aligned(values, t, range(t), transforms, (nx, ny))
+        for step in _candidates(view, t, qspace_rows.get(t), config, (nx, ny)):
+            if transforms is not None and t:
+                step.motion = [int(v) for v in transforms[t].ravel()]
+            coded = _code_volume(view, t, step, ar, magnitude, passes)
             cost = _cost(coded[1], coded[2]) + 12 * sum(len(g) for g in step.side())
             if best is None or cost < best[0]:
                 best = (cost, step, coded)
@@ -239,7 +254,8 @@ def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int]
     nx, ny, nv = shape
     ar = Arithmetic(dtype)
     passes = _passes(nx, ny, config.interlace)
-    steps, residual_stream, raw = _unpack(member, nv, len(passes) - 1)
+    steps, residual_stream, raw = _unpack(member, nv, len(passes) - 1, config.motion)
+    transforms = _transforms(steps) if config.motion else None
     chunks = [size for step in steps for size in _chunk_sizes(step, passes)]
     decoder = entropy.ChunkDecoder(residual_stream, entropy.TOKENS, N_CONTEXTS, sum(chunks), _lanes(chunks),
                                    INCREMENT)
@@ -256,7 +272,8 @@ def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int]
             r = read(np.full(nx * ny, CONTEXT_SPATIAL))
             values[:, t] = _med_decode(r.reshape(nx, ny), ar).ravel()
         else:
-            prediction = _linear(values, step, ar, (nx, ny))
+            view = values if transforms is None else _aligned(values, t, step.inputs, transforms, (nx, ny))
+            prediction = _linear(view, step, ar, (nx, ny))
             r = _run_passes(prediction, passes, step, magnitude, ar, read=read)
             values[:, t] = ar.add(prediction, r)  # _run_passes refined the prediction in place
         magnitude.add(r)
@@ -517,9 +534,9 @@ def _pack(steps: list[Step], coded: np.ndarray, contexts: np.ndarray, chunks: li
     return np.array([side_values.size] + [len(p) for p in parts], dtype=HEADER).tobytes() + b"".join(parts)
 
 
-def _unpack(member: bytes, nv: int, n_factors: int) -> tuple[list[Step], bytes, bytes]:
-    """Inverse of `_pack`: the steps of the nv volumes (n_factors each unless spatial), the residual
-    stream and its verbatim bits."""
+def _unpack(member: bytes, nv: int, n_factors: int, motion: bool = False) -> tuple[list[Step], bytes, bytes]:
+    """Inverse of `_pack`: the steps of the nv volumes (n_factors each unless spatial; with `motion`, the
+    transforms of every volume after the first), the residual stream and its verbatim bits."""
     if len(member) < 20:
         raise ArchiveError("lossless member is truncated")
     n_side, *lengths = (int(v) for v in np.frombuffer(member, dtype=HEADER, count=5))
@@ -542,7 +559,8 @@ def _unpack(member: bytes, nv: int, n_factors: int) -> tuple[list[Step], bytes, 
     steps = []
     for t in range(nv):
         mode, n_inputs, n_weights = read(3, 0)
-        step = Step(mode, read(n_inputs, 1), read(n_weights, 2), read(0 if mode == SPATIAL else n_factors, 3))
+        step = Step(mode, read(n_inputs, 1), read(n_weights, 2), read(0 if mode == SPATIAL else n_factors, 3),
+                    read(12 if motion and t else 0, 4))
         _check_step(step, t)
         steps.append(step)
     decoder.close()
@@ -555,8 +573,60 @@ def _check_step(step: Step, t: int) -> None:
     shapes = {SPATIAL: n_in == n_w == 0, QSPACE: n_in == n_w > 0,
               REGRESSION: n_in > 0 and n_w in (n_in + 1, n_in + 5)}
     if (not shapes.get(step.mode, False) or any(not 0 <= i < t for i in step.inputs)
-            or any(abs(w) >= WEIGHT_LIMIT for w in step.weights + step.factors)):
+            or any(abs(w) >= WEIGHT_LIMIT for w in step.weights + step.factors + step.motion)):
         raise ArchiveError(f"coding position {t}: malformed prediction record")
+
+
+def _register(values: np.ndarray, size: tuple) -> tuple[np.ndarray, list[float]]:
+    """Per coding position, the fixed-point transforms from the first image's indices to the position's
+    and back, as one (positions, 2, 2, 3) array, and the rotation angles (radians)."""
+    from .. import motion
+
+    first = values[:, 0].reshape(size)
+    transforms, angles = [np.stack([motion.IDENTITY, motion.IDENTITY])], [0.0]
+    for t in range(1, values.shape[1]):
+        forward, angle = motion.register(first, values[:, t].reshape(size))
+        transforms.append(np.stack([forward, motion.inverse(forward)]))
+        angles.append(angle)
+    return np.stack(transforms), angles
+
+
+def _transforms(steps: list[Step]) -> np.ndarray:
+    from .. import motion
+
+    identity = np.stack([motion.IDENTITY, motion.IDENTITY])
+    return np.stack([identity] + [np.array(step.motion, dtype=np.int64).reshape(2, 2, 3) for step in steps[1:]])
+
+
+def _aligned(values: np.ndarray, t: int, columns, transforms: np.ndarray, size: tuple) -> np.ndarray:
+    """`values` with each of `columns` (coding positions before t) resampled into position t's frame."""
+    from .. import motion
+
+    view = values.copy()
+    to_first = transforms[t, 1]
+    for u in columns:
+        view[:, u] = motion.resample(values[:, u].reshape(size), motion.compose(transforms[u, 0], to_first)).ravel()
+    return view
+
+
+def _voxel_directions(volume) -> np.ndarray:
+    """Gradient directions in voxel axes (FSL vectors have x flipped when the IJK→RAS determinant is
+    positive; NRRD measurement-frame vectors are taken as they are)."""
+    g = volume.gradients
+    directions = np.array(g.bvecs, dtype=np.float64)
+    if g.convention == "fsl" and np.linalg.det(volume.ijk_to_ras[:3, :3]) > 0:
+        directions[:, 0] *= -1
+    return directions
+
+
+def _rotated(directions: np.ndarray, order: list[int], angles: list[float]) -> np.ndarray:
+    """Directions (voxel axes) turned into the first volume's frame: volume order[t] rotated back by
+    angles[t] in the slice plane."""
+    out = directions.copy()
+    for v, angle in zip(order, angles):
+        c, s = np.cos(-angle), np.sin(-angle)
+        out[v, :2] = [c * directions[v, 0] - s * directions[v, 1], s * directions[v, 0] + c * directions[v, 1]]
+    return out
 
 
 def _qspace_rows(order: list[int], bvals, bvecs, kind: str) -> dict:

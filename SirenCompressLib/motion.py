@@ -1,0 +1,87 @@
+"""In-plane rigid motion between the volumes of a slice, for the lossless codec's prediction.
+
+Transforms are 2×3 integer matrices in units of 2^-16 that map voxel indices (x, y) of one image to
+positions in another. Composition and resampling are integer arithmetic, so a decoder on any machine
+gets the same bits; only the estimation (`register`, encoder side) uses SimpleITK.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+ONE = 1 << 16  # fixed-point unit of the transforms
+IDENTITY = np.array([[ONE, 0, 0], [0, ONE, 0]], dtype=np.int64)
+WEIGHT_BITS = 8  # bilinear weights in units of 2^-8
+
+
+def register(fixed: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float]:
+    """Rigid in-plane registration of `moving` to `fixed` (2D arrays): the fixed-point transform from fixed
+    indices to moving positions, and its rotation angle (radians)."""
+    try:
+        import SimpleITK as sitk
+    except ImportError:
+        raise InputError("motion compensation needs SimpleITK: pip install 'sirencompress[motion]'") from None
+
+    f = sitk.GetImageFromArray(np.ascontiguousarray(fixed, dtype=np.float32).T)
+    m = sitk.GetImageFromArray(np.ascontiguousarray(moving, dtype=np.float32).T)
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(32)
+    method.SetMetricSamplingStrategy(method.NONE)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 100)
+    method.SetOptimizerScalesFromPhysicalShift()
+    start = sitk.CenteredTransformInitializer(f, m, sitk.Euler2DTransform(),
+                                              sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    method.SetInitialTransform(start, inPlace=False)
+    method.SetNumberOfThreads(1)
+    try:
+        found = sitk.Euler2DTransform(sitk.CompositeTransform(method.Execute(f, m)).GetBackTransform())
+    except RuntimeError:  # too little structure to register: no motion
+        return IDENTITY.copy(), 0.0
+    matrix = np.array(found.GetMatrix()).reshape(2, 2)
+    centre, shift = np.array(found.GetCenter()), np.array(found.GetTranslation())
+    affine = np.column_stack([matrix, centre + shift - matrix @ centre])  # p ↦ A p + b
+    return to_fixed(affine), float(found.GetAngle())
+
+
+def to_fixed(affine: np.ndarray) -> np.ndarray:
+    return np.rint(np.asarray(affine, dtype=np.float64) * ONE).astype(np.int64)
+
+
+def inverse(transform: np.ndarray) -> np.ndarray:
+    """The fixed-point inverse (encoder side; the decoder reads it from the archive)."""
+    a = transform.astype(np.float64) / ONE
+    inv = np.linalg.inv(a[:, :2])
+    return to_fixed(np.column_stack([inv, -inv @ a[:, 2]]))
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """outer ∘ inner, in integer arithmetic."""
+    half = ONE // 2
+    linear = (outer[:, :2] @ inner[:, :2] + half) >> 16
+    shift = ((outer[:, :2] @ inner[:, 2] + half) >> 16) + outer[:, 2]
+    return np.column_stack([linear, shift])
+
+
+def resample(image: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """image (2D int64) sampled at transform(x, y) for every index (x, y), bilinear with integer weights,
+    edges repeated; the identity returns the image itself."""
+    if np.array_equal(transform, IDENTITY):
+        return image
+    nx, ny = image.shape
+    x, y = np.meshgrid(np.arange(nx, dtype=np.int64), np.arange(ny, dtype=np.int64), indexing="ij")
+    px = transform[0, 0] * x + transform[0, 1] * y + transform[0, 2]
+    py = transform[1, 0] * x + transform[1, 1] * y + transform[1, 2]
+    shift = 16 - WEIGHT_BITS
+    fx, fy = (px >> shift) & ((1 << WEIGHT_BITS) - 1), (py >> shift) & ((1 << WEIGHT_BITS) - 1)
+    x0, y0 = px >> 16, py >> 16
+    full = 1 << WEIGHT_BITS
+
+    def at(i, j):
+        return image[np.clip(i, 0, nx - 1), np.clip(j, 0, ny - 1)]
+
+    total = (at(x0, y0) * ((full - fx) * (full - fy)) + at(x0 + 1, y0) * (fx * (full - fy))
+             + at(x0, y0 + 1) * ((full - fx) * fy) + at(x0 + 1, y0 + 1) * (fx * fy))
+    return (total + (1 << (2 * WEIGHT_BITS - 1))) >> (2 * WEIGHT_BITS)
