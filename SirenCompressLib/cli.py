@@ -255,7 +255,9 @@ def _compress(args: argparse.Namespace) -> None:
         print(f"wrote {args.output}: {n:,} bytes in {archive.manifest['encode_seconds']:.0f} s")
         print(_ratios_line(size))
         if args.codec == "lossless":
-            print("bit-exact: every slice's SHA-256 is stored and checked when it is decoded")
+            step = config.quantize
+            print(("bit-exact" if step is None else f"exact after rounding to multiples of {step:g}")
+                  + ": every slice's SHA-256 is stored and checked when it is decoded")
         else:
             print(f"PSNR {_db(whole.psnr)}, SSIM {_num(whole.ssim)} (per slice: sirencompress info {args.output})")
 

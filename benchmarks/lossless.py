@@ -6,6 +6,7 @@ for int16) / coded bytes; seconds are wall time on this machine, one run each.
 
     python benchmarks/lossless.py                 # the real sample, rounded to int16
     python benchmarks/lossless.py --phantom       # the synthetic DWI phantom (int16)
+    python benchmarks/lossless.py --moved         # the sample with in-plane motion added (+ ours with --motion)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from SirenCompressLib import Volume4D, read_volume
 from SirenCompressLib.archive import read_archive, write_archive
+from SirenCompressLib.codecs import lossless
 from SirenCompressLib.evaluate.classical import mosaic, unmosaic
 from SirenCompressLib.phantom import dwi_phantom
 from SirenCompressLib.pipeline import compress, decompress
@@ -69,13 +71,30 @@ def images(encode: Callable[[np.ndarray], bytes], decode: Callable[[bytes], np.n
     return run
 
 
-def ours(volume: Volume4D, folder: Path) -> Callable[[np.ndarray], tuple[int, float, float]]:
+def moved(volume: Volume4D, seed: int = 0) -> Volume4D:
+    """Each volume after the first turned by up to 3° and shifted by up to 2 voxels in the slice plane
+    (bilinear, rounded)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    data = volume.data.astype(np.float64)
+    centre = np.array(data.shape[:2]) / 2 - 0.5
+    for v in range(1, data.shape[3]):
+        angle = np.deg2rad(rng.uniform(-3, 3))
+        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        offset = centre - turn @ centre + rng.uniform(-2, 2, 2)
+        for z in range(data.shape[2]):
+            data[:, :, z, v] = ndimage.affine_transform(data[:, :, z, v], turn, offset, order=1, mode="nearest")
+    return Volume4D(np.rint(data).astype(volume.data.dtype), volume.ijk_to_ras, volume.gradients)
+
+
+def ours(volume: Volume4D, folder: Path, config: lossless.Config) -> Callable[[np.ndarray], tuple[int, float, float]]:
     """SirenCompress's lossless codec: compress to a .sirz file, read it back and decode."""
 
     def run(data: np.ndarray) -> tuple[int, float, float]:
         path = folder / "lossless.sirz"
         start = time.perf_counter()
-        n = write_archive(compress(volume, "lossless"), path, force=True)
+        n = write_archive(compress(volume, "lossless", config), path, force=True)
         middle = time.perf_counter()
         back = decompress(read_archive(path)).data
         end = time.perf_counter()
@@ -103,12 +122,16 @@ def baselines() -> dict[str, Callable]:
                                     imagecodecs.jpegxl_decode, False),
         "JPEG XL tiled": images(lambda im: imagecodecs.jpegxl_encode(im, lossless=True, effort=7),
                                 imagecodecs.jpegxl_decode, True),
+        "JPEG XL tiled, effort 9": images(lambda im: imagecodecs.jpegxl_encode(im, lossless=True, effort=9),
+                                          imagecodecs.jpegxl_decode, True),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phantom", action="store_true")
+    parser.add_argument("--moved", action="store_true",
+                        help="turn every volume after the first by up to 3° and shift it by up to 2 voxels")
     args = parser.parse_args()
     if args.phantom:
         volume = dwi_phantom(shape=(64, 64, 4), directions=30, bvalues=(1000.0, 2000.0), b0s=3, noise=0.02,
@@ -118,12 +141,18 @@ def main() -> None:
         sample = read_volume(*(sample_folder() / f for f in SAMPLE_FILES.values()))
         volume = Volume4D(np.rint(sample.data).astype(np.int16), sample.ijk_to_ras, sample.gradients)
         name = "real sample (mdt b1k_b2k) rounded to int16"
+    if args.moved:
+        volume = moved(volume)
+        name += ", with in-plane motion added"
     data = volume.data
     raw = data.size * 2
     print(f"{name}: {'×'.join(map(str, data.shape))}, raw {raw:,} bytes\n")
     print("| codec | bytes | CR | encode s | decode s |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
-        for label, run in {**baselines(), "SirenCompress lossless": ours(volume, Path(folder))}.items():
+        ourselves = {"SirenCompress lossless": ours(volume, Path(folder), lossless.Config())}
+        if args.moved:
+            ourselves["SirenCompress lossless --motion"] = ours(volume, Path(folder), lossless.Config(motion=True))
+        for label, run in {**baselines(), **ourselves}.items():
             n, encode_s, decode_s = run(data)
             print(f"| {label} | {n:,} | {raw / n:.2f} | {encode_s:.2f} | {decode_s:.2f} |", flush=True)
 
