@@ -85,3 +85,26 @@ def resample(image: np.ndarray, transform: np.ndarray) -> np.ndarray:
     total = (at(x0, y0) * ((full - fx) * (full - fy)) + at(x0 + 1, y0) * (fx * (full - fy))
              + at(x0, y0 + 1) * ((full - fx) * fy) + at(x0 + 1, y0 + 1) * (fx * fy))
     return (total + (1 << (2 * WEIGHT_BITS - 1))) >> (2 * WEIGHT_BITS)
+
+
+def simulate(volume, degrees: float = 3.0, voxels: float = 2.0, seed: int = 0):
+    """A copy of `volume` (a Volume4D) whose volumes after the first are each turned by up to `degrees` and
+    shifted by up to `voxels` in the slice plane (bilinear, edges repeated, rounded for integer data): for
+    tests and benchmarks of motion compensation."""
+    from scipy import ndimage
+
+    from .volume import Volume4D
+
+    rng = np.random.default_rng(seed)
+    data = volume.data.astype(np.float64)
+    centre = np.array(data.shape[:2]) / 2 - 0.5
+    for v in range(1, data.shape[3]):
+        angle = np.deg2rad(rng.uniform(-degrees, degrees))
+        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        offset = centre - turn @ centre + rng.uniform(-voxels, voxels, 2)
+        for z in range(data.shape[2]):
+            data[:, :, z, v] = ndimage.affine_transform(data[:, :, z, v], turn, offset, order=1, mode="nearest")
+    if volume.data.dtype.kind in "iu":
+        data = np.rint(data)
+    return Volume4D(data.astype(volume.data.dtype), volume.ijk_to_ras, volume.gradients, volume.scaling, volume.frames)
+

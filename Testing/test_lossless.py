@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conftest import leftovers, phantom, run_cli
-from SirenCompressLib import Volume4D, entropy, qspace, read_volume
+from SirenCompressLib import Volume4D, entropy, motion, qspace, read_volume
 from SirenCompressLib.archive import read_archive, to_bytes, write_archive
 from SirenCompressLib.codecs import lossless
 from SirenCompressLib.errors import ArchiveError, InputError
@@ -80,28 +80,12 @@ def test_the_real_sample_is_coded_at_least_three_times_smaller(sample_nifti):
     np.testing.assert_array_equal(decompress(archive).data, volume.data)
 
 
-def moved(volume: Volume4D, seed: int = 0) -> Volume4D:
-    """Each volume after the first turned by up to 3° and shifted by up to 2 voxels in the slice plane."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    data = volume.data.astype(np.float64)
-    centre = np.array(data.shape[:2]) / 2 - 0.5
-    for v in range(1, data.shape[3]):
-        angle = np.deg2rad(rng.uniform(-3, 3))
-        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-        offset = centre - turn @ centre + rng.uniform(-2, 2, 2)
-        for z in range(data.shape[2]):
-            data[:, :, z, v] = ndimage.affine_transform(data[:, :, z, v], turn, offset, order=1, mode="nearest")
-    return Volume4D(np.rint(data).astype(volume.data.dtype), volume.ijk_to_ras, volume.gradients)
-
-
 def test_motion_compensation_pays_off_on_moving_data(sample_nifti):
     pytest.importorskip("SimpleITK", reason="--motion needs SimpleITK (the motion and test extras)")
     sample = read_volume(sample_nifti)
     still = Volume4D(np.rint(sample.data[:, :, :1, :40]).astype(np.int16), sample.ijk_to_ras,
                      Gradients(sample.gradients.bvals[:40], sample.gradients.bvecs[:40]))
-    volume = moved(still)
+    volume = motion.simulate(still)
     plain = len(to_bytes(compress(volume, "lossless")))
     archive = compress(volume, "lossless", lossless.Config(motion=True))
     assert len(to_bytes(archive)) < 0.95 * plain

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from SirenCompressLib import Volume4D, read_volume
+from SirenCompressLib import Volume4D, motion, read_volume
 from SirenCompressLib.archive import read_archive, write_archive
 from SirenCompressLib.codecs import lossless
 from SirenCompressLib.evaluate.classical import mosaic, unmosaic
@@ -69,23 +69,6 @@ def images(encode: Callable[[np.ndarray], bytes], decode: Callable[[bytes], np.n
         return sum(map(len, codes)) + 2 * len(codes), middle - start, end - middle
 
     return run
-
-
-def moved(volume: Volume4D, seed: int = 0) -> Volume4D:
-    """Each volume after the first turned by up to 3° and shifted by up to 2 voxels in the slice plane
-    (bilinear, rounded)."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    data = volume.data.astype(np.float64)
-    centre = np.array(data.shape[:2]) / 2 - 0.5
-    for v in range(1, data.shape[3]):
-        angle = np.deg2rad(rng.uniform(-3, 3))
-        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-        offset = centre - turn @ centre + rng.uniform(-2, 2, 2)
-        for z in range(data.shape[2]):
-            data[:, :, z, v] = ndimage.affine_transform(data[:, :, z, v], turn, offset, order=1, mode="nearest")
-    return Volume4D(np.rint(data).astype(volume.data.dtype), volume.ijk_to_ras, volume.gradients)
 
 
 def ours(volume: Volume4D, folder: Path, config: lossless.Config) -> Callable[[np.ndarray], tuple[int, float, float]]:
@@ -142,7 +125,7 @@ def main() -> None:
         volume = Volume4D(np.rint(sample.data).astype(np.int16), sample.ijk_to_ras, sample.gradients)
         name = "real sample (mdt b1k_b2k) rounded to int16"
     if args.moved:
-        volume = moved(volume)
+        volume = motion.simulate(volume)
         name += ", with in-plane motion added"
     data = volume.data
     raw = data.size * 2
