@@ -95,6 +95,16 @@ LOSSLESS_FLAGS = [
     ("motion", bool, "lossless codec: register every volume of a slice to the first (in-plane rigid, "
                      "SimpleITK) and predict from aligned volumes; the transforms are stored"),
 ]
+FMRI_FLAGS = [
+    ("components", int, "fmri codec: temporal activation patterns K (default 20)"),
+    ("ssim_weight", float, "fmri codec: σ in the loss L2 + σ·(1 − SSIM) (default 0.1)"),
+    ("fusion_channels", int, "fmri codec: channels of the temporal fusion convolution (default 8)"),
+    ("fusion_kernel", int, "fmri codec: its width in frames, odd (default 5)"),
+    ("mean_step", float, "fmri codec: the mean frame's quantisation step × the median temporal std in the "
+                         "brain (default 0.25)"),
+    ("mask_fraction", float, "fmri codec: brain = mean frame above this fraction of its 99th percentile "
+                             "(default 0.2)"),
+]
 PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis", "coder")
 
 
@@ -109,10 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", type=Path, required=True, help="the .sirz file to write")
     c.add_argument("--bval", type=Path, help="FSL b-values (default: same stem as a NIfTI input)")
     c.add_argument("--bvec", type=Path, help="FSL gradient directions (default: same stem)")
-    c.add_argument("--codec", choices=("siren", "siren3d", "lossless"), default="siren",
-                   help="siren: a network per axial slice (default); siren3d: the paper's SIREN-3D variant, "
-                        "one network (x, y, z) for the whole volume; lossless: bit-exact (integer data, "
-                        "spatial and q-space prediction)")
+    c.add_argument("--codec", choices=("siren", "siren3d", "lossless", "fmri"),
+                   help="siren: a network per axial slice (the default, except for time series of 50 or more "
+                        "volumes without gradients, which get fmri); siren3d: the paper's SIREN-3D variant, one "
+                        "network (x, y, z) for the whole volume; lossless: bit-exact (integer data, spatial and "
+                        "q-space prediction); fmri: ICA-initialised activation patterns with SIREN spatial maps")
     c.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                    help="base settings (default %(default)s); the flags below override them: " + "; ".join(
                        f"{name}: " + ", ".join(f"{k}={v}" for k, v in PRESETS[name].to_json().items()
@@ -123,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument(flag, choices=kind, help=text)
         else:
             c.add_argument(flag, type=kind, help=text)
+    for field, kind, text in FMRI_FLAGS:
+        c.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
     for field, kind, text in LOSSLESS_FLAGS:
         if kind is bool:
             c.add_argument("--" + field, action="store_true", default=None, help=text)
@@ -178,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     dmri.add_argument("--report", type=Path, metavar="FOLDER",
                       help="folder for report.md, fidelity.json, PNG figures and NIfTI error maps")
     dmri.add_argument("--force", action="store_true", help="replace an existing report")
+    fmri = e.add_argument_group("fMRI fidelity (needs pip install 'sirencompress[fmri]'; --mask and --labels "
+                                "as above, --labels: regions for the connectivity, any positive integers)")
+    fmri.add_argument("--fmri", action="store_true",
+                      help="PSNR/SSIM, GLM z-map differences (with --events) and connectivity differences (with "
+                           "--labels)")
+    fmri.add_argument("--tr", type=float, help="repetition time in seconds (default: from the image's frame "
+                                               "times, else required)")
+    fmri.add_argument("--events", type=Path, metavar="TSV", help="BIDS events: onset, duration, trial_type")
+    fmri.add_argument("--contrast", help="trial type of the GLM contrast (default: the first in --events)")
     e.set_defaults(run=_evaluate)
 
     b = commands.add_parser("bench", help="rate-distortion table and plot: siren presets against classical "
@@ -225,13 +247,18 @@ def _compress(args: argparse.Namespace) -> None:
     if args.output.suffix != ".sirz":
         raise InputError(f"{args.output}: the output must end in .sirz")
     check_outputs([args.output], args.force)
-    config = _codec_config(args)
     volume = read_volume(args.input, args.bval, args.bvec)
+    if args.codec is None:
+        args.codec = suggested_codec(volume)
+        if args.codec != "siren":
+            print(f"codec: {args.codec} (a time series of {volume.shape[3]} volumes without gradients; "
+                  "--codec siren to override)", file=sys.stderr)
+    config = _codec_config(args)
     given = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
     if args.target_ratio and args.target_psnr:
         raise InputError("give --target-ratio or --target-psnr, not both")
-    if args.codec == "lossless" and (args.target_ratio or args.target_psnr):
-        raise InputError("the lossless codec has no rate to control: drop --target-ratio / --target-psnr")
+    if args.codec in ("lossless", "fmri") and (args.target_ratio or args.target_psnr):
+        raise InputError(f"--target-ratio / --target-psnr work with the siren codecs, not {args.codec}")
     if args.target_ratio:
         config = config_for_ratio(config, volume, args.target_ratio, args.codec)
     if args.target_psnr and args.codec != "siren":
@@ -265,18 +292,34 @@ def _compress(args: argparse.Namespace) -> None:
 def _codec_config(args: argparse.Namespace):
     """The codec's settings from the command line: the preset plus the flags for the network codecs, the
     lossless flags for the lossless codec; a flag of the other kind is an error."""
-    network = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
-    lossless = {field: getattr(args, field) for field, _, _ in LOSSLESS_FLAGS if getattr(args, field) is not None}
+    def given(flags):
+        return {field: getattr(args, field) for field, _, _ in flags if getattr(args, field) is not None}
+
+    network, lossless, fmri = given(CODEC_FLAGS), given(LOSSLESS_FLAGS), given(FMRI_FLAGS)
+    own = {"lossless": lossless, "fmri": fmri}.get(args.codec, network)
+    for name, flags in (("lossless", lossless), ("fmri", fmri)):
+        if flags and args.codec != name:
+            raise InputError(f"--{next(iter(flags)).replace('_', '-')} applies to the {name} codec only "
+                             f"(--codec {name})")
     if args.codec == "lossless":
         if network:
             raise InputError(f"--{next(iter(network)).replace('_', '-')} does not apply to the lossless codec")
         return get_codec("lossless").Config(**lossless)
-    if lossless:
-        raise InputError(f"--{next(iter(lossless)).replace('_', '-')} applies to the lossless codec only "
-                         "(--codec lossless)")
+    if args.codec == "fmri":
+        module = get_codec("fmri")
+        shared = {k: v for k, v in network.items() if k in module.Config.__dataclass_fields__}
+        if len(shared) < len(network):
+            wrong = next(k for k in network if k not in shared)
+            raise InputError(f"--{wrong.replace('_', '-')} does not apply to the fmri codec")
+        return module.Config(**shared, **own)
     if network.get("weight_bits") == 16:
         network.setdefault("coder", "lzma")  # fp16 weights are LZMA-coded
     return Config(**{**PRESETS[args.preset].to_json(), **network})
+
+
+def suggested_codec(volume) -> str:
+    """fmri for a time series (50 or more volumes, no gradients), else siren."""
+    return "fmri" if volume.gradients is None and volume.shape[3] >= 50 else "siren"
 
 
 def _decompress(args: argparse.Namespace) -> None:
@@ -315,13 +358,21 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    if args.dmri and args.fmri:
+        raise InputError("give --dmri or --fmri, not both")
     if args.dmri:
         return _evaluate_dmri(args)
+    if args.fmri:
+        return _evaluate_fmri(args)
+    fmri_only = [flag for flag, value in (("--tr", args.tr), ("--events", args.events), ("--contrast", args.contrast))
+                 if value is not None]
+    if fmri_only:
+        raise InputError(f"{', '.join(fmri_only)}: only with --fmri")
     given = [flag for flag, value in (("--mask", args.mask), ("--labels", args.labels), ("--sh-shell", args.sh_shell),
                                       ("--no-references", args.no_references), ("--report", args.report))
              if value]
     if given:
-        raise InputError(f"{', '.join(given)}: only with --dmri")
+        raise InputError(f"{', '.join(given)}: only with --dmri or --fmri")
     original = read_volume(args.original, gradients=False)
     if args.decoded.suffix == ".sirz":
         decoded = decompress(read_archive(args.decoded))
@@ -352,6 +403,32 @@ def _evaluate_dmri(args: argparse.Namespace) -> None:
     if args.report is not None:
         paths = dmri_report.write_fidelity_report(result, args.report, args.force)
         print(f"wrote {len(paths)} files to {args.report}", file=sys.stderr if args.json else sys.stdout)
+
+
+def _evaluate_fmri(args: argparse.Namespace) -> None:
+    from .evaluate import fmri as fmri_eval
+
+    original = read_volume(args.original, gradients=False)
+    decoded = (decompress(read_archive(args.decoded)) if args.decoded.suffix == ".sirz"
+               else read_volume(args.decoded, gradients=False))
+    tr = args.tr or _frame_interval(original)
+    result = fmri_eval.fmri_fidelity(
+        original, decoded, tr, events=None if args.events is None else fmri_eval.read_events(args.events),
+        labels=None if args.labels is None else read_map(args.labels),
+        mask=None if args.mask is None else read_map(args.mask), contrast=args.contrast)
+    print(json.dumps(result.to_json(), indent=1) if args.json else result.markdown())
+
+
+def _frame_interval(volume) -> float:
+    """The repetition time from the frame times of a time series, or `InputError` asking for --tr."""
+    frames = volume.frames
+    try:
+        times = [float(v) for v in frames.values] if frames is not None and frames.name == "time" else []
+    except ValueError:
+        times = []
+    if len(times) < 2 or not times[1] > times[0]:
+        raise InputError("the image does not say its repetition time: give --tr SECONDS")
+    return times[1] - times[0]
 
 
 def _bench(args: argparse.Namespace) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from .codecs import lossless
+from .codecs import fmri, lossless
 from .codecs.siren import Config
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
@@ -31,13 +31,12 @@ _PR_SET_PDEATHSIG = 1
 
 
 def compress_command(input_path: str | os.PathLike, output_path: str | os.PathLike,
-                     config: Config | lossless.Config, python: str = sys.executable) -> list[str]:
+                     config: Config | lossless.Config | fmri.Config, python: str = sys.executable) -> list[str]:
     """The CLI call that compresses `input_path` with `config` (replacing the output) and reports in JSON
-    lines; a lossless codec `Config` selects that codec, any other the siren codec."""
+    lines; the type of `config` says the codec (siren for the siren codec's)."""
+    codec = {lossless.Config: "lossless", fmri.Config: "fmri"}.get(type(config), "siren")
     args = [python, "-m", "SirenCompressLib", "compress", str(input_path), "-o", str(output_path),
-            "--progress", "jsonl", "--force"]
-    if isinstance(config, lossless.Config):
-        args += ["--codec", "lossless"]
+            "--progress", "jsonl", "--force", "--codec", codec]
     for name, value in asdict(config).items():
         flag = f"--{name.replace('_', '-')}"
         if isinstance(value, bool):

@@ -21,7 +21,7 @@ from types import ModuleType
 from ..errors import InputError
 
 CODECS = {"siren": "SirenCompressLib.codecs.siren", "siren3d": "SirenCompressLib.codecs.siren3d",
-          "lossless": "SirenCompressLib.codecs.lossless"}
+          "lossless": "SirenCompressLib.codecs.lossless", "fmri": "SirenCompressLib.codecs.fmri"}
 
 
 @dataclass

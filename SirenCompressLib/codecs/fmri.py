@@ -1,0 +1,359 @@
+"""Codec "fmri": a coordinate-to-time-series network with ICA-initialised activation patterns, after Li et
+al., "A Compact Implicit Neural Representation for Efficient Storage of Massive 4D fMRI".
+
+The whole run is one model (stored with the first slice; the other slices share it):
+
+- the mean frame, quantised with a step of `mean_step` × the median temporal standard deviation in the
+  brain and coded losslessly (the lossless codec's predictors and coder, slices as its "volumes");
+- the brain mask: the mean frame above `mask_fraction` of its 99th percentile (a threshold stored in the
+  entry, so the mask costs nothing);
+- in the mask, the time series minus the mean, in units of their standard deviation, as
+  fusion(Σ_k w_k(x, y, z) · c_k(t)): K temporal activation patterns c_k (a learnable K × T matrix
+  initialised by spatial FastICA of the masked data), spatial weight maps w_k from a SIREN of the voxel
+  coordinates (pre-trained on the ICA maps), and a small fusion network: a residual two-layer 1D
+  convolution over time;
+- loss L2 + σ·(1 − SSIM of the frames' axial slices); the last `qat_epochs` train through 8-bit
+  quantisation; SIREN weights, patterns and fusion weights are quantised per row and rANS-coded.
+
+Decoding needs numpy alone. Member layout: docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..errors import ArchiveError, InputError
+from ..volume import Volume4D
+from . import EncodedSlice, lossless
+from .siren import Clock, forward, grid, pack_weights, unpack_weights
+
+HEADER = np.dtype("<u4")
+MEAN_CODER = lossless.Config(qspace="off", order="file")
+SSIM_FRAMES = 16  # frames whose SSIM enters each training step's loss
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of the fmri codec."""
+
+    components: int = 20  # K temporal activation patterns
+    layers: int = 3  # SIREN of the spatial maps
+    units: int = 128
+    w0: float = 30.0
+    epochs: int = 1500
+    lr: float = 1e-3
+    ssim_weight: float = 0.1  # σ in the loss L2 + σ·(1 − SSIM)
+    fusion_channels: int = 8
+    fusion_kernel: int = 5
+    mean_step: float = 0.25  # quantisation step of the mean frame, × the median temporal std in the brain
+    mask_fraction: float = 0.2  # brain: mean frame above this fraction of its 99th percentile
+    weight_bits: int = 8
+    qat_epochs: int = 200
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.components < 1 or self.layers < 1 or self.units < 1 or self.fusion_channels < 1:
+            raise InputError("components, layers, units and fusion channels must be positive")
+        if self.fusion_kernel < 1 or self.fusion_kernel % 2 == 0:
+            raise InputError("the fusion kernel must be odd")
+        if not 2 <= self.weight_bits <= 8:
+            raise InputError("weight bits must be 2 to 8")
+        if not self.mean_step > 0 or not 0 < self.mask_fraction < 1:
+            raise InputError("the mean step must be positive and the mask fraction in (0, 1)")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Config:
+        return cls(**d)
+
+
+def default_config() -> Config:
+    return Config()
+
+
+def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
+    """One (here empty) member with the first slice, shared by the others."""
+    nz = volume.shape[2]
+    return [EncodedSlice({"kind": "fmri"}, b"" if z == 0 else None, None if z == 0 else 0) for z in range(nz)]
+
+
+def encode(volume: Volume4D, config: Config, progress=None) -> list[EncodedSlice]:
+    """Fit the model to the whole run (x, y, z, time)."""
+    data = volume.data.astype(np.float64)
+    nx, ny, nz, nt = data.shape
+    if nt < 3:
+        raise InputError(f"the fmri codec needs a time series (3 or more volumes), not {nt}")
+    emit = progress or (lambda event: None)
+    mean = data.mean(axis=3)
+    spread = data.std(axis=3)
+    rough = mean > config.mask_fraction * np.percentile(mean, 99)
+    noise = float(np.median(spread[rough])) if rough.any() else 0.0
+    step = config.mean_step * noise if noise > 0 else max(float(np.ptp(mean)), 1.0) * 1e-3
+    mean_q = np.rint(mean / step).astype(np.int64)
+    if np.abs(mean_q).max() >= 2**31:
+        raise InputError("the mean frame's quantisation step is too small")
+    mean_q = mean_q.astype(np.int32)
+    mean_member = lossless.encode_slice(mean_q, list(range(nz)), {}, MEAN_CODER)
+    threshold = int(config.mask_fraction * np.percentile(mean_q, 99))
+    mask = mean_q > threshold
+    dynamics = (data - (mean_q * step)[..., None])[mask]  # (N, T)
+    scale = float(dynamics.std()) or 1.0
+    entry = {"kind": "fmri", "mean_step": step, "threshold": threshold, "scale": scale, "frames": nt}
+    if not mask.any():
+        arrays, entry["components"] = [], 0
+    else:
+        arrays, entry["components"] = _fit(grid(nx, ny, nz)[mask.ravel()], dynamics / scale, mask, config, emit)
+    weights = pack_weights(arrays, config.weight_bits, "rans") if arrays else b""
+    member = np.array([len(mean_member), len(weights)], dtype=HEADER).tobytes() + mean_member + weights
+    emit({"event": "slice", "slice": 0, "slices": nz, "kind": "network", "bytes": len(member)})
+    out = placeholders(volume, config)
+    out[0].member = member
+    for item in out:
+        item.entry = dict(entry)
+    return out
+
+
+def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:
+    """The float64 slice (x, y, time) at the entry's index."""
+    nx, ny, nz, nt = shape
+    if entry.get("kind") != "fmri" or member is None:
+        raise ArchiveError("an fmri slice needs the shared member")
+    z, k = int(entry["index"]), int(entry["components"])
+    if int(entry["frames"]) != nt:
+        raise ArchiveError("the fmri entry's frame count does not match the shape")
+    mean_q, arrays = _unpacked(member, (nx, ny, nz, nt), k, config)
+    mean = mean_q[:, :, z].astype(np.float64) * float(entry["mean_step"])
+    out = np.repeat(mean[..., None], nt, axis=2)
+    mask = mean_q[:, :, z] > int(entry["threshold"])
+    if k and mask.any():
+        coords = grid(nx, ny, nz).reshape(nx, ny, nz, 3)[:, :, z][mask]
+        out[mask] += float(entry["scale"]) * _series(arrays, coords, config)
+    return out
+
+
+# --- the model ------------------------------------------------------------------------------------------
+
+
+def fastica(data: np.ndarray, k: int, seed: int = 0, iterations: int = 200,
+            tolerance: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial ICA of `data` (voxels N × time T, zero-mean rows): (maps N × k, patterns k × T) with
+    data ≈ maps @ patterns and maps of unit variance: PCA to k components, then symmetric FastICA
+    (log-cosh contrast) over the voxels."""
+    n = data.shape[0]
+    u, sigma, vt = np.linalg.svd(data, full_matrices=False)
+    k = min(k, int((sigma > sigma[0] * 1e-10).sum()) if sigma.size else 0)
+    if k == 0:
+        return np.zeros((n, 0)), np.zeros((0, data.shape[1]))
+    white = u[:, :k] * math.sqrt(n)  # N × k, unit variance, uncorrelated
+    unmix = _decorrelated(np.random.default_rng(seed).normal(size=(k, k)))
+    for _ in range(iterations):
+        g = np.tanh(white @ unmix.T)
+        updated = _decorrelated(g.T @ white / n - (1 - g**2).mean(axis=0)[:, None] * unmix)
+        converged = np.max(np.abs(np.abs(np.einsum("ij,ij->i", updated, unmix)) - 1)) < tolerance
+        unmix = updated
+        if converged:
+            break
+    maps = white @ unmix.T
+    patterns = unmix @ (sigma[:k, None] * vt[:k]) / math.sqrt(n)
+    return maps, patterns
+
+
+def _decorrelated(w: np.ndarray) -> np.ndarray:
+    """(W Wᵀ)^(−1/2) W: the nearest matrix with orthonormal rows."""
+    values, vectors = np.linalg.eigh(w @ w.T)
+    return vectors @ np.diag(1 / np.sqrt(np.maximum(values, 1e-12))) @ vectors.T @ w
+
+
+def _fit(coords: np.ndarray, target: np.ndarray, mask: np.ndarray, config: Config, emit) -> tuple[list, int]:
+    """Train the model on the normalised dynamics `target` (N, T) at `coords` (N, 3); the arrays to store
+    (in `_shapes` order, with biases) and K."""
+    import torch
+
+    from ..nets import Siren, pick_device
+    from ..quantize import fake_quantize
+
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    maps0, patterns0 = fastica(target, min(config.components, target.shape[0] - 1, target.shape[1] - 1),
+                               config.seed)
+    k = patterns0.shape[0]
+    if k == 0:
+        return [], 0
+    model = _model_class()(Siren(3, k, config.layers, config.units, config.w0), patterns0, config).to(device)
+    x = torch.as_tensor(coords, dtype=torch.float32, device=device)
+    y = torch.as_tensor(target, dtype=torch.float32, device=device)
+    where = torch.as_tensor(np.flatnonzero(mask.ravel()), device=device)
+    ssim = _Ssim(mask.shape, where, float(y.max() - y.min()) or 1.0, device)
+    _pretrain(model.maps, x, torch.as_tensor(maps0, dtype=torch.float32, device=device), config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    total = config.epochs + config.qat_epochs
+    clock = Clock(total)
+    emit({"event": "start", "slices": mask.shape[2], "networks": 1, "epochs": total, "device": str(device)})
+
+    def stored(params: dict) -> dict:
+        return {name: fake_quantize(p.reshape(p.shape[0], -1), config.weight_bits).reshape(p.shape)
+                if p.dim() > 1 else p for name, p in params.items()}
+
+    best, best_loss = None, math.inf
+    for epoch in range(1, total + 1):
+        quantised = epoch > config.epochs
+        for group in optimiser.param_groups:
+            group["lr"] = config.lr * (0.01 if quantised else 0.5 * (1 + math.cos(math.pi * epoch / config.epochs)))
+        optimiser.zero_grad(set_to_none=True)
+        params = dict(model.named_parameters())
+        pred = torch.func.functional_call(model, stored(params) if quantised else params, (x,))
+        frames = torch.randperm(y.shape[1], device=device)[:SSIM_FRAMES]  # SSIM on a sample of frames
+        loss = torch.mean((pred - y) ** 2) + config.ssim_weight * (1 - ssim(pred, y, frames))
+        loss.backward()
+        optimiser.step()
+        if epoch % 25 and epoch != total:
+            continue
+        with torch.no_grad():
+            pred = torch.func.functional_call(model, stored(dict(model.named_parameters())), (x,))
+            score = float(torch.mean((pred - y) ** 2) + config.ssim_weight * (1 - ssim(pred, y)))
+        if score < best_loss:
+            best_loss, best = score, {n: p.detach().cpu().numpy().copy() for n, p in model.named_parameters()}
+        clock.update(epoch)
+        emit({"event": "epoch", "slice": 0, "slices": mask.shape[2], "epoch": epoch, "epochs": total,
+              "loss": score, "psnr": -10 * math.log10(max(float(torch.mean((pred - y) ** 2)), 1e-30)),
+              "eta_s": clock.eta()})
+    if best is None:
+        raise FloatingPointError("training diverged: the loss is not finite")
+    return _stored_arrays(best, config, k), k
+
+
+def _stored_arrays(params: dict[str, np.ndarray], config: Config, k: int) -> list[np.ndarray]:
+    """The model's parameters (by name) as the (W, b) pairs `pack_weights` stores, in `_shapes` order."""
+    siren = [a for name, a in params.items() if name.startswith("maps.")]  # registration order
+    w1, w2 = params["widen.weight"], params["narrow.weight"]
+    return [*siren, params["patterns"], np.zeros(k, dtype=np.float32), w1.reshape(w1.shape[0], -1),
+            params["widen.bias"], w2.reshape(1, -1), params["narrow.bias"]]
+
+
+def _pretrain(maps, x, target, config: Config, epochs: int = 300) -> None:
+    """Fit the SIREN to the ICA maps (the paper's pre-training)."""
+    import torch
+
+    optimiser = torch.optim.Adam(maps.parameters(), lr=config.lr)
+    for _ in range(epochs):
+        optimiser.zero_grad(set_to_none=True)
+        torch.mean((maps(x) - target) ** 2).backward()
+        optimiser.step()
+
+
+def _model_class():
+    import torch
+    from torch import nn
+
+    class Model(nn.Module):
+        """fusion(maps(coords) @ patterns)."""
+
+        def __init__(self, maps: nn.Module, patterns: np.ndarray, config: Config) -> None:
+            super().__init__()
+            self.maps = maps
+            self.patterns = nn.Parameter(torch.as_tensor(patterns, dtype=torch.float32))
+            width = config.fusion_kernel
+            self.widen = nn.Conv1d(1, config.fusion_channels, width, padding=width // 2)
+            self.narrow = nn.Conv1d(config.fusion_channels, 1, width, padding=width // 2)
+            with torch.no_grad():  # the fusion starts as the identity
+                self.narrow.weight.zero_()
+                self.narrow.bias.zero_()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            series = self.maps(x) @ self.patterns
+            return series + self.narrow(torch.relu(self.widen(series[:, None])))[:, 0]
+
+    return Model
+
+
+class _Ssim:
+    """Mean SSIM (Gaussian window 7, σ 1.5) over the axial slices of frames, of masked series scattered
+    into the volume; `frames` (optional) picks the frames to score."""
+
+    def __init__(self, shape: tuple, where, data_range: float, device) -> None:
+        import torch
+
+        self.shape, self.where = shape, where
+        t = torch.arange(7, dtype=torch.float32, device=device) - 3
+        g = torch.exp(-t**2 / (2 * 1.5**2))
+        self.window = (g / g.sum()).repeat(5, 1, 1)  # one 1D kernel per statistic
+        self.c1, self.c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+
+    def images(self, series):
+        import torch
+
+        nx, ny, nz = self.shape
+        full = torch.zeros(nx * ny * nz, series.shape[1], device=series.device, dtype=series.dtype)
+        full = full.index_copy(0, self.where, series)
+        return full.reshape(nx, ny, nz, -1).permute(2, 3, 0, 1).reshape(-1, nx, ny)
+
+    def __call__(self, pred, target, frames=None):
+        import torch
+        import torch.nn.functional as functional
+
+        if min(self.shape[:2]) < 7:  # no room for the window: SSIM takes no part
+            return torch.ones((), device=pred.device)
+        if frames is not None:
+            pred, target = pred[:, frames], target[:, frames]
+        a, b = self.images(pred), self.images(target)
+        stats = torch.stack([a, b, a * a, b * b, a * b], dim=1)  # (images, 5, x, y)
+        n, _, nx, ny = stats.shape
+        # separable blur: along y, then along x (grouped 1D convolutions, one group per statistic)
+        rows = functional.conv1d(stats.permute(0, 2, 1, 3).reshape(n * nx, 5, ny), self.window, groups=5)
+        cols = rows.reshape(n, nx, 5, -1).permute(0, 3, 2, 1).reshape(-1, 5, nx)
+        blurred = functional.conv1d(cols, self.window, groups=5)
+        mu_a, mu_b, aa, bb, ab = blurred.unbind(dim=1)
+        var_a, var_b, cov = aa - mu_a**2, bb - mu_b**2, ab - mu_a * mu_b
+        score = ((2 * mu_a * mu_b + self.c1) * (2 * cov + self.c2)) / (
+            (mu_a**2 + mu_b**2 + self.c1) * (var_a + var_b + self.c2))
+        return score.mean()
+
+
+def _shapes(config: Config, k: int, nt: int) -> list[tuple[int, int]]:
+    """(out, in) of every stored matrix: SIREN layers and head, patterns, the two fusion convolutions."""
+    widths = [3] + [config.units] * config.layers
+    siren = list(zip(widths[1:], widths[:-1])) + [(k, config.units)]
+    f, width = config.fusion_channels, config.fusion_kernel
+    return siren + [(k, nt), (f, width), (1, f * width)]
+
+
+def _series(arrays: list[np.ndarray], coords: np.ndarray, config: Config) -> np.ndarray:
+    """Numpy forward pass: (N, T) normalised time series at `coords` (N, 3)."""
+    n_siren = 2 * (config.layers + 1)
+    maps = forward(arrays[:n_siren], coords.astype(np.float32), config.w0, "identity", ["sine"] * config.layers)
+    patterns, _, w1, b1, w2, b2 = arrays[n_siren:]
+    series = maps @ patterns.astype(np.float32)  # (N, T)
+    return (series + _fusion(series, w1, b1, w2, b2, config.fusion_kernel)).astype(np.float64)
+
+
+def _fusion(series: np.ndarray, w1, b1, w2, b2, width: int) -> np.ndarray:
+    """conv(relu(conv(series))) over time, zero-padded 'same' convolutions (cross-correlation, as torch)."""
+    half = width // 2
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(series, ((0, 0), (half, half))), width, axis=1)
+    hidden = np.maximum(windows @ w1.T.astype(np.float32) + b1.astype(np.float32), 0)  # (N, T, F)
+    padded = np.pad(hidden, ((0, 0), (half, half), (0, 0)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1)  # (N, T, F, width)
+    kernel = w2.astype(np.float32).reshape(hidden.shape[2], width)
+    return np.einsum("ntfw,fw->nt", windows, kernel) + np.float32(b2[0])
+
+
+@lru_cache(maxsize=4)
+def _unpacked(member: bytes, shape: tuple, k: int, config: Config) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The mean frame's integers and the model's arrays (cached: every slice shares the member)."""
+    nx, ny, nz, nt = shape
+    if len(member) < 8:
+        raise ArchiveError("fmri member is truncated")
+    n_mean, n_weights = (int(v) for v in np.frombuffer(member, dtype=HEADER, count=2))
+    if 8 + n_mean + n_weights != len(member):
+        raise ArchiveError("fmri member is truncated or has trailing bytes")
+    mean_q = lossless.decode_member(member[8:8 + n_mean], (nx, ny, nz), np.dtype(np.int32), list(range(nz)),
+                                    MEAN_CODER)
+    arrays = unpack_weights(member[8 + n_mean:], _shapes(config, k, nt), config.weight_bits, "rans") if k else []
+    return mean_q, arrays
