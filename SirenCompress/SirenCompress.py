@@ -63,7 +63,7 @@ class SirenCompressParameterNode:
     """The panel's settings; names shared with SirenCompressLib.slicer_nodes.PANEL_PARAMETERS."""
 
     inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]
-    codec: Annotated[str, Choice(["siren", "lossless"])] = "siren"
+    codec: Annotated[str, Choice(["siren", "fmri", "lossless"])] = "siren"
     quantizeStep: Annotated[float, WithinRange(0.0, 1e9), Decimals(6)] = 0.0
     preset: Annotated[str, Choice(sorted(PRESETS))] = DEFAULT_PRESET
     layers: Annotated[int, WithinRange(1, 16)] = 3
@@ -99,6 +99,7 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.compressButton.connect("clicked(bool)", self.onCompressButton)
         self.ui.presetComboBox.connect("currentTextChanged(QString)", self.onPresetChanged)
+        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
         self.ui.deviceLabel.text = self.logic.detectedDevice()
         self.initializeParameterNode()
@@ -148,9 +149,10 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.compressButton.enabled = True
             return
         self.ui.compressButton.text = _("Compress")
-        lossless = self._parameterNode.codec == "lossless"
-        self.ui.networkCollapsibleButton.enabled = not lossless
-        self.ui.quantizeSpinBox.enabled = lossless
+        codec = self._parameterNode.codec
+        self.ui.networkCollapsibleButton.enabled = codec != "lossless"
+        self.ui.presetComboBox.enabled = self.ui.finalActivationComboBox.enabled = codec == "siren"
+        self.ui.quantizeSpinBox.enabled = codec == "lossless"
         try:
             kind = slicer_nodes.input_kind(self._parameterNode.inputNode)
         except SirenCompressError as exc:
@@ -160,6 +162,14 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputInfoLabel.text = {"dwi": _("diffusion-weighted volume"), "sequence": _("sequence of volumes"),
                                        "multivolume": _("multivolume (decoded as a sequence)")}[kind]
         self.ui.compressButton.enabled = True
+
+    def onInputChanged(self, node) -> None:
+        """A long time series (sequence or multivolume) is offered the fmri codec first."""
+        if self._parameterNode and node is not None and self._parameterNode.codec != "lossless":
+            try:
+                self._parameterNode.codec = slicer_nodes.suggested_codec(node)
+            except SirenCompressError:
+                pass  # not compressible: _updateButton says why
 
     def onPresetChanged(self, preset: str) -> None:
         """A preset brings its learning rate; the other fields keep what the user set."""

@@ -20,7 +20,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .archive import Archive, read_archive
-from .codecs import lossless
+from .codecs import fmri, lossless
 from .codecs.siren import DEFAULT_PRESET, PRESETS, Config, default_config
 from .errors import InputError, SirenCompressError
 from .io import write_volume
@@ -34,8 +34,21 @@ MODULE_NAME = "SirenCompress"
 SUFFIX = "_siren"
 MULTIVOLUME_LABELS = "MultiVolume.FrameLabels"
 # Codec setting → name of the module panel's parameter (SirenCompressParameterNode field).
+FMRI_MIN_FRAMES = 50  # time series this long are offered the fmri codec first
 PANEL_PARAMETERS = {"layers": "layers", "units": "units", "epochs": "epochs", "lr": "learningRate",
                     "final_activation": "finalActivation", "device": "device"}
+
+
+def suggested_codec(node) -> str:
+    """"fmri" for a sequence or multivolume of FMRI_MIN_FRAMES or more frames, else "siren"."""
+    kind = input_kind(node)
+    if kind == "sequence":
+        frames = node.GetNumberOfDataNodes()
+    elif kind == "multivolume":
+        frames = node.GetImageData().GetNumberOfScalarComponents()
+    else:
+        return "siren"
+    return "fmri" if frames >= FMRI_MIN_FRAMES else "siren"
 
 
 def input_kind(node) -> str:
@@ -242,7 +255,7 @@ class NodeCompression:
     `cancel()` at any time leaves no output file.
     """
 
-    def __init__(self, node, output_path: str | os.PathLike, config: Config | lossless.Config,
+    def __init__(self, node, output_path: str | os.PathLike, config: Config | lossless.Config | fmri.Config,
                  python: str | None = None) -> None:
         input_kind(node)
         self.node, self.output_path, self.config = node, Path(output_path), config
@@ -296,8 +309,8 @@ class NodeCompression:
             self.folder = None
 
 
-def compress_node(node, output_path: str | os.PathLike, config: Config | lossless.Config | None = None, on_event=None,
-                  python: str | None = None, scene=None) -> Loaded:
+def compress_node(node, output_path: str | os.PathLike, config: Config | lossless.Config | fmri.Config | None = None,
+                  on_event=None, python: str | None = None, scene=None) -> Loaded:
     """Blocking form: compress `node` to `output_path` and return the decoded nodes and report."""
     task = NodeCompression(node, output_path, config or default_config(), python).start()
     try:
@@ -309,14 +322,17 @@ def compress_node(node, output_path: str | os.PathLike, config: Config | lossles
 
 
 def panel_config(preset: str = DEFAULT_PRESET, codec: str = "siren", quantize: float = 0.0,
-                 **settings) -> Config | lossless.Config:
+                 **settings) -> Config | lossless.Config | fmri.Config:
     """The panel's codec settings: for "siren", a named preset with the panel's network settings (Config
-    field names) on top; for "lossless", that codec's defaults with the quantisation step `quantize` for
-    float input (0: none; the network settings do not apply)."""
+    field names) on top; for "fmri", that codec's defaults with those of the settings it has (layers,
+    units, epochs, lr, device, seed); for "lossless", its defaults with the quantisation step `quantize`
+    for float input (0: none; the network settings do not apply)."""
     if codec == "lossless":
         return lossless.Config(quantize=quantize or None)
+    if codec == "fmri":
+        return fmri.Config(**{k: v for k, v in settings.items() if k in fmri.Config.__dataclass_fields__})
     if codec != "siren":
-        raise InputError(f"the panel offers the siren and lossless codecs, not {codec!r}")
+        raise InputError(f"the panel offers the siren, fmri and lossless codecs, not {codec!r}")
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
     return Config(**{**PRESETS[preset].to_json(), **settings})
@@ -329,7 +345,8 @@ def config_from_scene(scene=None) -> Config | lossless.Config:
     if node is None:
         return default_config()
     preset = node.GetParameter("preset") or DEFAULT_PRESET
-    if node.GetParameter("codec") == "lossless":
+    codec = node.GetParameter("codec") or "siren"
+    if codec == "lossless":
         return panel_config(codec="lossless", quantize=float(node.GetParameter("quantizeStep") or 0))
     base = panel_config(preset)
     values = {}
@@ -337,7 +354,7 @@ def config_from_scene(scene=None) -> Config | lossless.Config:
         text = node.GetParameter(parameter)
         if text:
             values[key] = type(getattr(base, key))(text)
-    return panel_config(preset, **values)
+    return panel_config(preset, codec=codec, **values)
 
 
 class _ArchiveFileIO:

@@ -71,6 +71,8 @@ def test_lossless_codec_in_the_panel(module):
     assert isinstance(config, lossless.Config) and config.quantize == 0.5
     assert module.SirenCompressLogic.configFromParameters(
         types.SimpleNamespace(**{**defaults, "codec": "lossless"})).quantize is None
+    fmri_config = module.SirenCompressLogic.configFromParameters(types.SimpleNamespace(**{**defaults, "codec": "fmri"}))
+    assert fmri_config.units == defaults["units"] and fmri_config.epochs == defaults["epochs"]
 
 
 def test_output_path(module, tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ from SirenCompressLib import (  # noqa: E402
     write_volume,
 )
 from SirenCompressLib import slicer_nodes as sn  # noqa: E402
-from SirenCompressLib.codecs import lossless  # noqa: E402
+from SirenCompressLib.codecs import fmri, lossless  # noqa: E402
 
 
 @pytest.fixture
@@ -212,6 +212,22 @@ def test_lossless_compress_node_is_bit_exact(scene, tmp_path):
     assert decoded.data.dtype == original.data.dtype
     np.testing.assert_array_equal(decoded.data, original.data)
     np.testing.assert_allclose(decoded.gradients.bvals, original.gradients.bvals)
+
+
+def test_fmri_codec_for_a_long_sequence(scene, tmp_path):
+    from SirenCompressLib.fmri_phantom import fmri_phantom
+
+    run = fmri_phantom(shape=(16, 16, 2), frames=50).volume
+    sequence, _ = sn.nodes_from_volume(run, "bold", scene)
+    assert sn.suggested_codec(sequence) == "fmri"
+    assert sn.suggested_codec(sn.nodes_from_volume(sequence_volume(), "short", scene)[0]) == "siren"
+    assert sn.suggested_codec(dwi_node(scene, phantom())) == "siren"
+    config = sn.panel_config(codec="fmri", layers=2, units=16, epochs=20, lr=1e-3, final_activation="relu",
+                             device="cpu")
+    assert config == fmri.Config(layers=2, units=16, epochs=20, lr=1e-3, device="cpu")
+    loaded = sn.compress_node(sequence, tmp_path / "bold.sirz", fmri.Config(**{**config.to_json(), "qat_epochs": 5}))
+    assert loaded.archive.manifest["codec"]["name"] == "fmri"
+    assert loaded.nodes[0].IsA("vtkMRMLSequenceNode") and loaded.nodes[0].GetNumberOfDataNodes() == 50
 
 
 def test_background_compress_can_be_cancelled(scene, tmp_path):
