@@ -10,7 +10,6 @@ connectivity of the phantom's six regions).
 from __future__ import annotations
 
 import argparse
-import math
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,7 @@ import numpy as np
 
 from SirenCompressLib.archive import to_bytes
 from SirenCompressLib.codecs import fmri, siren
+from SirenCompressLib.errors import InputError
 from SirenCompressLib.evaluate import classical
 from SirenCompressLib.evaluate.fmri import fmri_fidelity
 from SirenCompressLib.fmri_phantom import fmri_phantom
@@ -30,26 +30,36 @@ from SirenCompressLib.volume import Volume4D
 UNITS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
 
 
-def fmri_at_ratio(volume: Volume4D, ratio: float, epochs: int) -> tuple[np.ndarray, int, str]:
-    """The fmri codec with the units whose archive (probed with short training) is nearest the target size."""
+def fmri_at_ratio(volume: Volume4D, ratio: float, epochs: int, components: int) -> tuple[np.ndarray, int, str]:
+    """The fmri codec with the units at which archives probed with short training reach the target size
+    (interpolated between the probes around it)."""
     target = volume.data.size * 2 / ratio
+
+    def config(units: int, epochs: int) -> fmri.Config:
+        return fmri.Config(components=components, units=units, epochs=epochs, qat_epochs=epochs // 5, device="cpu")
+
     probes = {}
     for units in UNITS:
-        config = fmri.Config(units=units, epochs=20, qat_epochs=5, device="cpu")
-        probes[units] = len(to_bytes(compress(volume, "fmri", config)))
+        probes[units] = len(to_bytes(compress(volume, "fmri", config(units, 20))))
         if probes[units] > target:
             break
-    units = min(probes, key=lambda u: abs(math.log(probes[u] / target)))
-    archive = compress(volume, "fmri", fmri.Config(units=units, epochs=epochs, qat_epochs=epochs // 5, device="cpu"))
-    return decompress(archive).data, len(to_bytes(archive)), f"3×{units}, K 20"
+    below = max((u for u in probes if probes[u] <= target), default=UNITS[0])
+    above = min((u for u in probes if probes[u] > target), default=below)
+    units = below if above == below else int(below + (above - below) * (target - probes[below])
+                                            / (probes[above] - probes[below]))
+    archive = compress(volume, "fmri", config(units, epochs))
+    return decompress(archive).data, len(to_bytes(archive)), f"3×{units}, K {components}"
 
 
 def siren_at_ratio(volume: Volume4D, ratio: float, epochs: int) -> tuple[np.ndarray, int, str]:
     base = siren.Config(**{**siren.PRESETS["compact"].to_json(), "epochs": epochs, "qat_epochs": epochs // 5,
                            "device": "cpu"})
-    config = config_for_ratio(base, volume, ratio, "siren")
+    try:
+        config = config_for_ratio(base, volume, ratio, "siren")
+    except InputError:  # out of reach at 8 bits: try 6
+        config = config_for_ratio(siren.Config(**{**base.to_json(), "weight_bits": 6}), volume, ratio, "siren")
     archive = compress(volume, "siren", config)
-    return decompress(archive).data, len(to_bytes(archive)), f"compact 3×{config.units}"
+    return decompress(archive).data, len(to_bytes(archive)), f"compact 3×{config.units}, {config.weight_bits}-bit"
 
 
 def video_at_size(data: np.ndarray, target: int, encoder: str) -> tuple[np.ndarray, int, str]:
@@ -98,7 +108,8 @@ def video_at_size(data: np.ndarray, target: int, encoder: str) -> tuple[np.ndarr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratios", type=float, nargs="+", default=[30.0, 100.0])
-    parser.add_argument("--epochs", type=int, default=800, help="fmri codec training epochs")
+    parser.add_argument("--epochs", type=int, default=1500, help="fmri codec training epochs")
+    parser.add_argument("--components", type=int, default=20, help="fmri codec activation patterns K")
     parser.add_argument("--siren-epochs", type=int, default=600)
     args = parser.parse_args()
     phantom = fmri_phantom()
@@ -111,17 +122,26 @@ def main() -> None:
     for ratio in args.ratios:
         target = int(raw / ratio)
         runs = {
-            "fmri": lambda: fmri_at_ratio(volume, ratio, args.epochs),
+            "fmri": lambda: fmri_at_ratio(volume, ratio, args.epochs, args.components),
             "siren (time as volumes)": lambda: siren_at_ratio(volume, ratio, args.siren_epochs),
             "JPEG 2000 per frame": lambda: _coded(classical.images_at_size(data, target, "JPEG 2000", "per-image")),
+            "JPEG 2000 tiled": lambda: _coded(classical.images_at_size(data, target, "JPEG 2000", "tiled")),
             "KLT + JPEG 2000": lambda: _coded(classical.klt_at_size(data, target)),
             "H.264 (x264, 10-bit)": lambda: video_at_size(data, target, "libx264"),
             "H.265 (x265, 12-bit)": lambda: video_at_size(data, target, "libx265"),
         }
         for name, run in runs.items():
             start = time.perf_counter()
-            decoded, nbytes, setting = run()
+            try:
+                decoded, nbytes, setting = run()
+            except InputError as exc:
+                print(f"| {ratio:g} | {name} | cannot reach the target: {exc} | | | | | | | |", flush=True)
+                continue
             seconds = time.perf_counter() - start
+            if nbytes > 1.1 * target:
+                print(f"| {ratio:g} | {name} | cannot reach the target: at its smallest CR {raw / nbytes:.1f} "
+                      "| | | | | | | |", flush=True)
+                continue
             f = fmri_fidelity(volume, Volume4D(decoded, volume.ijk_to_ras), phantom.tr, phantom.events,
                               phantom.labels)
             print(f"| {ratio:g} | {name} | {setting} | {raw / nbytes:.1f} | {f.psnr:.2f} | {f.ssim:.4f} | "

@@ -10,7 +10,8 @@ The whole run is one model (stored with the first slice; the other slices share 
 - in the mask, the time series minus the mean, in units of their standard deviation, as
   fusion(Σ_k w_k(x, y, z) · c_k(t)): K temporal activation patterns c_k (a learnable K × T matrix
   initialised by spatial FastICA of the masked data), spatial weight maps w_k from a SIREN of the voxel
-  coordinates (pre-trained on the ICA maps), and a small fusion network: a residual two-layer 1D
+  coordinates (pre-trained on the ICA maps) with a learnt soft threshold per map (small weights become
+  0: less of a pattern leaks where it is absent), and a small fusion network: a residual two-layer 1D
   convolution over time;
 - loss L2 + σ·(1 − SSIM of the frames' axial slices); the last `qat_epochs` train through 8-bit
   quantisation; SIREN weights, patterns and fusion weights are quantised per row and rANS-coded.
@@ -33,6 +34,7 @@ from .siren import Clock, forward, grid, pack_weights, unpack_weights
 
 HEADER = np.dtype("<u4")
 MEAN_CODER = lossless.Config(qspace="off", order="file")
+THRESHOLD_START = 0.1  # soft threshold on the spatial maps (unit variance at the start), learnt
 SSIM_FRAMES = 16  # frames whose SSIM enters each training step's loss
 
 
@@ -233,7 +235,7 @@ def _stored_arrays(params: dict[str, np.ndarray], config: Config, k: int) -> lis
     """The model's parameters (by name) as the (W, b) pairs `pack_weights` stores, in `_shapes` order."""
     siren = [a for name, a in params.items() if name.startswith("maps.")]  # registration order
     w1, w2 = params["widen.weight"], params["narrow.weight"]
-    return [*siren, params["patterns"], np.zeros(k, dtype=np.float32), w1.reshape(w1.shape[0], -1),
+    return [*siren, params["patterns"], params["thresholds"], w1.reshape(w1.shape[0], -1),
             params["widen.bias"], w2.reshape(1, -1), params["narrow.bias"]]
 
 
@@ -259,6 +261,7 @@ def _model_class():
             super().__init__()
             self.maps = maps
             self.patterns = nn.Parameter(torch.as_tensor(patterns, dtype=torch.float32))
+            self.thresholds = nn.Parameter(torch.full((patterns.shape[0],), THRESHOLD_START))
             width = config.fusion_kernel
             self.widen = nn.Conv1d(1, config.fusion_channels, width, padding=width // 2)
             self.narrow = nn.Conv1d(config.fusion_channels, 1, width, padding=width // 2)
@@ -267,7 +270,9 @@ def _model_class():
                 self.narrow.bias.zero_()
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            series = self.maps(x) @ self.patterns
+            maps = self.maps(x)
+            maps = torch.sign(maps) * torch.relu(maps.abs() - self.thresholds.abs())  # small weights to 0
+            series = maps @ self.patterns
             return series + self.narrow(torch.relu(self.widen(series[:, None])))[:, 0]
 
     return Model
@@ -328,7 +333,8 @@ def _series(arrays: list[np.ndarray], coords: np.ndarray, config: Config) -> np.
     """Numpy forward pass: (N, T) normalised time series at `coords` (N, 3)."""
     n_siren = 2 * (config.layers + 1)
     maps = forward(arrays[:n_siren], coords.astype(np.float32), config.w0, "identity", ["sine"] * config.layers)
-    patterns, _, w1, b1, w2, b2 = arrays[n_siren:]
+    patterns, thresholds, w1, b1, w2, b2 = arrays[n_siren:]
+    maps = np.sign(maps) * np.maximum(np.abs(maps) - np.abs(thresholds.astype(np.float32)), 0)
     series = maps @ patterns.astype(np.float32)  # (N, T)
     return (series + _fusion(series, w1, b1, w2, b2, config.fusion_kernel)).astype(np.float64)
 
