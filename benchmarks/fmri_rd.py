@@ -4,7 +4,7 @@ wheel; each axial slice a 12-bit (H.265) or 10-bit (H.264) grey video over time)
 Scores: PSNR and SSIM, and the downstream checks of `evaluate --fmri` (GLM z-map against the original's,
 connectivity of the phantom's six regions).
 
-    python benchmarks/fmri_rd.py [--ratios 30 100] [--epochs 800] [--siren-epochs 600]
+    python benchmarks/fmri_rd.py [--ratios 30 100] [--epochs 1500] [--siren-epochs 600] [--only CODEC ...]
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1500, help="fmri codec training epochs")
     parser.add_argument("--components", type=int, default=20, help="fmri codec activation patterns K")
     parser.add_argument("--siren-epochs", type=int, default=600)
+    parser.add_argument("--only", nargs="+", metavar="CODEC", help="run only these rows (names as in the table)")
     args = parser.parse_args()
     phantom = fmri_phantom()
     volume, data = phantom.volume, phantom.volume.data
@@ -131,6 +132,8 @@ def main() -> None:
             "H.265 (x265, 12-bit)": lambda: video_at_size(data, target, "libx265"),
         }
         for name, run in runs.items():
+            if args.only and name not in args.only:
+                continue
             start = time.perf_counter()
             try:
                 decoded, nbytes, setting = run()
@@ -148,7 +151,9 @@ def main() -> None:
                   f"{f.z_correlation:.4f} | {f.z_mad:.3f} | {f.connectivity_mad:.4f} | {seconds:.0f} |", flush=True)
 
 
-def _coded(coded: classical.Coded) -> tuple[np.ndarray, int, str]:
+def _coded(coded: classical.Coded | None) -> tuple[np.ndarray, int, str]:
+    if coded is None:
+        raise InputError("no setting reaches it")
     return coded.decoded, coded.nbytes, "" if coded.parameter is None else f"parameter {coded.parameter:.3g}"
 
 
