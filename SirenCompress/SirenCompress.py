@@ -395,6 +395,8 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         self.test_panel_compress_and_cancel()
         self.setUp()
         self.test_panel_lossless()
+        self.setUp()
+        self.test_console_fmri()
 
     def _phantomNode(self):
         from SirenCompressLib.phantom import dwi_phantom
@@ -440,6 +442,19 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         self.assertIsNone(widget.task)
         self.assertFalse(path.exists())
         self.delayDisplay("Test passed")
+
+    def test_console_fmri(self):
+        self.delayDisplay("Console: the fmri codec on a sequence of 50 frames")
+        from SirenCompressLib.fmri_phantom import fmri_phantom
+
+        sequence = slicer_nodes.nodes_from_volume(fmri_phantom(shape=(16, 16, 2), frames=50).volume, "bold",
+                                                  slicer.mrmlScene)[0]
+        self.assertEqual(slicer_nodes.suggested_codec(sequence), "fmri")
+        path = Path(slicer.app.temporaryPath) / "SirenCompressFmri.sirz"
+        loaded = SirenCompressLogic().compress(sequence, outputPath=path, codec="fmri", layers=2, units=16,
+                                               epochs=20, device="cpu")
+        self.assertEqual(loaded.nodes[0].GetNumberOfDataNodes(), 50)
+        path.unlink()
 
     def test_panel_lossless(self):
         self.delayDisplay("Panel: the lossless codec gives back the voxels exactly")
