@@ -15,10 +15,10 @@ Modules are imported on first use, so that decoding never imports what only enco
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import ModuleType
 
-from ..errors import InputError
+from ..errors import ArchiveError, InputError
 
 CODECS = {"siren": "SirenCompressLib.codecs.siren", "siren3d": "SirenCompressLib.codecs.siren3d",
           "lossless": "SirenCompressLib.codecs.lossless", "fmri": "SirenCompressLib.codecs.fmri"}
@@ -32,6 +32,20 @@ class EncodedSlice:
     entry: dict = field(default_factory=dict)
     member: bytes | None = None
     member_of: int | None = None
+
+
+class JsonSettings:
+    """`to_json` / `from_json` for a codec's settings dataclass (as the manifest stores them)."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict):
+        try:
+            return cls(**d)
+        except (TypeError, InputError) as exc:
+            raise ArchiveError(f"the archive's codec settings are not valid: {exc}") from None
 
 
 def get_codec(name: str) -> ModuleType:

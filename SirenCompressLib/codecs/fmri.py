@@ -22,14 +22,14 @@ Decoding needs numpy alone. Member layout: docs/FORMAT.md.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from ..errors import ArchiveError, InputError
 from ..volume import Volume4D
-from . import EncodedSlice, lossless
+from . import EncodedSlice, JsonSettings, lossless
 from .siren import Clock, forward, grid, pack_weights, unpack_weights
 
 HEADER = np.dtype("<u4")
@@ -39,7 +39,7 @@ SSIM_FRAMES = 16  # frames whose SSIM enters each training step's loss
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(JsonSettings):
     """Settings of the fmri codec."""
 
     components: int = 20  # K temporal activation patterns
@@ -67,13 +67,6 @@ class Config:
             raise InputError("weight bits must be 2 to 8")
         if not self.mean_step > 0 or not 0 < self.mask_fraction < 1:
             raise InputError("the mean step must be positive and the mask fraction in (0, 1)")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict) -> Config:
-        return cls(**d)
 
 
 def default_config() -> Config:

@@ -25,13 +25,13 @@ each slice's voxels is stored and checked on decoding. Member layout: docs/FORMA
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import entropy
 from ..errors import ArchiveError, InputError
-from . import EncodedSlice
+from . import EncodedSlice, JsonSettings
 
 FRACTION_BITS = 12  # weights are integers in units of 2^-12
 WEIGHT_LIMIT = 1 << 40  # stored weights and factors lie in (−2^40, 2^40)
@@ -50,7 +50,7 @@ INCREMENT = 32  # adaptation speed of the residual coder's model (see entropy.en
 
 
 @dataclass
-class Config:
+class Config(JsonSettings):
     """Settings of the lossless codec."""
 
     references: int = 32  # earlier volumes a regression may use
@@ -71,13 +71,6 @@ class Config:
             raise InputError("references must be 1 to 255")
         if self.quantize is not None and not self.quantize > 0:
             raise InputError("the quantisation step must be positive")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict) -> Config:
-        return cls(**d)
 
 
 def default_config() -> Config:
