@@ -141,3 +141,20 @@ def test_real_fmri_files_round_trip(name, tmp_path):
     decoded = decompress(archive)
     assert decoded.shape == volume.shape
     assert archive.manifest["metrics"]["psnr"] > 20.0
+
+
+def test_training_ssim_matches_scikit_image():
+    torch = pytest.importorskip("torch")
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((20, 18, 3)) > 0.3
+    target = torch.as_tensor(rng.normal(size=(int(mask.sum()), 4)), dtype=torch.float32)
+    pred = target + 0.5 * torch.as_tensor(rng.normal(size=tuple(target.shape)), dtype=torch.float32)
+    span = float(target.max() - target.min())
+    ssim = fmri._Ssim(mask.shape, torch.as_tensor(np.flatnonzero(mask.ravel())), span, "cpu")
+    a, b = ssim.images(pred).numpy(), ssim.images(target).numpy()
+    reference = np.mean([structural_similarity(b[i], a[i], data_range=span, gaussian_weights=True, sigma=1.5,
+                                               use_sample_covariance=False, full=True)[1][3:-3, 3:-3].mean()
+                         for i in range(len(a))])
+    assert float(ssim(pred, target)) == pytest.approx(reference, abs=0.01)
