@@ -257,8 +257,8 @@ def _compress(args: argparse.Namespace) -> None:
     given = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
     if args.target_ratio and args.target_psnr:
         raise InputError("give --target-ratio or --target-psnr, not both")
-    if args.codec in ("lossless", "fmri") and (args.target_ratio or args.target_psnr):
-        raise InputError(f"--target-ratio / --target-psnr work with the siren codecs, not {args.codec}")
+    if args.codec == "lossless" and (args.target_ratio or args.target_psnr):
+        raise InputError("the lossless codec has no rate to control: drop --target-ratio / --target-psnr")
     if args.target_ratio:
         config = config_for_ratio(config, volume, args.target_ratio, args.codec)
     if args.target_psnr and args.codec != "siren":

@@ -1,4 +1,5 @@
-"""Rate control for the siren codec: settings that meet a compression ratio or a PSNR on a given volume."""
+"""Rate control for the network codecs: settings that meet a compression ratio (siren, siren3d, fmri) or a PSNR
+(siren) on a given volume."""
 
 from __future__ import annotations
 
@@ -15,28 +16,31 @@ UNITS_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 INTEGER_BITS = (8, 6)  # bit depths tried for integer weights
 
 
-def config_for_ratio(config: Config, volume, ratio: float, codec: str = "siren") -> Config:
-    """`config` with the most units whose archive of `volume` by `codec` ("siren" or "siren3d") meets
-    compression ratio `ratio` (raw 16-bit bytes over archive bytes). Network sizes are measured by coding
-    freshly initialised networks, whose weights code to nearly the same size as trained ones; the container
-    is measured on a stand-in."""
+def config_for_ratio(config, volume, ratio: float, codec: str = "siren"):
+    """`config` with the most units whose archive of `volume` by `codec` ("siren", "siren3d" or "fmri")
+    meets compression ratio `ratio` (raw 16-bit bytes over archive bytes). Network sizes are measured by
+    coding freshly initialised networks, whose weights code to nearly the same size as trained ones (for
+    fmri with its real mean frame and ICA patterns); the container is measured on a stand-in."""
     import torch
 
     from .nets import Siren
 
     nx, ny, nz, nv = volume.shape
-    placeholders = get_codec(codec).placeholders(volume, config)
+    module = get_codec(codec)
+    placeholders = module.placeholders(volume, config)
     networks = sum(item.member is not None for item in placeholders)
     target = nx * ny * nz * nv * 2 / ratio
     budget = (target - _container_bytes(volume, codec, config, placeholders)) / max(networks, 1)
     n_in = 3 if codec == "siren3d" else 2
 
-    def network_bytes(units: int) -> int:
+    def siren_bytes(units: int) -> int:
         torch.manual_seed(config.seed)
         model = Siren(n_in, nv, config.layers, units, config.w0, config.final_activation, config.basis,
                       config.activation)
         return len(pack_weights([p.detach().numpy() for p in model.parameters()], config.weight_bits,
                                 config.coder))
+
+    network_bytes = module.member_bytes(volume, config) if codec == "fmri" else siren_bytes
 
     lo, hi = 2, 2048
     if network_bytes(lo) > budget:
@@ -45,7 +49,7 @@ def config_for_ratio(config: Config, volume, ratio: float, codec: str = "siren")
     while lo < hi:
         middle = (lo + hi + 1) // 2
         lo, hi = (middle, hi) if network_bytes(middle) <= budget else (lo, middle - 1)
-    return Config(**{**config.to_json(), "units": lo})
+    return type(config)(**{**config.to_json(), "units": lo})
 
 
 @dataclass

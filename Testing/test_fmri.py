@@ -12,6 +12,7 @@ import pytest
 
 from conftest import run_cli
 from SirenCompressLib import Volume4D, read_volume, write_volume
+from SirenCompressLib.archive import to_bytes
 from SirenCompressLib.codecs import fmri
 from SirenCompressLib.errors import InputError
 from SirenCompressLib.fmri_phantom import fmri_phantom, hrf
@@ -83,10 +84,20 @@ def test_cli_refuses_flags_of_other_codecs(tmp_path):
     write_volume(small_phantom().volume, nifti)
     for flags, message in ((["--lr-decay", "cosine"], "does not apply to the fmri codec"),
                            (["--codec", "siren", "--components", "5"], "applies to the fmri codec only"),
-                           (["--target-ratio", "50"], "work with the siren codecs")):
+                           (["--target-psnr", "40"], "works with the siren codec")):
         result = run_cli("compress", nifti, "-o", tmp_path / "x.sirz", *flags)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "x.sirz").exists()
+
+
+def test_target_ratio_picks_the_units(tmp_path):
+    from SirenCompressLib.rate import config_for_ratio
+
+    volume = small_phantom().volume
+    config = config_for_ratio(QUICK, volume, 40.0, "fmri")
+    archive = compress(volume, "fmri", config)
+    ratio = volume.data.size * 2 / len(to_bytes(archive))
+    assert 36 < ratio < 44 and config.units != QUICK.units
 
 
 def test_config_checks_and_json_round_trip():

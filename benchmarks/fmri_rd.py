@@ -27,28 +27,13 @@ from SirenCompressLib.pipeline import compress, decompress
 from SirenCompressLib.rate import config_for_ratio
 from SirenCompressLib.volume import Volume4D
 
-UNITS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
-
 
 def fmri_at_ratio(volume: Volume4D, ratio: float, epochs: int, components: int) -> tuple[np.ndarray, int, str]:
-    """The fmri codec with the units at which archives probed with short training reach the target size
-    (interpolated between the probes around it)."""
-    target = volume.data.size * 2 / ratio
-
-    def config(units: int, epochs: int) -> fmri.Config:
-        return fmri.Config(components=components, units=units, epochs=epochs, qat_epochs=epochs // 5, device="cpu")
-
-    probes = {}
-    for units in UNITS:
-        probes[units] = len(to_bytes(compress(volume, "fmri", config(units, 20))))
-        if probes[units] > target:
-            break
-    below = max((u for u in probes if probes[u] <= target), default=UNITS[0])
-    above = min((u for u in probes if probes[u] > target), default=below)
-    units = below if above == below else int(below + (above - below) * (target - probes[below])
-                                            / (probes[above] - probes[below]))
-    archive = compress(volume, "fmri", config(units, epochs))
-    return decompress(archive).data, len(to_bytes(archive)), f"3×{units}, K {components}"
+    """The fmri codec with the units its rate control picks for the ratio (as `--target-ratio`)."""
+    base = fmri.Config(components=components, epochs=epochs, qat_epochs=epochs // 5, device="cpu")
+    config = config_for_ratio(base, volume, ratio, "fmri")
+    archive = compress(volume, "fmri", config)
+    return decompress(archive).data, len(to_bytes(archive)), f"3×{config.units}, K {components}"
 
 
 def siren_at_ratio(volume: Volume4D, ratio: float, epochs: int) -> tuple[np.ndarray, int, str]:

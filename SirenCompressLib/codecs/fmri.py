@@ -74,18 +74,73 @@ def default_config() -> Config:
 
 
 def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
-    """One (here empty) member with the first slice, shared by the others."""
-    nz = volume.shape[2]
-    return [EncodedSlice({"kind": "fmri"}, b"" if z == 0 else None, None if z == 0 else 0) for z in range(nz)]
+    """The entries `encode` makes, with numbers of typical length, and one (here empty) member with the
+    first slice, shared by the others (for rate control)."""
+    nz, nt = volume.shape[2], volume.shape[3]
+    entry = {"kind": "fmri", "mean_step": 1.2345678901234567, "threshold": 12345, "scale": 12.345678901234567,
+             "frames": nt, "components": config.components}
+    return [EncodedSlice(dict(entry), b"" if z == 0 else None, None if z == 0 else 0) for z in range(nz)]
 
 
 def encode(volume: Volume4D, config: Config, progress=None) -> list[EncodedSlice]:
     """Fit the model to the whole run (x, y, z, time)."""
+    emit = progress or (lambda event: None)
+    run = _prepare(volume, config)
+    nx, ny, nz, _ = volume.shape
+    arrays, k = [], 0
+    if run.mask.any():
+        arrays, k = _fit(grid(nx, ny, nz)[run.mask.ravel()], run.dynamics, run.mask, config, emit)
+    member = _member(run.mean_member, arrays, config)
+    emit({"event": "slice", "slice": 0, "slices": nz, "kind": "network", "bytes": len(member)})
+    out = placeholders(volume, config)
+    out[0].member = member
+    for item in out:
+        item.entry = {**run.entry, "components": k}
+    return out
+
+
+def member_bytes(volume: Volume4D, config: Config):
+    """For rate control: a function of the number of units giving the member's bytes for `volume` with
+    untrained spatial networks (whose weights code to about the size of trained ones); the mean frame and
+    the ICA patterns are the real ones."""
+    import torch
+
+    from ..nets import Siren
+
+    run = _prepare(volume, config)
+    k, patterns = 0, None
+    if run.mask.any():
+        _, patterns = fastica(run.dynamics, _components(config, run.dynamics), config.seed)
+        k = patterns.shape[0]
+
+    def size(units: int) -> int:
+        if not k:
+            return len(_member(run.mean_member, [], config))
+        torch.manual_seed(config.seed)
+        sized = Config(**{**config.to_json(), "units": units})
+        model = _model_class()(Siren(3, k, sized.layers, units, sized.w0), patterns, sized)
+        params = {n: p.detach().numpy() for n, p in model.named_parameters()}
+        return len(_member(run.mean_member, _stored_arrays(params, sized, k), sized))
+
+    return size
+
+
+@dataclass
+class _Run:
+    """What encoding settles before training: the coded mean frame, the entry, the mask and the masked,
+    normalised dynamics (N, T)."""
+
+    mean_member: bytes
+    entry: dict
+    mask: np.ndarray
+    dynamics: np.ndarray
+
+
+def _prepare(volume: Volume4D, config: Config) -> _Run:
     data = volume.data.astype(np.float64)
     nx, ny, nz, nt = data.shape
     if nt < 3:
         raise InputError(f"the fmri codec needs a time series (3 or more volumes), not {nt}")
-    emit = progress or (lambda event: None)
     mean = data.mean(axis=3)
     spread = data.std(axis=3)
     rough = mean > config.mask_fraction * np.percentile(mean, 99)
@@ -101,18 +156,16 @@ def encode(volume: Volume4D, config: Config, progress=None) -> list[EncodedSlice
     dynamics = (data - (mean_q * step)[..., None])[mask]  # (N, T)
     scale = float(dynamics.std()) or 1.0
     entry = {"kind": "fmri", "mean_step": step, "threshold": threshold, "scale": scale, "frames": nt}
-    if not mask.any():
-        arrays, entry["components"] = [], 0
-    else:
-        arrays, entry["components"] = _fit(grid(nx, ny, nz)[mask.ravel()], dynamics / scale, mask, config, emit)
+    return _Run(mean_member, entry, mask, dynamics / scale)
+
+
+def _member(mean_member: bytes, arrays: list[np.ndarray], config: Config) -> bytes:
     weights = pack_weights(arrays, config.weight_bits, "rans") if arrays else b""
-    member = np.array([len(mean_member), len(weights)], dtype=HEADER).tobytes() + mean_member + weights
-    emit({"event": "slice", "slice": 0, "slices": nz, "kind": "network", "bytes": len(member)})
-    out = placeholders(volume, config)
-    out[0].member = member
-    for item in out:
-        item.entry = dict(entry)
-    return out
+    return np.array([len(mean_member), len(weights)], dtype=HEADER).tobytes() + mean_member + weights
+
+
+def _components(config: Config, dynamics: np.ndarray) -> int:
+    return min(config.components, dynamics.shape[0] - 1, dynamics.shape[1] - 1)
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:
@@ -176,8 +229,7 @@ def _fit(coords: np.ndarray, target: np.ndarray, mask: np.ndarray, config: Confi
 
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    maps0, patterns0 = fastica(target, min(config.components, target.shape[0] - 1, target.shape[1] - 1),
-                               config.seed)
+    maps0, patterns0 = fastica(target, _components(config, target), config.seed)
     k = patterns0.shape[0]
     if k == 0:
         return [], 0
