@@ -169,3 +169,19 @@ def test_training_ssim_matches_scikit_image():
                                                use_sample_covariance=False, full=True)[1][3:-3, 3:-3].mean()
                          for i in range(len(a))])
     assert float(ssim(pred, target)) == pytest.approx(reference, abs=0.01)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_model_is_an_archive_error(damage):
+    from SirenCompressLib.errors import ArchiveError
+
+    archive = compress(small_phantom().volume, "fmri", QUICK)
+    name = archive.manifest["slices"][0]["member"]
+    member = bytearray(archive.members[name])
+    if damage == "truncate":
+        member = member[:-5]
+    else:
+        member[12] ^= 0xFF  # inside the mean frame's lossless stream
+    archive.members[name] = bytes(member)
+    with pytest.raises(ArchiveError):
+        decompress(archive)
