@@ -2,7 +2,8 @@
 
 A manifest (CSV or TSV) lists subjects: columns `input` and `output`, and optionally any `compress`
 option as a column named like the flag without dashes (`preset`, `units`, `epochs`, `target_ratio`,
-`codec`, ...; an empty cell leaves the default). Relative paths are relative to the manifest's folder.
+`codec`, ...; an empty cell leaves the default; a switch such as `motion` takes true/false). Relative
+paths are relative to the manifest's folder.
 
 Each task runs `sirencompress compress` in a child process on its worker (so a crash or a runaway
 subject cannot take the worker with it, and a worker that dies takes its child with it); the child uses
@@ -90,7 +91,11 @@ def compress_subject(subject: Subject) -> Outcome:
     command = [sys.executable, "-m", "SirenCompressLib", "compress", str(subject.input), "-o", str(subject.output),
                "--progress", "jsonl", "--force"]
     for name, value in subject.options.items():
-        command += [f"--{name.replace('_', '-')}", value]
+        flag = f"--{name.replace('_', '-')}"
+        if value.lower() in ("true", "yes"):  # a switch such as `motion`
+            command.append(flag)
+        elif value.lower() not in ("false", "no"):
+            command += [flag, value]
     start = time.monotonic()
     job = CompressJob(command).start()
     try:

@@ -123,3 +123,13 @@ def test_results_table_as_parquet(tmp_path):
     table = pq.read_table(tmp_path / "r.parquet").to_pydict()
     assert table["status"] == ["done", "failed"] and table["ratio"] == [20.5, None]
     assert table["error"][1] == "b.nii.gz: not a NIfTI file"
+
+
+def test_a_switch_column_becomes_a_flag(tmp_path):
+    write_volume(phantom(), tmp_path / "sub.nii.gz")
+    subject = batch.Subject(tmp_path / "sub.nii.gz", tmp_path / "sub.sirz",
+                            {"codec": "lossless", "motion": "true", "order": "file"})
+    outcome = batch.compress_subject(subject)
+    assert outcome.status == "done", outcome.error
+    config = read_archive(tmp_path / "sub.sirz").manifest["codec"]["config"]
+    assert config["motion"] is True and config["order"] == "file"
