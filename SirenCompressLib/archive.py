@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import headers
 from .atomic import atomic_outputs
 from .codecs import CODECS
 from .errors import ArchiveError
@@ -135,6 +136,10 @@ def check_manifest(m: dict, members: dict[str, bytes]) -> None:
             and isinstance(frames["values"], list) and len(frames["values"]) == shape[3]
             and all(isinstance(v, str) for v in frames["values"])):
         raise ArchiveError(f"bad frames entry (expected name, unit and {shape[3]} index values)")
+    try:
+        headers.check(m.get("header", {}))
+    except ValueError as exc:
+        raise ArchiveError(f"bad header entry: {exc}") from None
     slices = m.get("slices")
     if not isinstance(slices, list) or len(slices) != shape[2]:
         raise ArchiveError(f"the manifest must list {shape[2]} slices")

@@ -15,7 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import __version__, batch
+from . import __version__, batch, headers
 from .archive import read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
 from .codecs import get_codec
@@ -33,13 +33,16 @@ from .errors import InputError, SirenCompressError, SubjectsFailed
 from .evaluate import dmri as dmri_eval
 from .evaluate import dmri_report, rd
 from .evaluate.rd import CLASSICAL
-from .io import image_format, read_map, read_volume, write_volume
+from .io import diffusion_hint, image_format, read_map, read_volume, unstorable, write_volume
 from .metrics import Comparison, compare
 from .phantom import dwi_phantom
 from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
 from .progress import Bar, JsonLines
 from .rate import config_for_psnr, config_for_ratio
 from .sample import SAMPLE_FILES, copy_sample, sample_folder
+from .volume import FrameIndex
+
+FORMAT_NAMES = {"nifti": "NIfTI", "nrrd": "NRRD"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input", type=Path, help="4D NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr)")
     c.add_argument("-o", "--output", type=Path, required=True, help="the .sirz file to write")
     c.add_argument("--bval", type=Path, help="FSL b-values (default: same stem as a NIfTI input)")
-    c.add_argument("--bvec", type=Path, help="FSL gradient directions (default: same stem)")
+    c.add_argument("--bvec", type=Path, help="FSL gradient directions (default: same stem, then FSL's bvals/bvecs "
+                                             "in the same folder)")
+    c.add_argument("--grad", type=Path, help="MRtrix gradient table, rows x y z b in world coordinates (default: "
+                                             "same stem .b)")
     c.add_argument("--codec", choices=("siren", "siren3d", "lossless", "fmri"),
                    help="siren: a network per axial slice (the default, except for time series of 50 or more "
                         "volumes without gradients, which get fmri); siren3d: the paper's SIREN-3D variant, one "
@@ -247,9 +253,13 @@ def _compress(args: argparse.Namespace) -> None:
     if args.output.suffix != ".sirz":
         raise InputError(f"{args.output}: the output must end in .sirz")
     check_outputs([args.output], args.force)
-    volume = read_volume(args.input, args.bval, args.bvec)
+    volume = read_volume(args.input, args.bval, args.bvec, grad=args.grad)
+    hint = diffusion_hint(args.input) if volume.gradients is None else None
+    if hint:
+        print(f"warning: {hint}, but no gradients were read: give --bval/--bvec or --grad to keep them; "
+              "compressing without gradients", file=sys.stderr)
     if args.codec is None:
-        args.codec = suggested_codec(volume)
+        args.codec = suggested_codec(volume, diffusion_like=hint is not None)
         if args.codec != "siren":
             print(f"codec: {args.codec} (a time series of {volume.shape[3]} volumes without gradients; "
                   "--codec siren to override)", file=sys.stderr)
@@ -317,27 +327,35 @@ def _codec_config(args: argparse.Namespace):
     return Config(**{**PRESETS[args.preset].to_json(), **network})
 
 
-def suggested_codec(volume) -> str:
-    """fmri for a time series (50 or more volumes, no gradients), else siren."""
-    return "fmri" if volume.gradients is None and volume.shape[3] >= 50 else "siren"
+def suggested_codec(volume, diffusion_like: bool = False) -> str:
+    """fmri for a time series (50 or more volumes, no gradients, nothing hinting at diffusion data), else
+    siren."""
+    return "fmri" if volume.gradients is None and not diffusion_like and volume.shape[3] >= 50 else "siren"
 
 
 def _decompress(args: argparse.Namespace) -> None:
-    image_format(args.output)
+    kind = image_format(args.output)
     volume = decompress(read_archive(args.input))
     for path in write_volume(volume, args.output, args.force):
         print(f"wrote {path}")
+    lost = unstorable(volume.header, volume.frames, kind)
+    if lost:
+        print(f"note: {FORMAT_NAMES[kind]} cannot hold {'; '.join(lost)}: written without "
+              f"(the archive keeps them)", file=sys.stderr)
 
 
 def _info(args: argparse.Namespace) -> None:
     archive = read_archive(args.input)
     m, size = archive.manifest, sizes(archive, args.input.stat().st_size)
     comparison = stored_comparison(archive)
+    frames = None if m.get("frames") is None else FrameIndex(**m["frames"])
     if args.json:
         out = {k: m[k] for k in ("format_version", "library_version", "codec", "shape", "dtype", "source",
                                  "encode_seconds", "metrics")}
         out["gradients"] = None if m["gradients"] is None else {"count": len(m["gradients"]["bvals"]),
                                                                 "convention": m["gradients"]["convention"]}
+        out["header"], out["frames"] = m.get("header", {}), m.get("frames")
+        out["unstorable"] = {kind: unstorable(m.get("header", {}), frames, kind) for kind in FORMAT_NAMES}
         out["sizes"] = {"archive_bytes": size.archive_bytes, "raw16_bytes": size.raw16_bytes,
                         "input_file_bytes": size.input_file_bytes, "gzip_bytes": size.gzip_bytes,
                         "ratio_raw16": size.ratio_raw16, "ratio_input_file": size.ratio_input_file,
@@ -353,6 +371,15 @@ def _info(args: argparse.Namespace) -> None:
     print(f"{args.input}: .sirz format {m['format_version']}, SirenCompress {m['library_version']}")
     print(f"shape {'×'.join(map(str, m['shape']))} {m['dtype']}; gradients: {shells}")
     print(f"codec {m['codec']['name']}: {config}")
+    for line in headers.kept(m.get("header", {})):
+        print(f"header: {line}")
+    if frames is not None:
+        print(f"frames: {frames.name} ({frames.unit or 'no unit'}) {' '.join(frames.values[:4])}"
+              + (" …" if len(frames.values) > 4 else ""))
+    for kind, name in FORMAT_NAMES.items():
+        lost = unstorable(m.get("header", {}), frames, kind)
+        if lost:
+            print(f"{name} output cannot hold: {'; '.join(lost)}")
     print(_ratios_line(size))
     _print_table(comparison, [s["kind"] for s in m["slices"]], [s["bytes"] for s in m["slices"]])
 
@@ -422,8 +449,9 @@ def _evaluate_fmri(args: argparse.Namespace) -> None:
 def _frame_interval(volume) -> float:
     """The repetition time from the frame times of a time series, or `InputError` asking for --tr."""
     frames = volume.frames
+    seconds = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(frames.unit) if frames is not None else None
     try:
-        times = [float(v) for v in frames.values] if frames is not None and frames.name == "time" else []
+        times = [float(v) * seconds for v in frames.values] if seconds and frames.name == "time" else []
     except ValueError:
         times = []
     if len(times) < 2 or not times[1] > times[0]:

@@ -56,6 +56,7 @@ def assemble(volume: Volume4D, codec: str, config, encoded: list[EncodedSlice], 
         "value_range": [json_number(lo, data.dtype), json_number(hi, data.dtype)],
         "gradients": _gradients_json(volume.gradients),
         "frames": None if volume.frames is None else asdict(volume.frames),
+        "header": volume.header,
         "source": source or {},
         "encode_seconds": round(seconds, 3),
         "slices": [],
@@ -96,7 +97,7 @@ def decompress(archive: Archive) -> Volume4D:
         data[:, :, z] = decode_slice(archive, z)
     frames = m.get("frames")
     return Volume4D(data, np.array(m["ijk_to_ras"]), _gradients_from_json(m["gradients"]),
-                    tuple(m["scaling"]), None if frames is None else FrameIndex(**frames))
+                    tuple(m["scaling"]), None if frames is None else FrameIndex(**frames), m.get("header", {}))
 
 
 def restore_dtype(values: np.ndarray, dtype: np.dtype, lo: float, hi: float) -> np.ndarray:

@@ -90,7 +90,9 @@ class Volume4D:
     """A 4D image: `data` indexed (x, y, z, volume), stored values in the file's own dtype.
 
     Physical values are `data * scaling[0] + scaling[1]` (NIfTI scl_slope / scl_inter); the codecs work
-    on the stored values so that decoding gives back the same dtype and scaling.
+    on the stored values so that decoding gives back the same dtype and scaling. `ijk_to_ras` is in
+    millimetres. `header` holds the file's own header fields that carry meaning (see `headers`), so that
+    writing the same format gives them back.
     """
 
     data: np.ndarray
@@ -98,12 +100,18 @@ class Volume4D:
     gradients: Gradients | None = None
     scaling: tuple[float, float] = (1.0, 0.0)
     frames: FrameIndex | None = None
+    header: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ijk_to_ras = np.asarray(self.ijk_to_ras, dtype=np.float64)
         validate_data(self.data)
         if self.ijk_to_ras.shape != (4, 4) or not np.isfinite(self.ijk_to_ras).all():
             raise InputError("the IJK→RAS matrix must be a finite 4×4 matrix")
+        if abs(np.linalg.det(self.ijk_to_ras[:3, :3])) < 1e-12:
+            raise InputError("the IJK→RAS matrix is singular (a voxel axis of zero length or two parallel axes)")
+        self.scaling = (float(self.scaling[0]), float(self.scaling[1]))
+        if not (np.isfinite(self.scaling).all() and self.scaling[0] != 0):
+            raise InputError(f"the value scaling {self.scaling} needs a finite, non-zero slope")
         if self.gradients is not None and self.gradients.bvals.size != self.data.shape[3]:
             raise InputError(
                 f"{self.gradients.bvals.size} gradients for {self.data.shape[3]} volumes: "
