@@ -121,7 +121,7 @@ def unstorable(volume_header: dict, frames: FrameIndex | None, kind: str) -> lis
     if kind == "nrrd" and nifti is not None:
         f = nifti["fields"]
         if (f["qform_code"], f["sform_code"]) not in ((1, 1), (1, 0), (0, 1), (0, 0)) or (
-                f["qform_code"] and f["sform_code"] and not _same_nifti_transforms(f)):
+                f["qform_code"] and f["sform_code"] and not _same_nifti_transforms(nifti)):
             lost.append(f"the NIfTI qform/sform pair (codes {f['qform_code']}/{f['sform_code']}; "
                         "NRRD keeps one geometry)")
         if f["slice_code"] or f["slice_duration"] or f["dim_info"]:
@@ -259,13 +259,12 @@ def _nifti_frames(entry: dict, n_volumes: int) -> FrameIndex | None:
 
 
 def _write_nifti(volume: Volume4D, path: Path) -> None:
-    import nibabel as nib
     from nibabel.openers import ImageOpener
     from nibabel.volumeutils import array_to_file
 
     entry = volume.header.get("nifti")
     version = 2 if max(volume.shape) > NIFTI1_MAX_DIM or (entry and entry["version"] == 2) else 1
-    header = (nib.Nifti2Header if version == 2 else nib.Nifti1Header)()
+    header = _nifti_header_class(version)()
     header.set_data_shape(volume.shape)
     header.set_data_dtype(volume.data.dtype)
     if entry is not None and _nifti_geometry_matches(entry, volume.ijk_to_ras):
@@ -289,24 +288,27 @@ def _write_nifti(volume: Volume4D, path: Path) -> None:
 
 def _nifti_geometry_matches(entry: dict, ijk_to_ras: np.ndarray) -> bool:
     """Whether a kept NIfTI header describes `ijk_to_ras` (mm), i.e. the volume's geometry is the file's."""
-    import nibabel as nib
-
-    header = nib.Nifti2Header()
+    header = _nifti_header_class(entry["version"])()
     headers.apply_nifti(header, entry)
     affine = header.get_best_affine()
     affine[:3] *= headers.nifti_space_scale(entry["fields"])
     return bool(np.allclose(affine, ijk_to_ras, rtol=1e-6, atol=1e-4))
 
 
-def _same_nifti_transforms(fields: dict) -> bool:
-    import nibabel as nib
-
-    header = nib.Nifti2Header()
+def _same_nifti_transforms(entry: dict) -> bool:
+    fields, header = entry["fields"], _nifti_header_class(entry["version"])()
     for name in ("pixdim", "quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z",
                  "srow_x", "srow_y", "srow_z"):
         header[name] = fields[name]
     header["qform_code"] = header["sform_code"] = 1
     return bool(np.allclose(header.get_qform(), header.get_sform(), rtol=1e-6, atol=1e-4))
+
+
+def _nifti_header_class(version: int):
+    """nibabel's header class of NIfTI-`version` (its quaternion tolerance follows the header's floats)."""
+    import nibabel as nib
+
+    return nib.Nifti2Header if version == 2 else nib.Nifti1Header
 
 
 def _uniform_times(frames: FrameIndex) -> tuple[float, float] | None:
