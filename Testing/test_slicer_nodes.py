@@ -26,11 +26,11 @@ from SirenCompressLib import (  # noqa: E402
     SirenConfig,
     Volume4D,
     compress,
+    jobs,  # noqa: E402
     read_volume,
     write_archive,
     write_volume,
 )
-from SirenCompressLib import jobs  # noqa: E402
 from SirenCompressLib import slicer_nodes as sn  # noqa: E402
 from SirenCompressLib.codecs import fmri, lossless  # noqa: E402
 
@@ -257,7 +257,8 @@ def test_a_scene_saved_after_the_writer_references_the_archive(scene, tmp_path):
     settings = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
     settings.SetSingletonTag(sn.MODULE_NAME)
     settings.SetParameter("codec", "lossless")
-    assert sn.SirenCompressFileWriter(FakeParent()).write({"nodeID": node.GetID(), "fileName": str(tmp_path / "a.sirz")})
+    properties = {"nodeID": node.GetID(), "fileName": str(tmp_path / "a.sirz")}
+    assert sn.SirenCompressFileWriter(FakeParent()).write(properties)
     assert node.GetStorageNode().GetFileName() == str(tmp_path / "a.sirz")
     scene.SetURL(str(tmp_path / "scene.mrml"))
     scene.Commit()
@@ -307,7 +308,8 @@ def test_writer_and_reader_answer_about_every_mrml_object_without_raising(scene,
     and about each storable node; qSlicerScriptedFileWriter.cxx / qSlicerScriptedFileReader.cxx accept only a
     Python bool from canWriteObject / canLoadFile (PyBool_Check) and print any exception as a traceback."""
     writer, reader = sn.SirenCompressFileWriter(FakeParent()), sn.SirenCompressFileReader(FakeParent())
-    classes = [scene.GetNthRegisteredNodeClass(i).GetClassName() for i in range(scene.GetNumberOfRegisteredNodeClasses())]
+    classes = [scene.GetNthRegisteredNodeClass(i).GetClassName()
+               for i in range(scene.GetNumberOfRegisteredNodeClasses())]
     objects = [scene, None, vtk.vtkImageData()] + [scene.CreateNodeByClass(name) for name in classes]
     objects += [scene.AddNewNodeByClass(name) for name in ("vtkMRMLScalarVolumeNode", "vtkMRMLSequenceNode",
                                                            "vtkMRMLVectorVolumeNode", "vtkMRMLTableNode")]
