@@ -8,6 +8,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Union
 
@@ -17,7 +18,7 @@ import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, Decimals, SingleStep, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -34,7 +35,7 @@ if importlib.util.find_spec("SirenCompressLib") is None:
 from SirenCompressLib import slicer_nodes  # noqa: E402
 from SirenCompressLib.codecs.siren import DEFAULT_PRESET, PRESETS  # noqa: E402
 from SirenCompressLib.errors import SirenCompressError  # noqa: E402
-from SirenCompressLib.slicer_nodes import SirenCompressFileReader, SirenCompressFileWriter  # noqa: E402, F401
+from SirenCompressLib.slicer_nodes import SirenCompressFileReader  # noqa: E402, F401
 
 TORCH_REQUIREMENT = ">=2.1"
 LIBRARY_PACKAGES = (("nrrd", "pynrrd"), ("skimage", "scikit-image"), ("nibabel", "nibabel"))  # (module, package)
@@ -60,19 +61,20 @@ class SirenCompress(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class SirenCompressParameterNode:
-    """The panel's settings; names shared with SirenCompressLib.slicer_nodes.PANEL_PARAMETERS."""
+    """The panel's settings; names shared with SirenCompressLib.slicer_nodes.PANEL_PARAMETERS. Spinbox
+    decimals and steps are set in the .ui (the wrapper logs Decimals/SingleStep as unused annotations)."""
 
-    inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]
-    codec: Annotated[str, Choice(["siren", "fmri", "lossless"])] = "siren"
-    quantizeStep: Annotated[float, WithinRange(0.0, 1e9), Decimals(6)] = 0.0
+    inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, None]
+    codec: Annotated[str, Choice(list(slicer_nodes.PANEL_CODECS))] = "siren"
+    quantizeStep: Annotated[float, WithinRange(0.0, 1e9)] = 0.0
     preset: Annotated[str, Choice(sorted(PRESETS))] = DEFAULT_PRESET
     layers: Annotated[int, WithinRange(1, 16)] = 3
     units: Annotated[int, WithinRange(4, 2048)] = 256
     epochs: Annotated[int, WithinRange(1, 1000000)] = 2000
-    learningRate: Annotated[float, WithinRange(1e-7, 1.0), Decimals(6), SingleStep(1e-4)] = PRESETS[DEFAULT_PRESET].lr
+    learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = PRESETS[DEFAULT_PRESET].lr
     finalActivation: Annotated[str, Choice(["identity", "relu"])] = "identity"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
-    outputPath: Path
+    outputPath: str = ""  # empty: <input>_siren.sirz in the default scene folder; a folder: that file in it
 
 
 class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -84,6 +86,8 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.compressed = None  # (input node, Loaded, archive path) of the last compression, for Evaluate
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._choices = None  # the panel's choices last seen, to follow a change the user makes
+        self._progress = slicer_nodes.Progress()
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -98,9 +102,8 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.compressButton.connect("clicked(bool)", self.onCompressButton)
-        self.ui.presetComboBox.connect("currentTextChanged(QString)", self.onPresetChanged)
-        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
+        self.ui.outputBrowseButton.connect("clicked(bool)", self.onOutputBrowse)
         self.ui.deviceLabel.text = self.logic.detectedDevice()
         self.initializeParameterNode()
 
@@ -114,33 +117,43 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButton)
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.compressed = None  # its nodes go with the scene; a running compression goes on
 
     def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
+        """A new parameter node at once, entered or not: a running compression and the self-test need it."""
+        self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
 
-    def setParameterNode(self, inputParameterNode) -> None:
+    def setParameterNode(self, inputParameterNode: SirenCompressParameterNode | None) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButton)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = inputParameterNode
+        self._choices = None
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButton)
-            self._updateButton()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self.onParameterNodeModified()
 
-    def _updateButton(self, caller=None, event=None) -> None:
-        node = self._parameterNode.inputNode
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Follow a choice the user changed (connecting the GUI changes nothing), then update the buttons."""
+        p = self._parameterNode
+        if p is not None:
+            before, self._choices = self._choices, {"preset": p.preset, "inputNode": p.inputNode, "codec": p.codec}
+            for name, value in slicer_nodes.choice_updates(before, self._choices).items():
+                setattr(p, name, value)
+        self._updateButton()
+
+    def _updateButton(self) -> None:
+        p = self._parameterNode
+        node = p.inputNode if p is not None else None
         self.ui.evaluateButton.enabled = bool(
             self.task is None and self.compressed and node is not None and self.compressed[0].GetID() == node.GetID()
             and self.compressed[1].nodes[0].IsA("vtkMRMLDiffusionWeightedVolumeNode"))
@@ -149,12 +162,16 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.compressButton.enabled = True
             return
         self.ui.compressButton.text = _("Compress")
-        codec = self._parameterNode.codec
+        if p is None:
+            self.ui.inputInfoLabel.text = ""
+            self.ui.compressButton.enabled = False
+            return
+        codec = p.codec
         self.ui.networkCollapsibleButton.enabled = codec != "lossless"
         self.ui.presetComboBox.enabled = self.ui.finalActivationComboBox.enabled = codec == "siren"
         self.ui.quantizeSpinBox.enabled = codec == "lossless"
         try:
-            kind = slicer_nodes.input_kind(self._parameterNode.inputNode)
+            kind = slicer_nodes.input_kind(node)
         except SirenCompressError as exc:
             self.ui.inputInfoLabel.text = str(exc)
             self.ui.compressButton.enabled = False
@@ -163,18 +180,13 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                        "multivolume": _("multivolume (decoded as a sequence)")}[kind]
         self.ui.compressButton.enabled = True
 
-    def onInputChanged(self, node) -> None:
-        """A long time series (sequence or multivolume) is offered the fmri codec first."""
-        if self._parameterNode and node is not None and self._parameterNode.codec != "lossless":
-            try:
-                self._parameterNode.codec = slicer_nodes.suggested_codec(node)
-            except SirenCompressError:
-                pass  # not compressible: _updateButton says why
-
-    def onPresetChanged(self, preset: str) -> None:
-        """A preset brings its learning rate; the other fields keep what the user set."""
-        if self._parameterNode and preset in PRESETS:
-            self._parameterNode.learningRate = PRESETS[preset].lr
+    def onOutputBrowse(self) -> None:
+        if self._parameterNode is None:
+            return
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save the archive as"),
+                                              self._parameterNode.outputPath, slicer_nodes.NAME_FILTER)
+        if path:
+            self._parameterNode.outputPath = path
 
     def onCompressButton(self) -> None:
         if self.task is not None:
@@ -183,6 +195,8 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._stop()
             return
         p = self._parameterNode
+        if p is None:
+            return
         with slicer.util.tryWithErrorDisplay(_("Cannot start the compression."), waitCursor=True):
             self.logic.ensureDependencies()
             output = self.logic.outputPathFor(p.inputNode, p.outputPath)
@@ -190,13 +204,18 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.task = self.logic.startCompress(p.inputNode, output, self.logic.configFromParameters(p))
             self.ui.logTextEdit.clear()
             self._log(_("Compressing {name} to {path}").format(name=p.inputNode.GetName(), path=output))
+            self._progress = slicer_nodes.Progress()
             self.ui.progressBar.value = 0
             self.timer.start()
         self._updateButton()
 
     def onPoll(self) -> None:
+        """Progress of the running compression; at its end, load the result (into whatever scene is open)."""
         for event in self.task.poll():
-            self._showProgress(event)
+            for line in self._progress.update(event):
+                self._log(line)
+            self.ui.progressBar.value = self._progress.percent
+            self.ui.statusLabel.text = self._progress.status
         if self.task.running:
             return
         task = self._stop()
@@ -211,11 +230,14 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ratio=loaded.ratio, psnr=f"{whole['psnr']:.2f}" if whole["psnr"] is not None else "∞",
             ssim=f"{whole['ssim']:.4f}" if whole["ssim"] is not None else "n/a")
         self._log(_("Done: {name}").format(name=loaded.nodes[0].GetName()))
-        self.logic.show(loaded, original=self._parameterNode.inputNode)
-        self.compressed = (self._parameterNode.inputNode, loaded, task.output_path)
+        original = task.node if task.node.GetScene() is slicer.mrmlScene else None  # None: the scene was closed
+        self.logic.show(loaded, original=original)
+        self.compressed = (original, loaded, task.output_path) if original is not None else None
         self._updateButton()
 
     def onEvaluateButton(self) -> None:
+        if self.compressed is None:
+            return
         original, loaded, archive = self.compressed
         folder = archive.with_name(archive.name.removesuffix(".sirz") + "_fidelity")
         self._log(_("Evaluating DTI and RISH errors against MP-PCA, smoothing and JPEG 2000 (a minute or two)"))
@@ -229,31 +251,6 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer.stop()
         self._updateButton()
         return task
-
-    def _showProgress(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            if event["networks"]:
-                self._log(_("Training {n} networks on {device}").format(n=event["networks"], device=event["device"]))
-            else:
-                self._log(_("Coding {n} slices losslessly").format(n=event["slices"]))
-            self._networks, self._done, self._slices = max(event["networks"], 1), 0, event["slices"]
-        elif kind == "epoch":
-            fraction = (self._done + event.get("batch_size", 1) * event["epoch"] / event["epochs"]) / self._networks
-            self.ui.progressBar.value = int(100 * fraction)
-            eta = event.get("eta_s")
-            left = "" if eta is None else _(", {m}m{s:02d}s left").format(m=int(eta) // 60, s=int(eta) % 60)
-            self.ui.statusLabel.text = _("slice {z}/{n}, epoch {e}/{E}, {psnr:.1f} dB{left}").format(
-                z=event["slice"] + 1, n=event["slices"], e=event["epoch"], E=event["epochs"], psnr=event["psnr"],
-                left=left)
-        elif kind == "slice":
-            self._done += event["kind"] == "network"
-            if event["kind"] == "lossless":
-                self.ui.progressBar.value = int(100 * (event["slice"] + 1) / self._slices)
-            self._log(_("slice {z}: {kind}, {bytes} bytes").format(z=event["slice"] + 1, kind=event["kind"],
-                                                                   bytes=event["bytes"]))
-        elif kind == "error":
-            self._log(event["message"])
 
     def _log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
@@ -311,7 +308,7 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def outputPathFor(node, outputPath=None) -> Path:
         """The chosen .sirz path, or `<input>_siren.sirz` in Slicer's default scene folder."""
-        given = Path(outputPath) if outputPath and str(outputPath) != "." else None
+        given = Path(outputPath) if outputPath else None
         if given is not None and not given.is_dir():
             return given
         folder = given or Path(slicer.app.defaultScenePath)
@@ -361,9 +358,7 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
     def show(loaded: slicer_nodes.Loaded, original=None) -> None:
         """Decoded volume in the slice views (the original as foreground, opacity 0, to fade between them),
         the report table and PSNR chart in the layout, all placed beside the original in the data tree."""
-        shown = loaded.nodes[0]
-        if shown.IsA("vtkMRMLSequenceNode"):
-            shown = loaded.nodes[1].GetProxyNode(shown)
+        shown = slicer_nodes.shown_volume(loaded)
         foreground = original if original is not None and original.IsA("vtkMRMLVolumeNode") else None
         slicer.util.setSliceViewerLayers(background=shown, foreground=foreground, foregroundOpacity=0.0, fit=True)
         layoutManager = slicer.app.layoutManager()
@@ -382,6 +377,35 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
                     hierarchy.SetItemParent(item, parent)
 
 
+class SirenCompressFileWriter(slicer_nodes.SirenCompressFileWriter):
+    """The library's writer, run from Slicer's Save dialog or `slicer.util.saveNode`: installs what is
+    missing first (asking), trains in Slicer's Python launcher, and shows progress with Cancel meanwhile."""
+
+    def prepare(self) -> None:
+        SirenCompressLogic.ensureDependencies()
+
+    def python(self) -> str:
+        return SirenCompressLogic.python()
+
+    def wait(self, task: slicer_nodes.NodeCompression) -> None:
+        progress = slicer_nodes.Progress()
+        dialog = qt.QProgressDialog(_("Compressing {name} (training networks)").format(name=task.node.GetName()),
+                                    _("Cancel"), 0, 100, slicer.util.mainWindow())
+        dialog.setWindowModality(qt.Qt.ApplicationModal)
+        dialog.minimumDuration = 0
+        try:
+            while task.running:
+                for event in task.poll():
+                    progress.update(event)
+                dialog.value, dialog.labelText = progress.percent, progress.status or dialog.labelText
+                slicer.app.processEvents()
+                if dialog.wasCanceled:
+                    task.cancel()
+                time.sleep(0.1)
+        finally:
+            dialog.close()
+
+
 class SirenCompressTest(ScriptedLoadableModuleTest):
     """In-Slicer test: console API, file reader, and the panel driven end to end (small settings)."""
 
@@ -397,6 +421,10 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         self.test_panel_lossless()
         self.setUp()
         self.test_console_fmri()
+        self.setUp()
+        self.test_save_node_as_archive()
+        self.setUp()
+        self.test_panel_scene_closed_during_compression()
 
     def _phantomNode(self):
         from SirenCompressLib.phantom import dwi_phantom
@@ -424,7 +452,7 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         widget = slicer.modules.sirencompress.widgetRepresentation().self()
         path = Path(slicer.app.temporaryPath) / "SirenCompressPanel.sirz"
         p = widget._parameterNode
-        p.inputNode, p.layers, p.units, p.epochs, p.device, p.outputPath = node, 2, 32, 30, "cpu", path
+        p.inputNode, p.layers, p.units, p.epochs, p.device, p.outputPath = node, 2, 32, 30, "cpu", str(path)
         widget.ui.compressButton.click()
         while widget.task is not None:
             slicer.app.processEvents()
@@ -462,7 +490,7 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         widget = slicer.modules.sirencompress.widgetRepresentation().self()
         path = Path(slicer.app.temporaryPath) / "SirenCompressLossless.sirz"
         p = widget._parameterNode
-        p.inputNode, p.codec, p.outputPath = node, "lossless", path
+        p.inputNode, p.codec, p.outputPath = node, "lossless", str(path)
         self.assertFalse(widget.ui.networkCollapsibleButton.enabled)
         widget.ui.compressButton.click()
         while widget.task is not None:
@@ -470,5 +498,36 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         decoded = widget.compressed[1].nodes[0]
         self.assertTrue((slicer.util.arrayFromVolume(decoded) == slicer.util.arrayFromVolume(node)).all())
         p.codec = "siren"
+        path.unlink()
+        self.delayDisplay("Test passed")
+
+    def test_save_node_as_archive(self):
+        self.delayDisplay("Save: the .sirz writer compresses with the panel's settings; opening shows the volume")
+        node = self._phantomNode()
+        p = SirenCompressLogic().getParameterNode()
+        p.codec, p.layers, p.units, p.epochs, p.device = "siren", 1, 16, 10, "cpu"
+        path = Path(slicer.app.temporaryPath) / "SirenCompressSaved.sirz"
+        self.assertTrue(slicer.util.saveNode(node, str(path), {"fileType": slicer_nodes.FILE_TYPE}))
+        self.assertEqual(node.GetStorageNode().GetFileName(), str(path))
+        opened = slicer.util.loadNodeFromFile(str(path), slicer_nodes.FILE_TYPE)
+        self.assertEqual(slicer.app.applicationLogic().GetSelectionNode().GetActiveVolumeID(), opened.GetID())
+        path.unlink()
+
+    def test_panel_scene_closed_during_compression(self):
+        self.delayDisplay("Panel: the scene is closed while compressing; the result is loaded into the new scene")
+        node = self._phantomNode()
+        widget = slicer.modules.sirencompress.widgetRepresentation().self()
+        path = Path(slicer.app.temporaryPath) / "SirenCompressClosed.sirz"
+        p = widget._parameterNode
+        p.inputNode, p.codec, p.layers, p.units, p.epochs, p.device, p.outputPath = \
+            node, "siren", 1, 16, 20, "cpu", str(path)
+        widget.ui.compressButton.click()
+        slicer.mrmlScene.Clear()
+        self.assertIsNotNone(widget._parameterNode)
+        while widget.task is not None:
+            slicer.app.processEvents()
+        self.assertTrue(path.exists())
+        self.assertEqual(len(slicer.util.getNodesByClass("vtkMRMLDiffusionWeightedVolumeNode")), 1)
+        self.assertFalse(widget.ui.compressButton.enabled)  # the new scene has no input selected
         path.unlink()
         self.delayDisplay("Test passed")

@@ -28,6 +28,7 @@ from .codecs.siren import Config
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
 _PR_SET_PDEATHSIG = 1
+STARTF_USESHOWWINDOW, SW_HIDE = 1, 0  # Windows STARTUPINFO: take wShowWindow, and hide the window
 
 
 def compress_command(input_path: str | os.PathLike, output_path: str | os.PathLike,
@@ -62,10 +63,8 @@ class CompressJob:
     def start(self) -> CompressJob:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
-        options = {"start_new_session": True, "preexec_fn": _die_with_parent} if os.name == "posix" else {
-            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
         self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, env=env, **options)
+                                        stderr=subprocess.PIPE, text=True, env=env, **popen_options())
         self._threads = [threading.Thread(target=self._read_events, daemon=True),
                          threading.Thread(target=self._read_stderr, daemon=True)]
         for thread in self._threads:
@@ -136,6 +135,18 @@ class CompressJob:
     def _read_stderr(self) -> None:
         for line in self.process.stderr:
             self._stderr.append(line.rstrip())
+
+
+def popen_options() -> dict:
+    """Platform options for the child: its own session (POSIX), or its own process group and no console
+    window (Windows: STARTUPINFO with STARTF_USESHOWWINDOW and SW_HIDE, as Slicer's
+    `slicer.util.launchConsoleProcess` does)."""
+    if os.name == "posix":
+        return {"start_new_session": True, "preexec_fn": _die_with_parent}
+    startup = subprocess.STARTUPINFO()
+    startup.dwFlags |= STARTF_USESHOWWINDOW
+    startup.wShowWindow = SW_HIDE
+    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP, "startupinfo": startup}
 
 
 def _die_with_parent() -> None:

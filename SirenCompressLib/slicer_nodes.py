@@ -20,7 +20,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .archive import Archive, read_archive
-from .codecs import fmri, lossless
+from .codecs import CODECS, fmri, lossless
 from .codecs.siren import DEFAULT_PRESET, PRESETS, Config, default_config
 from .errors import InputError, SirenCompressError
 from .io import write_volume
@@ -35,6 +35,7 @@ SUFFIX = "_siren"
 MULTIVOLUME_LABELS = "MultiVolume.FrameLabels"
 # Codec setting → name of the module panel's parameter (SirenCompressParameterNode field).
 FMRI_MIN_FRAMES = 50  # time series this long are offered the fmri codec first
+PANEL_CODECS = tuple(name for name in CODECS if name != "siren3d")  # the panel's codec choices
 PANEL_PARAMETERS = {"layers": "layers", "units": "units", "epochs": "epochs", "lr": "learningRate",
                     "final_activation": "finalActivation", "device": "device"}
 
@@ -51,10 +52,31 @@ def suggested_codec(node) -> str:
     return "fmri" if frames >= FMRI_MIN_FRAMES else "siren"
 
 
+def choice_updates(before: dict | None, after: dict) -> dict:
+    """Panel values to set after the user changed a choice (`before` → `after`, dicts of the parameters
+    "preset", "inputNode" and "codec"; `before` None: the panel was just connected, nothing changes):
+    a new preset brings its learning rate ("learningRate"); a new input is offered its suggested codec
+    unless the lossless codec is chosen."""
+    if before is None:
+        return {}
+    updates = {}
+    if after["preset"] != before["preset"] and after["preset"] in PRESETS:
+        updates["learningRate"] = PRESETS[after["preset"]].lr
+    if after["inputNode"] is not before["inputNode"] and after["inputNode"] is not None and \
+            after["codec"] != "lossless":
+        try:
+            updates["codec"] = suggested_codec(after["inputNode"])
+        except InputError:
+            pass  # not compressible: the panel says why
+    return updates
+
+
 def input_kind(node) -> str:
-    """"dwi", "sequence" or "multivolume"; `InputError` saying why for anything else."""
-    if node is None:
+    """"dwi", "sequence" or "multivolume"; `InputError` saying why for anything else (None, a scene, …)."""
+    if not isinstance(node, slicer.vtkMRMLNode):
         raise InputError("select an input: a diffusion-weighted volume, a sequence of volumes or a multivolume")
+    if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is None:
+        raise InputError(f"'{node.GetName()}' holds no voxels")
     if node.IsA("vtkMRMLDiffusionWeightedVolumeNode"):
         return "dwi"
     if node.IsA("vtkMRMLSequenceNode"):
@@ -62,7 +84,7 @@ def input_kind(node) -> str:
         if not items or not all(item.IsA("vtkMRMLScalarVolumeNode") for item in items):
             raise InputError(f"sequence '{node.GetName()}' must hold scalar volumes to be compressed")
         return "sequence"
-    if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
+    if node.IsA("vtkMRMLVolumeNode"):
         components = node.GetImageData().GetNumberOfScalarComponents()
         if components > 1 and (node.IsA("vtkMRMLMultiVolumeNode") or node.GetAttribute(MULTIVOLUME_LABELS)):
             return "multivolume"
@@ -206,6 +228,34 @@ def load_archive(path: str | os.PathLike, name: str | None = None, scene=None) -
     return Loaded(created[:-3], report, archive, path.stat().st_size, created)
 
 
+def shown_volume(loaded: Loaded):
+    """The volume node to put in the views: the DWI node, or the proxy volume of the sequence's browser."""
+    node = loaded.nodes[0]
+    return loaded.nodes[1].GetProxyNode(node) if node.IsA("vtkMRMLSequenceNode") else node
+
+
+def show_loaded(loaded: Loaded, app_logic) -> None:
+    """Show what a file load added, as Slicer's volume reader does (qSlicerVolumesReader.cxx): the volume
+    becomes the selection's active volume and the selection is propagated to the slice views; the report
+    becomes the active table and chart."""
+    selection = app_logic.GetSelectionNode()
+    selection.SetActiveVolumeID(shown_volume(loaded).GetID())
+    selection.SetActiveTableID(loaded.report.table.GetID())
+    selection.SetActivePlotChartID(loaded.report.chart.GetID())
+    app_logic.PropagateVolumeSelection()
+
+
+def reference_archive(node, path: str | os.PathLike) -> None:
+    """Point the node's storage node at the archive it was written to, as Slicer's own writers do, so
+    that a scene saved afterwards references the `.sirz` file."""
+    if node.GetStorageNode() is None:
+        node.AddDefaultStorageNode()
+    storage = node.GetStorageNode()
+    if storage is None:
+        raise SirenCompressError(f"'{node.GetName()}' has no storage node that could reference {path}")
+    storage.SetFileName(str(path))
+
+
 def evaluate_nodes(original, decoded, folder: str | os.PathLike, archive_bytes: int | None = None,
                    references: bool = True, scene=None) -> dict:
     """dMRI fidelity of the DWI node `decoded` against the DWI node `original` (blocking; see
@@ -290,23 +340,61 @@ class NodeCompression:
             self.job.cancel()
         self.close()
 
-    def finish(self, scene=None) -> Loaded:
-        """After the child ended: the decoded nodes (named `<input>_siren`) and report, or `SirenCompressError`."""
+    def complete(self) -> None:
+        """Wait for the child to end and remove the temporary copy; `SirenCompressError` if it did not
+        write the archive."""
         try:
             code = self.job.wait()
             if self.job.cancelled:
                 raise SirenCompressError("compression cancelled; no file was written")
             if code != 0:
                 raise SirenCompressError(self.job.error or f"compression failed (exit code {code})")
-            return load_archive(self.output_path, self.node.GetName() + SUFFIX, scene)
         finally:
             self.close()
+
+    def finish(self, scene=None) -> Loaded:
+        """After the child ended: the decoded nodes (named `<input>_siren`) and report, or `SirenCompressError`."""
+        self.complete()
+        return load_archive(self.output_path, self.node.GetName() + SUFFIX, scene)
 
     def close(self) -> None:
         """Remove the temporary copy of the input."""
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+
+
+class Progress:
+    """Turns the CLI's progress events into a percentage, a status line and log lines (for the panel
+    and the file writer's progress dialog)."""
+
+    def __init__(self) -> None:
+        self.percent, self.status = 0, ""
+        self._networks, self._done, self._slices = 1, 0, 1
+
+    def update(self, event: dict) -> list[str]:
+        """Take one event; returns the lines it adds to a log."""
+        kind = event.get("event")
+        if kind == "start":
+            self._networks, self._done, self._slices = max(event["networks"], 1), 0, event["slices"]
+            if event["networks"]:
+                return [f"Training {event['networks']} networks on {event['device']}"]
+            return [f"Coding {event['slices']} slices losslessly"]
+        if kind == "epoch":
+            fraction = (self._done + event.get("batch_size", 1) * event["epoch"] / event["epochs"]) / self._networks
+            self.percent = int(100 * fraction)
+            eta = event.get("eta_s")
+            left = "" if eta is None else f", {int(eta) // 60}m{int(eta) % 60:02d}s left"
+            self.status = (f"slice {event['slice'] + 1}/{event['slices']}, epoch {event['epoch']}/{event['epochs']}, "
+                           f"{event['psnr']:.1f} dB{left}")
+        elif kind == "slice":
+            self._done += event["kind"] == "network"
+            if event["kind"] == "lossless":
+                self.percent = int(100 * (event["slice"] + 1) / self._slices)
+            return [f"slice {event['slice'] + 1}: {event['kind']}, {event['bytes']} bytes"]
+        elif kind == "error":
+            return [event["message"]]
+        return []
 
 
 def compress_node(node, output_path: str | os.PathLike, config: Config | lossless.Config | fmri.Config | None = None,
@@ -332,7 +420,7 @@ def panel_config(preset: str = DEFAULT_PRESET, codec: str = "siren", quantize: f
     if codec == "fmri":
         return fmri.Config(**{k: v for k, v in settings.items() if k in fmri.Config.__dataclass_fields__})
     if codec != "siren":
-        raise InputError(f"the panel offers the siren, fmri and lossless codecs, not {codec!r}")
+        raise InputError(f"the panel offers the codecs {', '.join(PANEL_CODECS)}, not {codec!r}")
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
     return Config(**{**PRESETS[preset].to_json(), **settings})
@@ -393,16 +481,22 @@ class SirenCompressFileReader(_ArchiveFileIO):
             self._error(f"Cannot open {properties['fileName']}: {exc}")
             return False
         self.parent.loadedNodes = [node.GetID() for node in loaded.all_nodes]
+        app = getattr(slicer, "app", None)
+        if properties.get("show", True) and app is not None:
+            show_loaded(loaded, app.applicationLogic())
         return True
 
 
 class SirenCompressFileWriter(_ArchiveFileIO):
-    """Saves a DWI, sequence or multivolume node as .sirz, compressing with the module panel's settings."""
+    """Saves a DWI, sequence or multivolume node as .sirz, compressing with the module panel's settings
+    in a child process; the node's storage node then references the archive. The Slicer module's
+    subclass installs what is missing first and shows progress with Cancel while it waits."""
 
     def extensions(self, obj) -> list[str]:
         return [NAME_FILTER]
 
     def canWriteObject(self, obj) -> bool:
+        """Whether `obj` (any object Slicer asks about: the scene, any node) can be compressed; never raises."""
         try:
             input_kind(obj)
         except InputError:
@@ -412,17 +506,27 @@ class SirenCompressFileWriter(_ArchiveFileIO):
     def write(self, properties: dict) -> bool:
         node = slicer.mrmlScene.GetNodeByID(properties["nodeID"])
         try:
-            task = NodeCompression(node, properties["fileName"], config_from_scene())
-            try:
-                if task.start().wait() != 0:
-                    raise SirenCompressError(task.job.error or "compression failed")
-            finally:
-                task.close()
+            self.prepare()
+            task = NodeCompression(node, properties["fileName"], config_from_scene(), python=self.python())
+            self.wait(task.start())
+            task.complete()
+            reference_archive(node, properties["fileName"])
         except SirenCompressError as exc:
             self._error(f"Cannot save {properties['fileName']}: {exc}")
             return False
         self.parent.writtenNodes = [node.GetID()]
         return True
+
+    def prepare(self) -> None:
+        """Before compressing: `SirenCompressError` if it cannot run (the module installs what is missing)."""
+
+    def python(self) -> str | None:
+        """The Python for the child process (None: this one)."""
+        return None
+
+    def wait(self, task: NodeCompression) -> None:
+        """Until the child ends (the module shows progress and Cancel meanwhile)."""
+        task.wait()
 
 
 def _voxels(node) -> np.ndarray:

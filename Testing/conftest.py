@@ -42,6 +42,48 @@ def sample_nifti(tmp_path_factory) -> Path:
     return copy_sample(tmp_path_factory.mktemp("sample"))
 
 
+@pytest.fixture
+def app_logic():
+    """Slicer's application logic on a fresh scene that is also `slicer.mrmlScene`, with the Colors and
+    Sequences logics that volume and sequence nodes use (slicer-core)."""
+    import slicer
+
+    scene = slicer.vtkMRMLScene()
+    slicer.mrmlScene = scene
+    app = slicer.vtkSlicerApplicationLogic()
+    app.SetMRMLScene(scene)
+    colors = slicer.vtkMRMLColorLogic()
+    colors.SetMRMLScene(scene)
+    colors.AddDefaultColorNodes()
+    app.SetModuleLogic("Colors", colors)
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(scene)
+    sequences.SetMRMLApplicationLogic(app)
+    app.SetModuleLogic("Sequences", sequences)
+    yield app
+    scene.Clear(1)
+    del colors, sequences
+
+
+@pytest.fixture
+def scene(app_logic):
+    """The fresh `slicer.mrmlScene` of `app_logic`."""
+    return app_logic.GetMRMLScene()
+
+
+class FakeParent:
+    """Stands in for Slicer's qSlicerScriptedFileReader/Writer: the attributes the bodies use."""
+
+    def __init__(self):
+        import slicer
+
+        self.loadedNodes, self.writtenNodes = [], []
+        self.messages = slicer.vtkMRMLMessageCollection()
+
+    def userMessages(self):
+        return self.messages
+
+
 def run_cli(*args: str | os.PathLike, block_torch: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `sirencompress ARGS` in a child process; with block_torch, importing torch fails there."""
     code = "import sys\n"

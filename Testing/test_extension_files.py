@@ -95,9 +95,10 @@ def test_widgets_used_by_the_code_exist_in_the_ui():
 
 
 def test_reader_and_writer_are_in_the_module_namespace():
-    imported = {alias.name for node in module_tree().body if isinstance(node, ast.ImportFrom)
-                for alias in node.names}
-    assert {"SirenCompressFileReader", "SirenCompressFileWriter"} <= imported
+    """qSlicerScriptedFileReader/Writer.cxx look the classes up by name in the module's namespace."""
+    names = {alias.name for node in module_tree().body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    names |= {n.name for n in module_tree().body if isinstance(n, ast.ClassDef)}
+    assert {"SirenCompressFileReader", "SirenCompressFileWriter"} <= names
 
 
 def test_module_classes_follow_slicer_naming():

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 import zipfile
 
 import numpy as np
@@ -15,7 +16,9 @@ slicer = pytest.importorskip("slicer", reason="needs the slicer-core package (in
 if not hasattr(slicer, "vtkMRMLScene"):  # PyPI's unrelated "slicer" package
     pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
 
-from conftest import FAST, leftovers, phantom  # noqa: E402
+import vtk  # noqa: E402
+
+from conftest import FAST, FakeParent, leftovers, phantom  # noqa: E402
 from SirenCompressLib import (  # noqa: E402
     SIREN_PRESETS,
     FrameIndex,
@@ -23,43 +26,13 @@ from SirenCompressLib import (  # noqa: E402
     SirenConfig,
     Volume4D,
     compress,
+    jobs,  # noqa: E402
     read_volume,
     write_archive,
     write_volume,
 )
 from SirenCompressLib import slicer_nodes as sn  # noqa: E402
 from SirenCompressLib.codecs import fmri, lossless  # noqa: E402
-
-
-@pytest.fixture
-def scene():
-    """A fresh scene as `slicer.mrmlScene`, with the logics that volume and sequence nodes use."""
-    scene = slicer.vtkMRMLScene()
-    slicer.mrmlScene = scene
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(scene)
-    colors = slicer.vtkMRMLColorLogic()
-    colors.SetMRMLScene(scene)
-    colors.AddDefaultColorNodes()
-    app.SetModuleLogic("Colors", colors)
-    sequences = slicer.vtkSlicerSequencesLogic()
-    sequences.SetMRMLScene(scene)
-    sequences.SetMRMLApplicationLogic(app)
-    app.SetModuleLogic("Sequences", sequences)
-    yield scene
-    scene.Clear(1)
-    del app, colors, sequences
-
-
-class FakeParent:
-    """Stands in for Slicer's qSlicerScriptedFileReader/Writer: the attributes the bodies use."""
-
-    def __init__(self):
-        self.loadedNodes, self.writtenNodes = [], []
-        self.messages = slicer.vtkMRMLMessageCollection()
-
-    def userMessages(self):
-        return self.messages
 
 
 def dwi_node(scene, volume: Volume4D):
@@ -274,6 +247,134 @@ def test_writer_uses_the_panel_settings(scene, tmp_path):
     assert writer.write({"nodeID": node.GetID(), "fileName": str(tmp_path / "w.sirz")}) is True
     manifest = json.loads(zipfile.ZipFile(tmp_path / "w.sirz").read("manifest.json"))
     assert manifest["codec"]["config"]["units"] == 16 and manifest["codec"]["config"]["final_activation"] == "relu"
+    assert parent.writtenNodes == [node.GetID()]
+
+
+def test_a_scene_saved_after_the_writer_references_the_archive(scene, tmp_path):
+    """Slicer writes a scene's nodes by their storage nodes' file names (qSlicerSaveDataDialog.cxx reads the
+    storage node back after the writer ran), so the writer points the node's storage node at the archive."""
+    node = dwi_node(scene, phantom())
+    settings = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    settings.SetSingletonTag(sn.MODULE_NAME)
+    settings.SetParameter("codec", "lossless")
+    properties = {"nodeID": node.GetID(), "fileName": str(tmp_path / "a.sirz")}
+    assert sn.SirenCompressFileWriter(FakeParent()).write(properties)
+    assert node.GetStorageNode().GetFileName() == str(tmp_path / "a.sirz")
+    scene.SetURL(str(tmp_path / "scene.mrml"))
+    scene.Commit()
+    assert "a.sirz" in (tmp_path / "scene.mrml").read_text()
+
+
+def test_writer_runs_its_hooks_and_reports_what_stops_it(scene, tmp_path):
+    """The module's writer installs dependencies in `prepare` and shows progress in `wait`; a refusal in
+    `prepare` is a message for Slicer's Save dialog, not a traceback, and writes nothing."""
+    node = dwi_node(scene, phantom())
+    seen = []
+
+    class Writer(sn.SirenCompressFileWriter):
+        def prepare(self):
+            raise sn.SirenCompressError("pynrrd is not installed")
+
+        def wait(self, task):
+            seen.append(task)
+
+    parent = FakeParent()
+    assert Writer(parent).write({"nodeID": node.GetID(), "fileName": str(tmp_path / "x.sirz")}) is False
+    assert "pynrrd is not installed" in parent.messages.GetNthMessageText(0)
+    assert seen == [] and not (tmp_path / "x.sirz").exists() and node.GetStorageNode() is None
+
+
+def test_writer_cancelled_from_its_wait_writes_nothing(scene, tmp_path):
+    node = dwi_node(scene, phantom())
+
+    class Writer(sn.SirenCompressFileWriter):
+        def wait(self, task):  # as the progress dialog's Cancel does
+            while not any(e["event"] == "start" for e in task.poll()):
+                assert task.running
+            task.cancel()
+
+    settings = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    settings.SetSingletonTag(sn.MODULE_NAME)
+    settings.SetParameter("epochs", "100000")
+    settings.SetParameter("device", "cpu")
+    parent = FakeParent()
+    assert Writer(parent).write({"nodeID": node.GetID(), "fileName": str(tmp_path / "c.sirz")}) is False
+    assert "cancelled" in parent.messages.GetNthMessageText(0)
+    assert not (tmp_path / "c.sirz").exists() and leftovers(tmp_path) == []
+
+
+def test_writer_and_reader_answer_about_every_mrml_object_without_raising(scene, tmp_path):
+    """qSlicerSaveDataDialog.cxx asks every writer about the scene itself (`fileWriterExtensions(this->MRMLScene)`)
+    and about each storable node; qSlicerScriptedFileWriter.cxx / qSlicerScriptedFileReader.cxx accept only a
+    Python bool from canWriteObject / canLoadFile (PyBool_Check) and print any exception as a traceback."""
+    writer, reader = sn.SirenCompressFileWriter(FakeParent()), sn.SirenCompressFileReader(FakeParent())
+    classes = [scene.GetNthRegisteredNodeClass(i).GetClassName()
+               for i in range(scene.GetNumberOfRegisteredNodeClasses())]
+    objects = [scene, None, vtk.vtkImageData()] + [scene.CreateNodeByClass(name) for name in classes]
+    objects += [scene.AddNewNodeByClass(name) for name in ("vtkMRMLScalarVolumeNode", "vtkMRMLSequenceNode",
+                                                           "vtkMRMLVectorVolumeNode", "vtkMRMLTableNode")]
+    assert len(classes) > 50
+    for obj in objects:
+        assert writer.canWriteObject(obj) is False, obj
+        assert writer.extensions(obj) == [sn.NAME_FILTER]
+    assert writer.canWriteObject(dwi_node(scene, phantom())) is True
+    (tmp_path / "folder.sirz").mkdir()
+    for path in ("", str(tmp_path), str(tmp_path / "folder.sirz"), "scan.nrrd", "x.SIRZ", "ü ä.sirz", "/no/such.sirz"):
+        assert type(reader.canLoadFile(path)) is bool and type(reader.canLoadFileConfidence(path)) is float
+
+
+def test_choice_updates_follow_only_a_change(scene):
+    """A preset brings its learning rate and a new input its suggested codec, but only when the user changed
+    that choice: connecting the panel (before None) or an unrelated change leaves every value alone."""
+    long_run = sn.nodes_from_volume(Volume4D(np.zeros((4, 4, 2, 50), np.int16), np.eye(4)), "bold", scene)[0]
+    dwi = dwi_node(scene, phantom())
+    now = {"preset": "paper", "inputNode": long_run, "codec": "siren"}
+    assert sn.choice_updates(None, now) == {}
+    assert sn.choice_updates(dict(now), now) == {}
+    assert sn.choice_updates({**now, "preset": "compact"}, now) == {"learningRate": SIREN_PRESETS["paper"].lr}
+    assert sn.choice_updates({**now, "inputNode": dwi}, now) == {"codec": "fmri"}
+    assert sn.choice_updates({**now, "inputNode": dwi}, {**now, "codec": "lossless"}) == {}
+    assert sn.choice_updates({**now, "inputNode": dwi}, {**now, "inputNode": scene.AddNewNodeByClass(
+        "vtkMRMLScalarVolumeNode")}) == {}
+
+
+def test_reader_shows_what_it_loads(app_logic, archive_path, monkeypatch):
+    """As Slicer's volume reader (qSlicerVolumesReader.cxx: unless properties["show"] is false, the node becomes
+    the selection node's active volume and PropagateVolumeSelection puts it in the slice views)."""
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(applicationLogic=lambda: app_logic), raising=False)
+    selection = app_logic.GetSelectionNode()
+    parent = FakeParent()
+    assert sn.SirenCompressFileReader(parent).load({"fileName": str(archive_path), "show": False})
+    assert selection.GetActiveVolumeID() is None
+    assert sn.SirenCompressFileReader(parent).load({"fileName": str(archive_path)})
+    assert selection.GetActiveVolumeID() == parent.loadedNodes[0]
+    assert selection.GetActiveTableID() == parent.loadedNodes[1]
+
+
+def test_panel_progress_from_cli_events():
+    progress = sn.Progress()
+    assert progress.update({"event": "start", "networks": 2, "slices": 2, "device": "cpu"}) == \
+        ["Training 2 networks on cpu"]
+    progress.update({"event": "epoch", "slice": 0, "slices": 2, "epoch": 50, "epochs": 100, "psnr": 30.0})
+    assert progress.percent == 25 and progress.status.startswith("slice 1/2, epoch 50/100, 30.0 dB")
+    assert progress.update({"event": "slice", "slice": 0, "kind": "network", "bytes": 900}) == \
+        ["slice 1: network, 900 bytes"]
+    progress.update({"event": "epoch", "slice": 1, "slices": 2, "epoch": 100, "epochs": 100, "psnr": 30.0})
+    assert progress.percent == 100
+
+
+def test_child_process_has_no_console_window_on_windows(monkeypatch):
+    """Slicer's `launchConsoleProcess` (Base/Python/slicer/util.py) hides the child's console on Windows:
+    STARTUPINFO with dwFlags = 1 (STARTF_USESHOWWINDOW) and wShowWindow = 0 (SW_HIDE)."""
+    class StartupInfo:
+        dwFlags, wShowWindow = 0, 1
+
+    monkeypatch.setattr(jobs.os, "name", "nt")
+    monkeypatch.setattr(jobs.subprocess, "STARTUPINFO", StartupInfo, raising=False)
+    monkeypatch.setattr(jobs.subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200, raising=False)
+    options = jobs.popen_options()
+    assert options["startupinfo"].dwFlags & 1 and options["startupinfo"].wShowWindow == 0
+    assert options["creationflags"] == 0x200
 
 
 def test_node_to_file_matches_the_library_reader(scene, tmp_path):
