@@ -8,8 +8,9 @@ paths are relative to the manifest's folder.
 Each task runs `sirencompress compress` in a child process on its worker (so a crash or a runaway
 subject cannot take the worker with it, and a worker that dies takes its child with it); the child uses
 the worker's GPU when it has one (`--device auto`). A subject whose archive exists, reads back intact and
-names the same input file (name and size) is skipped. Results go to a table (CSV, or Parquet with pyarrow)
-rewritten atomically after every subject, so an interrupted run keeps what it finished.
+names the same input file (name and size) is skipped; missing output folders are created. Results go to a
+table (CSV, or Parquet with pyarrow) rewritten atomically after every subject, so an interrupted run keeps
+what it finished.
 """
 
 from __future__ import annotations
@@ -87,7 +88,13 @@ def verified(subject: Subject) -> Outcome | None:
 
 
 def compress_subject(subject: Subject) -> Outcome:
-    """Compress one subject in a child process (runs on a worker); failures become a failed Outcome."""
+    """Compress one subject in a child process (runs on a worker, which creates the output's folders);
+    failures become a failed Outcome."""
+    try:
+        subject.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return Outcome(str(subject.input), str(subject.output), "failed", worker=_worker_name(),
+                       error=f"{subject.output.parent}: cannot create the output folder: {exc.strerror or exc}")
     command = [sys.executable, "-m", "SirenCompressLib", "compress", str(subject.input), "-o", str(subject.output),
                "--progress", "jsonl", "--force"]
     for name, value in subject.options.items():

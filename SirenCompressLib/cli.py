@@ -104,9 +104,9 @@ FMRI_FLAGS = [
     ("fusion_channels", int, "fmri codec: channels of the temporal fusion convolution (default 8)"),
     ("fusion_kernel", int, "fmri codec: its width in frames, odd (default 5)"),
     ("mean_step", float, "fmri codec: the mean frame's quantisation step × the median temporal std in the "
-                         "brain (default 0.25)"),
-    ("mask_fraction", float, "fmri codec: brain = mean frame above this fraction of its 99th percentile "
-                             "(default 0.2)"),
+                         "mask (default 0.25)"),
+    ("mask_z", float, "fmri codec: model the voxels whose temporal variance exceeds (1 + Z/√frames) × their "
+                      "noise variance, and their neighbours; the others decode as their mean (default 4)"),
 ]
 PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis", "coder")
 
@@ -349,6 +349,8 @@ def _info(args: argparse.Namespace) -> None:
     m, size = archive.manifest, sizes(archive, args.input.stat().st_size)
     comparison = stored_comparison(archive)
     frames = None if m.get("frames") is None else FrameIndex(**m["frames"])
+    constants = [s.get("constant_voxels") for s in m["slices"]]  # fmri: voxels outside the coded mask
+    constant_voxels = None if None in constants else sum(constants)
     if args.json:
         out = {k: m[k] for k in ("format_version", "library_version", "codec", "shape", "dtype", "source",
                                  "encode_seconds", "metrics")}
@@ -362,6 +364,7 @@ def _info(args: argparse.Namespace) -> None:
                         "ratio_gzip": size.ratio_gzip}
         out["slices"] = [{"slice": s["index"], "kind": s["kind"], "bytes": s["bytes"], **s["metrics"]}
                          for s in m["slices"]]
+        out["constant_voxels"] = constant_voxels
         print(json.dumps(out, indent=1))
         return
     config = ", ".join(f"{k}={v}" for k, v in m["codec"]["config"].items())
@@ -380,6 +383,9 @@ def _info(args: argparse.Namespace) -> None:
         lost = unstorable(m.get("header", {}), frames, kind)
         if lost:
             print(f"{name} output cannot hold: {'; '.join(lost)}")
+    if constant_voxels is not None:
+        print(f"voxels decoded as constants (no temporal signal found): {constant_voxels} of "
+              f"{m['shape'][0] * m['shape'][1] * m['shape'][2]}")
     print(_ratios_line(size))
     _print_table(comparison, [s["kind"] for s in m["slices"]], [s["bytes"] for s in m["slices"]])
 

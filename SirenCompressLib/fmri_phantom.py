@@ -3,6 +3,7 @@
 An ellipsoid "brain" with smooth grey/white contrast on a dark background; two task regions whose
 signal follows a block design convolved with the canonical (SPM double-gamma) HRF; two pairs of regions
 that share slow resting fluctuations (so they are functionally connected); a slow drift; Gaussian noise.
+Optionally the first task region is dim (signal dropout, as near the sinuses) with its response intact.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ def hrf(tr: float, length: float = 32.0) -> np.ndarray:
 
 
 def fmri_phantom(shape: tuple[int, int, int] = (32, 32, 8), frames: int = 120, tr: float = 2.0,
-                 block: float = 20.0, bold: float = 0.03, noise: float = 0.01, seed: int = 0) -> FmriPhantom:
+                 block: float = 20.0, bold: float = 0.03, noise: float = 0.01, dim: float = 1.0,
+                 seed: int = 0) -> FmriPhantom:
     """A task run: `block` seconds of task, `block` of rest, repeated; task regions change by `bold`
-    (relative) at the HRF's peak; `noise` is the Gaussian noise σ relative to the baseline (1000)."""
+    (relative) at the HRF's peak; `noise` is the Gaussian noise σ relative to the baseline (1000); the
+    baseline of region 1 is scaled by `dim` while its response keeps its size in signal units."""
     rng = np.random.default_rng(seed)
     nx, ny, nz = shape
     x, y, z = np.meshgrid(np.linspace(-1, 1, nx), np.linspace(-1, 1, ny), np.linspace(-1, 1, nz), indexing="ij")
@@ -69,6 +72,7 @@ def fmri_phantom(shape: tuple[int, int, int] = (32, 32, 8), frames: int = 120, t
     signal = np.repeat(baseline[..., None], frames, axis=3)
     for k in (1, 2):  # the task regions
         signal[labels == k] *= 1 + bold * task
+    signal[labels == 1] -= (1 - dim) * baseline[labels == 1][:, None]
     for pair in ((3, 4), (5, 6)):  # connected pairs: shared slow fluctuation
         shared = _slow_noise(rng, frames, tr)
         for k in pair:

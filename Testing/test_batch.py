@@ -79,6 +79,28 @@ def test_cohort_on_two_workers_with_a_corrupt_input_then_resume(tmp_path):
     read_archive(tmp_path / "out" / "sub1.sirz")
 
 
+def test_the_readme_manifest_creates_its_output_folders(tmp_path):
+    lines = [f"input,output,{OPTIONS}"]
+    for subject, output in (("sub-001", "archives/sub-001.sirz"), ("sub-002", "archives/site-b/sub-002.sirz")):
+        (tmp_path / subject).mkdir()
+        write_volume(phantom(), tmp_path / subject / "dwi.nii.gz")
+        lines.append(f"{subject}/dwi.nii.gz,{output},{QUICK}")
+    (tmp_path / "cohort.csv").write_text("\n".join(lines) + "\n")
+    r = run_cli("batch", tmp_path / "cohort.csv", "--local-workers", "1", timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 done, 0 skipped (done before), 0 failed" in r.stdout
+    read_archive(tmp_path / "archives" / "sub-001.sirz")
+    read_archive(tmp_path / "archives" / "site-b" / "sub-002.sirz")
+
+
+def test_an_output_folder_that_cannot_be_made_fails_the_subject(tmp_path):
+    write_volume(phantom(), tmp_path / "sub.nii.gz")
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    outcome = batch.compress_subject(batch.Subject(tmp_path / "sub.nii.gz", tmp_path / "taken" / "sub.sirz"))
+    assert outcome.status == "failed" and "cannot create the output folder" in outcome.error, outcome.error
+    assert "\n" not in outcome.error
+
+
 def test_a_killed_worker_does_not_lose_its_subject(tmp_path):
     manifest = write_cohort(tmp_path, 2, epochs=400)
     subjects = batch.read_manifest(manifest)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import run_cli
 from SirenCompressLib import Volume4D, read_volume, write_volume
-from SirenCompressLib.archive import to_bytes
+from SirenCompressLib.archive import read_archive, to_bytes
 from SirenCompressLib.codecs import fmri
 from SirenCompressLib.errors import InputError
 from SirenCompressLib.fmri_phantom import fmri_phantom, hrf
@@ -23,8 +24,16 @@ QUICK_ARGS = ["--units", "32", "--layers", "2", "--epochs", "60", "--qat-epochs"
               "--progress", "none"]
 
 
-def small_phantom():
-    return fmri_phantom(shape=(24, 24, 4), frames=60)
+DATA = Path(__file__).parent / "data"
+
+
+def small_phantom(dim: float = 1.0):
+    return fmri_phantom(shape=(24, 24, 4), frames=60, dim=dim)
+
+
+def region_course_correlation(decoded: np.ndarray, original: np.ndarray, region: np.ndarray) -> float:
+    """Correlation of the region-mean time courses of two runs (x, y, z, time)."""
+    return float(np.corrcoef(decoded[region].mean(axis=0), original[region].mean(axis=0))[0, 1])
 
 
 def test_fastica_recovers_planted_sources():
@@ -63,6 +72,86 @@ def test_round_trip_fits_the_run(tmp_path):
     task = p.labels == 1
     truth, got = brain[task].mean(axis=0), decoded.data[task].mean(axis=0)
     assert np.corrcoef(truth, got)[0, 1] > 0.9  # the task response survives
+
+
+def test_signal_mask_finds_slow_signal_not_white_noise():
+    rng = np.random.default_rng(0)
+    data = rng.normal(0.0, 1.0, (12, 12, 3, 60))
+    data[0, 0, 0] = 7.0  # constant
+    data[4:7, 4:7, 1] += 1.5 * np.sin(np.arange(60) / 4)  # slow signal, about as strong as the noise
+    mask = fmri.signal_mask(data, 4.0)
+    assert mask[4:7, 4:7, 1].all() and mask[4:7, 4:7, 0].any()  # and neighbours
+    mask[3:8, 3:8, 0:3] = False
+    assert not mask[0, 0, 0] and mask.sum() <= 27  # noise: at most one false alarm, grown by a voxel
+
+
+def changed_runs():
+    """(name, data) of the small phantom as denoising pipelines and odd scanners write it."""
+    data = small_phantom().volume.data.astype(np.float64)
+    mean, std = data.mean(axis=3, keepdims=True), data.std(axis=3, keepdims=True)
+    percent = np.where(mean > 500, 100 * (data - mean) / mean, 0.0)  # in the brain, 0 outside (as pipelines do)
+    return [("z-scored", (data - mean) / std), ("percent signal change", percent), ("all negative", -data - 2000)]
+
+
+@pytest.mark.parametrize("index", range(3), ids=[name for name, _ in changed_runs()])
+def test_zero_mean_and_negative_runs_keep_the_response(index):
+    p = small_phantom()
+    _, data = changed_runs()[index]
+    volume = Volume4D(data.astype(np.float32), p.volume.ijk_to_ras)
+    archive = compress(volume, "fmri", QUICK)
+    to_bytes(archive)  # no NaN in the manifest
+    decoded = decompress(archive).data.astype(np.float64)
+    task = p.labels == 1
+    assert region_course_correlation(decoded, data, task) > 0.9
+    assert np.ptp(decoded[task], axis=1).min() > 0  # no task voxel decoded as a constant
+    constants = sum(s["constant_voxels"] for s in archive.manifest["slices"])
+    assert constants == int((np.ptp(decoded, axis=3) == 0).sum()) and 0 < constants < task.size
+
+
+def test_a_constant_run_decodes_exactly():
+    volume = Volume4D(np.full((8, 8, 2, 10), -3.5, np.float32), np.eye(4))
+    archive = compress(volume, "fmri", QUICK)
+    assert [s["constant_voxels"] for s in archive.manifest["slices"]] == [64, 64]
+    assert archive.manifest["slices"][0]["components"] == 0
+    np.testing.assert_array_equal(decompress(archive).data, volume.data)
+
+
+def test_a_dim_region_keeps_its_response():
+    p = small_phantom(dim=0.05)  # signal dropout: region 1's baseline at 5 %, its response as before
+    archive = compress(p.volume, "fmri", QUICK)
+    decoded = decompress(archive).data.astype(np.float64)
+    clean = fmri_phantom(shape=(24, 24, 4), frames=60, dim=0.05, noise=0.0).volume.data
+    dim = p.labels == 1
+    assert p.volume.data[dim].mean() < 0.1 * p.volume.data[p.labels == 2].mean()
+    assert np.ptp(decoded[dim], axis=1).min() > 0
+    assert region_course_correlation(decoded, clean, dim) > 0.9
+
+
+def test_version_0_3_archives_still_decode():
+    """fmri-0.3.sirz: written by version 0.3 (mask = mean frame above a stored threshold, a two-part member);
+    fmri-0.3-decoded.npy: what version 0.3 decoded from it."""
+    archive = read_archive(DATA / "fmri-0.3.sirz")
+    assert archive.manifest["library_version"] == "0.3.0" and "threshold" in archive.manifest["slices"][0]
+    decoded = decompress(archive).data
+    expected = np.load(DATA / "fmri-0.3-decoded.npy")
+    assert decoded.dtype == expected.dtype and np.abs(decoded.astype(int) - expected).max() <= 1
+    info = run_cli("info", DATA / "fmri-0.3.sirz", "--json")
+    assert info.returncode == 0 and json.loads(info.stdout)["constant_voxels"] is None
+
+
+def test_cli_compresses_a_zero_mean_run_with_the_fmri_codec(tmp_path):
+    data = small_phantom().volume.data.astype(np.float32)[:16, :16, :2]
+    nifti, sirz = tmp_path / "zscored.nii.gz", tmp_path / "zscored.sirz"
+    write_volume(Volume4D((data - data.mean(axis=3, keepdims=True)) / data.std(axis=3, keepdims=True),
+                          np.eye(4)), nifti)
+    result = run_cli("compress", nifti, "-o", sirz, "--epochs", "20", "--units", "16", "--layers", "2",
+                     "--qat-epochs", "2", "--device", "cpu", "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    assert "codec: fmri" in result.stderr
+    constants = json.loads(run_cli("info", sirz, "--json").stdout)["constant_voxels"]
+    assert 0 < constants < 16 * 16 * 2
+    assert f"voxels decoded as constants (no temporal signal found): {constants} of 512" in run_cli("info", sirz).stdout
+    assert run_cli("decompress", sirz, "-o", tmp_path / "back.nii.gz", block_torch=True).returncode == 0
 
 
 def test_decoding_needs_no_torch(tmp_path):

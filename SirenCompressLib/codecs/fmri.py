@@ -3,10 +3,11 @@ al., "A Compact Implicit Neural Representation for Efficient Storage of Massive 
 
 The whole run is one model (stored with the first slice; the other slices share it):
 
+- the mask of voxels with temporal signal (`signal_mask`: temporal variance above the noise, estimated
+  per voxel from successive differences, grown by a voxel), coded losslessly as a 0/1 image; outside it
+  a voxel is decoded as its mean (any data: zero-mean, negative, constant);
 - the mean frame, quantised with a step of `mean_step` × the median temporal standard deviation in the
-  brain and coded losslessly (the lossless codec's predictors and coder, slices as its "volumes");
-- the brain mask: the mean frame above `mask_fraction` of its 99th percentile (a threshold stored in the
-  entry, so the mask costs nothing);
+  mask and coded losslessly (the lossless codec's predictors and coder, slices as its "volumes");
 - in the mask, the time series minus the mean, in units of their standard deviation, as
   fusion(Σ_k w_k(x, y, z) · c_k(t)): K temporal activation patterns c_k (a learnable K × T matrix
   initialised by spatial FastICA of the masked data), spatial weight maps w_k from a SIREN of the voxel
@@ -51,8 +52,8 @@ class Config(JsonSettings):
     ssim_weight: float = 0.1  # σ in the loss L2 + σ·(1 − SSIM)
     fusion_channels: int = 8
     fusion_kernel: int = 5
-    mean_step: float = 0.25  # quantisation step of the mean frame, × the median temporal std in the brain
-    mask_fraction: float = 0.2  # brain: mean frame above this fraction of its 99th percentile
+    mean_step: float = 0.25  # quantisation step of the mean frame, × the median temporal std in the mask
+    mask_z: float = 4.0  # signal: temporal variance above (1 + mask_z/√T) × the noise variance
     weight_bits: int = 8
     qat_epochs: int = 200
     seed: int = 0
@@ -65,8 +66,13 @@ class Config(JsonSettings):
             raise InputError("the fusion kernel must be odd")
         if not 2 <= self.weight_bits <= 8:
             raise InputError("weight bits must be 2 to 8")
-        if not self.mean_step > 0 or not 0 < self.mask_fraction < 1:
-            raise InputError("the mean step must be positive and the mask fraction in (0, 1)")
+        if not self.mean_step > 0 or not self.mask_z >= 0:
+            raise InputError("the mean step must be positive and the mask z not negative")
+
+    @classmethod
+    def from_json(cls, d: dict) -> Config:
+        """As stored; version 0.3's `mask_fraction` is dropped (its entries store the mask's threshold)."""
+        return super().from_json({k: v for k, v in d.items() if k != "mask_fraction"})
 
 
 def default_config() -> Config:
@@ -77,8 +83,8 @@ def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
     """The entries `encode` makes, with numbers of typical length, and one (here empty) member with the
     first slice, shared by the others (for rate control)."""
     nz, nt = volume.shape[2], volume.shape[3]
-    entry = {"kind": "fmri", "mean_step": 1.2345678901234567, "threshold": 12345, "scale": 12.345678901234567,
-             "frames": nt, "components": config.components}
+    entry = {"kind": "fmri", "mean_step": 1.2345678901234567, "scale": 12.345678901234567, "frames": nt,
+             "components": config.components, "constant_voxels": volume.shape[0] * volume.shape[1]}
     return [EncodedSlice(dict(entry), b"" if z == 0 else None, None if z == 0 else 0) for z in range(nz)]
 
 
@@ -90,12 +96,12 @@ def encode(volume: Volume4D, config: Config, progress=None) -> list[EncodedSlice
     arrays, k = [], 0
     if run.mask.any():
         arrays, k = _fit(grid(nx, ny, nz)[run.mask.ravel()], run.dynamics, run.mask, config, emit)
-    member = _member(run.mean_member, arrays, config)
+    member = _member(run, arrays, config)
     emit({"event": "slice", "slice": 0, "slices": nz, "kind": "network", "bytes": len(member)})
     out = placeholders(volume, config)
     out[0].member = member
-    for item in out:
-        item.entry = {**run.entry, "components": k}
+    for z, item in enumerate(out):
+        item.entry = {**run.entry, "components": k, "constant_voxels": int((~run.mask[:, :, z]).sum())}
     return out
 
 
@@ -115,22 +121,23 @@ def member_bytes(volume: Volume4D, config: Config):
 
     def size(units: int) -> int:
         if not k:
-            return len(_member(run.mean_member, [], config))
+            return len(_member(run, [], config))
         torch.manual_seed(config.seed)
         sized = Config(**{**config.to_json(), "units": units})
         model = _model_class()(Siren(3, k, sized.layers, units, sized.w0), patterns, sized)
         params = {n: p.detach().numpy() for n, p in model.named_parameters()}
-        return len(_member(run.mean_member, _stored_arrays(params, sized, k), sized))
+        return len(_member(run, _stored_arrays(params, sized, k), sized))
 
     return size
 
 
 @dataclass
 class _Run:
-    """What encoding settles before training: the coded mean frame, the entry, the mask and the masked,
-    normalised dynamics (N, T)."""
+    """What encoding settles before training: the coded mean frame and mask, the entry, the mask and the
+    masked, normalised dynamics (N, T)."""
 
     mean_member: bytes
+    mask_member: bytes
     entry: dict
     mask: np.ndarray
     dynamics: np.ndarray
@@ -142,26 +149,39 @@ def _prepare(volume: Volume4D, config: Config) -> _Run:
     if nt < 3:
         raise InputError(f"the fmri codec needs a time series (3 or more volumes), not {nt}")
     mean = data.mean(axis=3)
+    mask = signal_mask(data, config.mask_z)
     spread = data.std(axis=3)
-    rough = mean > config.mask_fraction * np.percentile(mean, 99)
-    noise = float(np.median(spread[rough])) if rough.any() else 0.0
+    noise = float(np.median(spread[mask] if mask.any() else spread))
     step = config.mean_step * noise if noise > 0 else max(float(np.ptp(mean)), 1.0) * 1e-3
     mean_q = np.rint(mean / step).astype(np.int64)
     if np.abs(mean_q).max() >= 2**31:
         raise InputError("the mean frame's quantisation step is too small")
     mean_q = mean_q.astype(np.int32)
     mean_member = lossless.encode_slice(mean_q, list(range(nz)), {}, MEAN_CODER)
-    threshold = int(config.mask_fraction * np.percentile(mean_q, 99))
-    mask = mean_q > threshold
+    mask_member = lossless.encode_slice(mask.astype(np.uint8), list(range(nz)), {}, MEAN_CODER)
     dynamics = (data - (mean_q * step)[..., None])[mask]  # (N, T)
-    scale = float(dynamics.std()) or 1.0
-    entry = {"kind": "fmri", "mean_step": step, "threshold": threshold, "scale": scale, "frames": nt}
-    return _Run(mean_member, entry, mask, dynamics / scale)
+    scale = (float(dynamics.std()) if dynamics.size else 0.0) or 1.0  # 1 when nothing varies
+    entry = {"kind": "fmri", "mean_step": step, "scale": scale, "frames": nt}
+    return _Run(mean_member, mask_member, entry, mask, dynamics / scale)
 
 
-def _member(mean_member: bytes, arrays: list[np.ndarray], config: Config) -> bytes:
+def signal_mask(data: np.ndarray, z: float) -> np.ndarray:
+    """The voxels (x, y, z) of a run `data` (x, y, z, T) with temporal signal: temporal variance above
+    (1 + z/√T) × the noise variance σ² = mean((x_{t+1} − x_t)²)/2 of the voxel (for white noise the ratio is
+    1 ± 1/√T; slow signal raises the variance, hardly the differences), then grown by one voxel (3×3×3):
+    weak signal beside detected signal is kept too. A constant voxel is in it only beside signal."""
+    nt = data.shape[3]
+    noise = np.mean(np.diff(data, axis=3) ** 2, axis=3) / 2
+    found = np.pad(data.var(axis=3) > (1 + z / math.sqrt(nt)) * noise, 1)
+    nx, ny, nz = data.shape[:3]
+    return np.any([found[i:i + nx, j:j + ny, k:k + nz] for i in range(3) for j in range(3) for k in range(3)],
+                  axis=0)
+
+
+def _member(run: _Run, arrays: list[np.ndarray], config: Config) -> bytes:
     weights = pack_weights(arrays, config.weight_bits, "rans") if arrays else b""
-    return np.array([len(mean_member), len(weights)], dtype=HEADER).tobytes() + mean_member + weights
+    parts = [run.mean_member, run.mask_member, weights]
+    return np.array([len(p) for p in parts], dtype=HEADER).tobytes() + b"".join(parts)
 
 
 def _components(config: Config, dynamics: np.ndarray) -> int:
@@ -176,10 +196,11 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
     z, k = int(entry["index"]), int(entry["components"])
     if int(entry["frames"]) != nt:
         raise ArchiveError("the fmri entry's frame count does not match the shape")
-    mean_q, arrays = _unpacked(member, (nx, ny, nz, nt), k, config)
+    old = "threshold" in entry  # version 0.3: no stored mask, the mean frame above a threshold
+    mean_q, mask, arrays = _unpacked(member, (nx, ny, nz, nt), k, config, 2 if old else 3)
     mean = mean_q[:, :, z].astype(np.float64) * float(entry["mean_step"])
     out = np.repeat(mean[..., None], nt, axis=2)
-    mask = mean_q[:, :, z] > int(entry["threshold"])
+    mask = mean_q[:, :, z] > int(entry["threshold"]) if old else mask[:, :, z]
     if k and mask.any():
         coords = grid(nx, ny, nz).reshape(nx, ny, nz, 3)[:, :, z][mask]
         out[mask] += float(entry["scale"]) * _series(arrays, coords, config)
@@ -396,15 +417,26 @@ def _fusion(series: np.ndarray, w1, b1, w2, b2, width: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _unpacked(member: bytes, shape: tuple, k: int, config: Config) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The mean frame's integers and the model's arrays (cached: every slice shares the member)."""
+def _unpacked(member: bytes, shape: tuple, k: int, config: Config,
+              parts: int) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+    """The mean frame's integers (x, y, z), the mask (x, y, z; None in a version 0.3 member of 2 parts) and
+    the model's arrays (cached: every slice shares the member)."""
     nx, ny, nz, nt = shape
-    if len(member) < 8:
+    if len(member) < 4 * parts:
         raise ArchiveError("fmri member is truncated")
-    n_mean, n_weights = (int(v) for v in np.frombuffer(member, dtype=HEADER, count=2))
-    if 8 + n_mean + n_weights != len(member):
+    sizes = np.frombuffer(member, dtype=HEADER, count=parts).astype(np.int64)
+    if 4 * parts + sizes.sum() != len(member):
         raise ArchiveError("fmri member is truncated or has trailing bytes")
-    mean_q = lossless.decode_member(member[8:8 + n_mean], (nx, ny, nz), np.dtype(np.int32), list(range(nz)),
-                                    MEAN_CODER)
-    arrays = unpack_weights(member[8 + n_mean:], _shapes(config, k, nt), config.weight_bits, "rans") if k else []
-    return mean_q, arrays
+    pieces, offset = [], 4 * parts
+    for size in sizes:
+        pieces.append(member[offset:offset + size])
+        offset += size
+    mean_q = lossless.decode_member(pieces[0], (nx, ny, nz), np.dtype(np.int32), list(range(nz)), MEAN_CODER)
+    mask = None
+    if parts == 3:
+        mask = lossless.decode_member(pieces[1], (nx, ny, nz), np.dtype(np.uint8), list(range(nz)), MEAN_CODER)
+        if mask.max(initial=0) > 1:
+            raise ArchiveError("the fmri mask is not a 0/1 image: the archive is damaged")
+        mask = mask.astype(bool)
+    arrays = unpack_weights(pieces[-1], _shapes(config, k, nt), config.weight_bits, "rans") if k else []
+    return mean_q, mask, arrays
