@@ -216,7 +216,11 @@ def test_evaluate_fmri_reports_glm_and_connectivity(tmp_path):
     assert report["regions"] == 6 and 0 < report["connectivity_mad"] < 0.5
     same = json.loads(run_cli("evaluate", nifti, nifti, "--fmri", "--tr", "2", "--events", events, "--json").stdout)
     assert same["z_correlation"] == pytest.approx(1.0) and same["z_mad"] == 0
-    missing = run_cli("evaluate", nifti, noisy, "--fmri")
+    from_header = json.loads(run_cli("evaluate", nifti, noisy, "--fmri", "--events", events, "--json").stdout)
+    assert from_header["z_correlation"] == pytest.approx(report["z_correlation"])  # TR 2 s kept in the NIfTI
+    untimed = tmp_path / "untimed.nii.gz"
+    write_volume(Volume4D(p.volume.data, p.volume.ijk_to_ras), untimed)
+    missing = run_cli("evaluate", untimed, noisy, "--fmri")
     assert missing.returncode == 2 and "--tr" in missing.stderr
 
 
