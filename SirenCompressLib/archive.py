@@ -37,10 +37,10 @@ MEMBER_NAME = re.compile(r"slices/[0-9]{4,6}\.bin")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # Decode budget (docs/FORMAT.md): an archive of B bytes may declare at most VOXEL_FLOOR + VOXELS_PER_BYTE·B
 # voxels and WORK_FLOOR + WORK_PER_BYTE·B units of decoding work (about one multiply-add each).
-VOXEL_FLOOR = 1 << 24
+VOXEL_FLOOR = 1 << 22
 VOXELS_PER_BYTE = 1 << 14
 WORK_FLOOR = 1 << 32
-WORK_PER_BYTE = 1 << 22
+WORK_PER_BYTE = 1 << 26
 SLICE_KEYS = {"index", "kind", "member", "bytes", "metrics", "voxels_sha256"}  # the others are the codec's
 
 
@@ -184,8 +184,8 @@ def codec_keys(entry: dict) -> set[str]:
 
 
 def is_number(x) -> bool:
-    """A finite JSON number (not a bool)."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite JSON number (not a bool); integers below 2^64 in magnitude (so that floats hold them)."""
+    return isinstance(x, float) and math.isfinite(x) or is_int(x) and abs(x) < 2**64
 
 
 def is_int(x) -> bool:
@@ -237,7 +237,7 @@ def _dtype(value, m: dict) -> None:
 
 def _ijk_to_ras(matrix, m: dict) -> None:
     _check_matrix(matrix, 4, 4, "ijk_to_ras")
-    if not np.linalg.cond(np.array(matrix)[:3, :3]) < 1e10:
+    if not np.linalg.cond(np.array(matrix, dtype=np.float64)[:3, :3]) < 1e10:
         raise ArchiveError("ijk_to_ras is singular: its 3×3 part must be invertible")
 
 
