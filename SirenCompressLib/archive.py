@@ -236,9 +236,14 @@ def _dtype(value, m: dict) -> None:
 
 
 def _ijk_to_ras(matrix, m: dict) -> None:
+    """A 4×4 matrix of entries within ±10⁹ whose 3×3 part is invertible (condition number below 10¹⁰),
+    with voxel sizes (its column lengths) of 10⁻⁶ to 10⁶ mm."""
     _check_matrix(matrix, 4, 4, "ijk_to_ras")
-    if not np.linalg.cond(np.array(matrix, dtype=np.float64)[:3, :3]) < 1e10:
-        raise ArchiveError("ijk_to_ras is singular: its 3×3 part must be invertible")
+    a = np.array(matrix, dtype=np.float64)
+    sizes = np.linalg.norm(a[:3, :3], axis=0)
+    if not (np.abs(a).max() <= 1e9 and np.all((sizes >= 1e-6) & (sizes <= 1e6)) and np.linalg.cond(a[:3, :3]) < 1e10):
+        raise ArchiveError("ijk_to_ras is singular or out of range: its 3×3 part must be invertible, voxel "
+                           "sizes 1e-6 to 1e6 mm, entries within ±1e9")
 
 
 def _scaling(values, m: dict) -> None:
