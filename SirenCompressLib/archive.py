@@ -167,7 +167,7 @@ def check_manifest(m: dict, members: dict[str, int], archive_bytes: int) -> None
             raise ArchiveError(f"the manifest has no {key!r}")
     module = get_codec(m["codec"]["name"])
     _check_members(m["slices"], members, module.SHARED_MEMBER)
-    _check_digests(m, module.EXACT)
+    _check_voxel_digests(m, module.EXACT)
     voxels = math.prod(m["shape"])
     if voxels > VOXEL_FLOOR + VOXELS_PER_BYTE * archive_bytes:
         raise ArchiveError(f"the manifest declares {voxels:,} voxels, more than an archive of {archive_bytes:,} "
@@ -352,13 +352,12 @@ def _check_members(slices: list[dict], members: dict[str, int], shared: bool) ->
         raise ArchiveError(f"member {min(unused)} belongs to no slice")
 
 
-def _check_digests(m: dict, exact: bool) -> None:
+def _check_voxel_digests(m: dict, exact: bool) -> None:
     """Slices of an exact codec carry the SHA-256 of their decoded voxels from format 2 on; others none."""
     wanted = exact and m["format_version"] >= 2
     for z, entry in enumerate(m["slices"]):
         value = entry.get("voxels_sha256")
-        if (value is not None or "voxels_sha256" in entry) != wanted or (
-                wanted and not (isinstance(value, str) and SHA256.fullmatch(value))):
+        if ("voxels_sha256" in entry) != wanted or wanted and not (isinstance(value, str) and SHA256.fullmatch(value)):
             raise ArchiveError(f"slice {z}: voxels_sha256 must be {'a SHA-256' if wanted else 'absent'}")
 
 

@@ -270,7 +270,8 @@ class Workers:
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
-        self.process = context.Process(target=_worker, args=(child, self.references, self.limit, self.trace), daemon=True)
+        self.process = context.Process(target=_worker, args=(child, self.references, self.limit, self.trace),
+                                       daemon=True)
         self.process.start()
 
     def run(self, case: Case, timeout: float) -> tuple[str, str, int, float]:

@@ -55,11 +55,12 @@ def main() -> int:
     total = collections.Counter()
     for name, counts in rows.items():
         total += counts
-        print(f"| {name} | {len(archives[name]):,} | {sum(counts.values()):,} | {counts['error']:,} | {counts['same']:,} "
-              f"| {counts['other']:,} | {counts['crash']} | {counts['hang']} | {peaks[name] / 2**20:.1f} MiB "
-              f"| {slowest[name]:.2f} s |")
+        print(f"| {name} | {len(archives[name]):,} | {sum(counts.values()):,} | {counts['error']:,} "
+              f"| {counts['same']:,} | {counts['other']:,} | {counts['crash']} | {counts['hang']} "
+              f"| {peaks[name] / 2**20:.1f} MiB | {slowest[name]:.2f} s |")
     print(f"| all | | {sum(total.values()):,} | {total['error']:,} | {total['same']:,} | {total['other']:,} "
-          f"| {total['crash']} | {total['hang']} | {max(peaks.values()) / 2**20:.1f} MiB | {max(slowest.values()):.2f} s |")
+          f"| {total['crash']} | {total['hang']} | {max(peaks.values()) / 2**20:.1f} MiB "
+          f"| {max(slowest.values()):.2f} s |")
     for line in problems:
         print(line)
     return 1 if problems else 0
