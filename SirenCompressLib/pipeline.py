@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import __version__
-from .archive import FORMAT_NAME, FORMAT_VERSION, Archive, check_manifest, json_number, slice_member_name
-from .codecs import EncodedSlice, get_codec
+from .archive import FORMAT_NAME, FORMAT_VERSION, Archive, check_archive, json_number, slice_member_name
+from .codecs import EncodedSlice, get_codec, sha256_hex
 from .errors import ArchiveError, InputError
 from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
 from .volume import FrameIndex, Gradients, Volume4D
@@ -22,7 +22,8 @@ def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
 
     `progress(event: dict)` receives the codec's progress events. `source` (optional, e.g. the input
     file's name and size) is stored as given in the manifest. The per-slice metrics in the manifest are
-    measured on the archive's own decode, exactly what `decompress` returns.
+    measured on the archive's own decode, exactly what `decompress` returns; an exact codec's entries also
+    get the SHA-256 of that decode.
     """
     module = get_codec(codec)
     config = module.default_config() if config is None else config
@@ -32,8 +33,11 @@ def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
     data, lo, hi = volume.data, *value_range(volume.data)
     metrics = []
     for z, entry in enumerate(archive.manifest["slices"]):
-        m = slice_metrics(data[:, :, z], decode_slice(archive, z), lo, hi)
+        decoded = decode_slice(archive, z)
+        m = slice_metrics(data[:, :, z], decoded, lo, hi)
         entry["metrics"] = m.to_json()
+        if module.EXACT:
+            entry["voxels_sha256"] = sha256_hex(decoded)
         metrics.append(m)
     archive.manifest["metrics"] = combine(metrics).to_json()
     return archive
@@ -75,22 +79,29 @@ def assemble(volume: Volume4D, codec: str, config, encoded: list[EncodedSlice], 
 
 
 def decode_slice(archive: Archive, z: int) -> np.ndarray:
-    """Slice z (x, y, volumes) in the original dtype, clamped to the original's value range."""
+    """Slice z (x, y, volumes) in the original dtype, clamped to the original's value range; checked against
+    the entry's voxels_sha256 if it has one."""
     m = archive.manifest
     module = get_codec(m["codec"]["name"])
     config = module.Config.from_json(m["codec"]["config"])
     entry = m["slices"][z]
     member = archive.members.get(entry["member"]) if entry.get("member") else None
     try:
-        values = module.decode_slice(config, entry, member, tuple(m["shape"]))
+        with np.errstate(all="ignore"):  # damaged weights may overflow: refused below
+            values = module.decode_slice(config, entry, member, tuple(m["shape"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ArchiveError(f"slice {z}: malformed entry ({exc})") from None
-    return restore_dtype(values, np.dtype(m["dtype"]), *m["value_range"])
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ArchiveError(f"slice {z} decodes to values that are not finite: the archive is damaged")
+    out = restore_dtype(values, np.dtype(m["dtype"]), *m["value_range"])
+    if "voxels_sha256" in entry and sha256_hex(out) != entry["voxels_sha256"]:
+        raise ArchiveError(f"slice {z}: decoded voxels do not match the stored SHA-256: the archive is damaged")
+    return out
 
 
 def decompress(archive: Archive) -> Volume4D:
     """Decode a whole archive (numpy only)."""
-    check_manifest(archive.manifest, archive.members)
+    check_archive(archive)
     m = archive.manifest
     data = np.empty(m["shape"], dtype=np.dtype(m["dtype"]))
     for z in range(data.shape[2]):

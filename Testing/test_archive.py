@@ -10,7 +10,7 @@ import pytest
 
 from conftest import FAST, phantom
 from SirenCompressLib import ArchiveError, compress, decompress, read_archive, write_archive
-from SirenCompressLib.archive import to_bytes
+from SirenCompressLib.archive import FORMAT_VERSION, digest, to_bytes
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +18,16 @@ def archive_bytes() -> bytes:
     return to_bytes(compress(phantom(), config=FAST))
 
 
-def _rewrite(data: bytes, edit) -> bytes:
-    """The archive with its manifest passed through `edit(manifest)` and members kept."""
+def _rewrite(data: bytes, edit, sign: bool = True) -> bytes:
+    """The archive with its manifest and members passed through `edit(manifest, members)`, and (if `sign`)
+    a digest that matches the edit."""
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         members = {n: zf.read(n) for n in zf.namelist() if n != "manifest.json"}
     edit(manifest, members)
+    if sign:
+        manifest.pop("digest")
+        manifest["digest"] = digest(manifest, members)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         zf.writestr("manifest.json", json.dumps(manifest))
@@ -35,7 +39,7 @@ def _rewrite(data: bytes, edit) -> bytes:
 def test_round_trip(tmp_path, archive_bytes):
     (tmp_path / "a.sirz").write_bytes(archive_bytes)
     archive = read_archive(tmp_path / "a.sirz")
-    assert archive.manifest["format_version"] == 1
+    assert archive.manifest["format_version"] == 2
     assert sorted(archive.members) == ["slices/0000.bin", "slices/0001.bin", "slices/0002.bin"]
     assert to_bytes(archive) == archive_bytes  # reproducible bytes
 
@@ -55,10 +59,11 @@ def read_archive_from(tmp_path, data: bytes):
 
 def _edit_slice_member(m, members):
     members["slices/0001.bin"] = members["slices/0001.bin"][:-40]
+    m["slices"][1]["bytes"] -= 40
 
 
 def _bump_version(m, members):
-    m["format_version"] = 2
+    m["format_version"] = FORMAT_VERSION + 1
 
 
 def _drop_member(m, members):
@@ -102,9 +107,17 @@ def _nan_matrix(m, members):
 ])
 def test_damaged_manifest_or_member(tmp_path, archive_bytes, edit, message):
     path = tmp_path / "bad.sirz"
-    path.write_bytes(_rewrite(archive_bytes, edit))
+    path.write_bytes(_rewrite(archive_bytes, edit, sign=edit is not _nan_matrix))  # NaN: no JSON to sign
     with pytest.raises(ArchiveError, match=message):
         decompress(read_archive(path))
+
+
+@pytest.mark.parametrize("edit", [_edit_slice_member, lambda m, members: m["source"].update(name="other.nii")])
+def test_an_edit_without_a_new_digest_is_refused(tmp_path, archive_bytes, edit):
+    path = tmp_path / "bad.sirz"
+    path.write_bytes(_rewrite(archive_bytes, edit, sign=False))
+    with pytest.raises(ArchiveError, match="do not match|digest does not match"):
+        read_archive(path)
 
 
 @pytest.mark.parametrize("cut", [0.1, 0.5, 0.9, 0.999])

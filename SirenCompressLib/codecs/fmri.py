@@ -28,15 +28,21 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..archive import codec_keys, is_int, is_number
 from ..errors import ArchiveError, InputError
 from ..volume import Volume4D
 from . import EncodedSlice, JsonSettings, lossless
-from .siren import Clock, forward, grid, pack_weights, unpack_weights
+from .siren import MAX_LAYERS, MAX_UNITS, Clock, forward, grid, network_params, pack_weights, unpack_weights
 
 HEADER = np.dtype("<u4")
 MEAN_CODER = lossless.Config(qspace="off", order="file")
 THRESHOLD_START = 0.1  # soft threshold on the spatial maps (unit variance at the start), learnt
 SSIM_FRAMES = 16  # frames whose SSIM enters each training step's loss
+MAX_COMPONENTS = 1 << 12
+MAX_FUSION = 1 << 10  # fusion channels and kernel width
+ENTRY_KEYS = {"mean_step", "threshold", "scale", "frames", "components"}
+SHARED_MEMBER = True
+EXACT = False
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,14 @@ class Config(JsonSettings):
     def __post_init__(self) -> None:
         if self.components < 1 or self.layers < 1 or self.units < 1 or self.fusion_channels < 1:
             raise InputError("components, layers, units and fusion channels must be positive")
+        if (self.components > MAX_COMPONENTS or self.layers > MAX_LAYERS or self.units > MAX_UNITS
+                or self.fusion_channels > MAX_FUSION or self.fusion_kernel > MAX_FUSION):
+            raise InputError(f"at most {MAX_COMPONENTS} components, {MAX_LAYERS} layers, {MAX_UNITS} units, "
+                             f"{MAX_FUSION} fusion channels and kernel width")
         if self.fusion_kernel < 1 or self.fusion_kernel % 2 == 0:
             raise InputError("the fusion kernel must be odd")
+        if not (0 < self.w0 < math.inf and 0 < self.lr < math.inf and 0 <= self.ssim_weight < math.inf):
+            raise InputError("w0 and lr must be positive, the SSIM weight 0 or more, all finite")
         if not 2 <= self.weight_bits <= 8:
             raise InputError("weight bits must be 2 to 8")
         if not self.mean_step > 0 or not self.mask_z >= 0:
@@ -186,6 +198,30 @@ def _member(run: _Run, arrays: list[np.ndarray], config: Config) -> bytes:
 
 def _components(config: Config, dynamics: np.ndarray) -> int:
     return min(config.components, dynamics.shape[0] - 1, dynamics.shape[1] - 1)
+
+
+def check_slices(config: Config, manifest: dict) -> int:
+    """`ArchiveError` unless every entry is the same valid fmri entry, slice 0's member can hold the model,
+    and the mean frame's coding fits; the work of the mean frame and of the model at every voxel."""
+    nx, ny, nz, nt = manifest["shape"]
+    first = manifest["slices"][0]
+    model = {k: first.get(k) for k in ENTRY_KEYS}
+    for entry in manifest["slices"]:
+        if not (entry["kind"] == "fmri" and codec_keys(entry) == ENTRY_KEYS and entry["member"] is not None
+                and {k: entry[k] for k in ENTRY_KEYS} == model):
+            raise ArchiveError(f"slice {entry['index']}: every fmri entry must name the shared member and "
+                               "carry the same kind, mean_step, threshold, scale, frames and components")
+    k = model["components"]
+    if not (is_number(model["mean_step"]) and model["mean_step"] > 0 and is_number(model["scale"])
+            and is_int(model["threshold"]) and abs(model["threshold"]) < 2**31 and is_int(model["frames"])
+            and model["frames"] == nt and is_int(k) and 0 <= k <= config.components):
+        raise ArchiveError("bad fmri entry: mean_step > 0, scale, an int32 threshold, frames = the volumes, "
+                           "0 ≤ components ≤ the settings' components")
+    work = lossless.decode_work(nx * ny, nz)
+    if k:
+        weights = network_params(_shapes(config, k, nt), first)
+        work += nx * ny * nz * (weights + 2 * config.fusion_channels * config.fusion_kernel * nt)
+    return work
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:

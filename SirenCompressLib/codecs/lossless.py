@@ -24,14 +24,15 @@ each slice's voxels is stored and checked on decoding. Member layout: docs/FORMA
 
 from __future__ import annotations
 
-import hashlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import entropy
+from ..archive import SHA256, codec_keys, is_int
 from ..errors import ArchiveError, InputError
-from . import EncodedSlice, JsonSettings
+from . import EncodedSlice, JsonSettings, sha256_hex
 
 FRACTION_BITS = 12  # weights are integers in units of 2^-12
 WEIGHT_LIMIT = 1 << 40  # stored weights and factors lie in (−2^40, 2^40)
@@ -47,6 +48,9 @@ DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 SIDE_CONTEXTS = 5  # side information: mode and counts, inputs, weights, neighbour factors, motion
 HEADER = np.dtype("<u4")
 INCREMENT = 32  # adaptation speed of the residual coder's model (see entropy.encode_chunks)
+PYTHON_STEP = 1 << 14  # decoding work of one side integer (a step of Python, about 10 µs)
+SHARED_MEMBER = False
+EXACT = True
 
 
 @dataclass
@@ -69,8 +73,8 @@ class Config(JsonSettings):
             raise InputError("interlace must be 1, 2 or 3 passes")
         if not 1 <= self.references <= 255:
             raise InputError("references must be 1 to 255")
-        if self.quantize is not None and not self.quantize > 0:
-            raise InputError("the quantisation step must be positive")
+        if self.quantize is not None and not 0 < self.quantize < math.inf:
+            raise InputError("the quantisation step must be positive and finite")
 
 
 def default_config() -> Config:
@@ -96,7 +100,7 @@ def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
     for z in range(nz):
         image = data[:, :, z, :]
         member = encode_slice(image, order, qspace_rows, config, (bvals, directions))
-        entry = {"kind": "lossless", "integers": image.dtype.name, "order": order, "sha256": _sha256(image)}
+        entry = {"kind": "lossless", "integers": image.dtype.name, "order": order, "sha256": sha256_hex(image)}
         out.append(EncodedSlice(entry, member))
         emit({"event": "slice", "slice": z, "slices": nz, "kind": "lossless", "bytes": len(member)})
     return out
@@ -105,6 +109,31 @@ def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
 def placeholders(volume, config: Config) -> list[EncodedSlice]:
     """Lossless coding has no rate to control: entries without members."""
     return [EncodedSlice({"kind": "lossless"}, b"") for _ in range(volume.shape[2])]
+
+
+def check_slices(config: Config, manifest: dict) -> int:
+    """`ArchiveError` unless every entry is a lossless entry (coded integers as the settings and dtype
+    imply, a coding order, a SHA-256) with its member; the decoding work."""
+    nx, ny, _, nv = manifest["shape"]
+    dtype = np.dtype(manifest["dtype"])
+    if (config.quantize is None) != (dtype.kind in "iu"):
+        raise ArchiveError(f"{dtype.name} data {'need a' if config.quantize is None else 'take no'} quantisation step")
+    integers = dtype.name if config.quantize is None else "int32"
+    for entry in manifest["slices"]:
+        z, order = entry["index"], entry.get("order")
+        if not (entry["kind"] == "lossless" and codec_keys(entry) == {"integers", "order", "sha256"}
+                and entry["integers"] == integers and isinstance(entry["sha256"], str)
+                and SHA256.fullmatch(entry["sha256"]) and entry["member"] is not None):
+            raise ArchiveError(f"slice {z}: a lossless entry needs integers {integers}, order, sha256 and a member")
+        if not (isinstance(order, list) and all(map(is_int, order)) and sorted(order) == list(range(nv))):
+            raise ArchiveError(f"slice {z}: the coding order is not a permutation of the {nv} volumes")
+    return len(manifest["slices"]) * decode_work(nx * ny, nv)
+
+
+def decode_work(pixels: int, volumes: int) -> int:
+    """Work of decoding a member: per voxel, every earlier volume as an input and the coder's arithmetic;
+    per volume, its side integers one by one."""
+    return pixels * volumes * (volumes + 128) + PYTHON_STEP * volumes * (volumes + 32)
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:
@@ -117,7 +146,7 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
         raise ArchiveError("the slice's coding order is not a permutation of the volumes")
     dtype = np.dtype(entry["integers"])
     image = decode_member(member, (nx, ny, nv), dtype, order, config)
-    if _sha256(image) != entry["sha256"]:
+    if sha256_hex(image) != entry["sha256"]:
         raise ArchiveError("decoded voxels do not match the stored SHA-256: the archive is damaged")
     return image if config.quantize is None else image * config.quantize
 
@@ -566,6 +595,7 @@ def _check_step(step: Step, t: int) -> None:
     shapes = {SPATIAL: n_in == n_w == 0, QSPACE: n_in == n_w > 0,
               REGRESSION: n_in > 0 and n_w in (n_in + 1, n_in + 5)}
     if (not shapes.get(step.mode, False) or any(not 0 <= i < t for i in step.inputs)
+            or len(set(step.inputs)) != n_in
             or any(abs(w) >= WEIGHT_LIMIT for w in step.weights + step.factors + step.motion)):
         raise ArchiveError(f"coding position {t}: malformed prediction record")
 
@@ -645,6 +675,3 @@ def _qspace():
 
     return qspace
 
-
-def _sha256(image: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(image).astype(image.dtype.newbyteorder("<")).tobytes()).hexdigest()

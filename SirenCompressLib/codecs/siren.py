@@ -9,19 +9,20 @@ Integer weights (2–8 bits) may instead be coded with the adaptive rANS coder o
 from __future__ import annotations
 
 import lzma
+import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from .. import entropy
-from ..archive import json_number
+from ..archive import codec_keys, is_number, json_number
 from ..errors import ArchiveError, InputError
 from ..quantize import dequantize, fake_quantize, quantize
 from ..volume import Volume4D
-from . import EncodedSlice
+from . import EncodedSlice, JsonSettings
 
 WEIGHT_DTYPE = np.dtype("<f2")
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
@@ -30,12 +31,20 @@ PRECISIONS = ("auto", "fp32", "bf16")  # training arithmetic; the stored weights
 LR_DECAYS = ("none", "cosine")
 ACTIVATIONS = ("sine", "relu", "tanh", "sine-relu")  # SIREN, and the paper's MLP-ReLU, MLP-Tanh, MLP-SIREN
 CODERS = ("lzma", "rans")  # entropy coder of the weights; rans for integer weights only
+MAX_LAYERS = 64
+MAX_UNITS = 1 << 14  # units per layer, and q-space basis vectors
+# A member of B bytes may declare a network of at most PARAMS_FLOOR + PARAMS_PER_BYTE·B parameters (trained
+# networks code to 0.1–1.7 bytes a parameter: docs/FORMAT.md, "Decode budget").
+PARAMS_FLOOR = 1 << 16
+PARAMS_PER_BYTE = 64
+SHARED_MEMBER = False
+EXACT = False
 
 Progress = Callable[[dict], None]
 
 
 @dataclass
-class Config:
+class Config(JsonSettings):
     layers: int = 3
     units: int = 256
     epochs: int = 2000
@@ -59,6 +68,8 @@ class Config:
         for name in ("layers", "units", "epochs", "check_every"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1")
+        if self.layers > MAX_LAYERS or self.units > MAX_UNITS or self.basis > MAX_UNITS:
+            raise InputError(f"layers must be at most {MAX_LAYERS}, units and basis at most {MAX_UNITS}")
         if self.batch_slices < 0:
             raise InputError("batch slices must be 0 (automatic) or more")
         if self.weight_bits != 16 and not 2 <= self.weight_bits <= 8:
@@ -67,8 +78,8 @@ class Config:
             raise InputError("qat epochs must be 0 or more")
         if self.basis < 0:
             raise InputError("basis must be 0 (full output) or the number of q-space basis vectors")
-        if not self.lr > 0 or not self.w0 > 0:
-            raise InputError("lr and w0 must be positive")
+        if not (0 < self.lr < math.inf and 0 < self.w0 < math.inf):
+            raise InputError("lr and w0 must be positive and finite")
         if self.final_activation not in FINAL_ACTIVATIONS:
             raise InputError(f"final activation must be one of {', '.join(FINAL_ACTIVATIONS)}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -83,24 +94,6 @@ class Config:
             raise InputError(f"coder must be one of {', '.join(CODERS)}")
         if self.coder == "rans" and self.weight_bits == 16:
             raise InputError("the rans coder codes integer weights: use weight bits 2-8, or the lzma coder")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict) -> Config:
-        types = {f.name: type(f.default) for f in fields(cls)}
-        unknown = set(d) - set(types)
-        if unknown:
-            raise ArchiveError(f"unknown siren settings in the archive: {', '.join(sorted(unknown))}")
-        for name, value in d.items():
-            wanted = (int, float) if types[name] is float else types[name]
-            if not isinstance(value, wanted) or isinstance(value, bool):
-                raise ArchiveError(f"bad siren settings in the archive: {name}={value!r}")
-        try:
-            return cls(**d)
-        except InputError as exc:
-            raise ArchiveError(f"bad siren settings in the archive: {exc}") from None
 
 
 # Named settings. "paper" (= Config()): Mancini, Jones & Palombo's network and training, fp16 weights.
@@ -256,6 +249,42 @@ def volume_span(data: np.ndarray) -> float:
     """max − min of the whole volume (1 when constant): the scale in which errors are scored."""
     span = float(data.max()) - float(data.min())
     return span if span > 0 else 1.0
+
+
+def check_slices(config: Config, manifest: dict) -> int:
+    """`ArchiveError` unless every entry is a valid constant or network entry whose member can hold the
+    network; the work of the forward passes."""
+    nx, ny, _, nv = manifest["shape"]
+    shapes = layer_shapes(config, nv)
+    return sum(nx * ny * network_params(shapes, entry) for entry in manifest["slices"]
+               if check_entry(entry, nv) == "network")
+
+
+def check_entry(entry: dict, n_volumes: int) -> str:
+    """The kind ("constant" or "network") of a valid slice entry; else `ArchiveError`."""
+    z, kind, own = entry["index"], entry["kind"], codec_keys(entry)
+    if kind == "constant":
+        if own != {"value"} or not is_number(entry["value"]) or entry["member"] is not None:
+            raise ArchiveError(f"slice {z}: a constant entry needs a finite value and no member")
+    elif kind == "network":
+        if own != {"min", "max"} or entry["member"] is None:
+            raise ArchiveError(f"slice {z}: a network entry needs min, max and a member")
+        if not all(isinstance(entry[k], list) and len(entry[k]) == n_volumes and all(map(is_number, entry[k]))
+                   for k in ("min", "max")):
+            raise ArchiveError(f"slice {z}: the network's normalisation must list {n_volumes} values (min, max)")
+    else:
+        raise ArchiveError(f"slice {z}: unknown kind {kind!r}")
+    return kind
+
+
+def network_params(shapes: list[tuple[int, int]], entry: dict) -> int:
+    """The number of weights of a network of `shapes` (out, in), whose biases are stored too; `ArchiveError`
+    unless the entry's member can hold it (the decode budget)."""
+    weights = sum(out * inp for out, inp in shapes)
+    if weights + sum(out for out, _ in shapes) > PARAMS_FLOOR + PARAMS_PER_BYTE * entry["bytes"]:
+        raise ArchiveError(f"slice {entry['index']}: the settings declare a network of {weights:,} weights, "
+                           f"more than its {entry['bytes']:,}-byte member can hold")
+    return weights
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple[int, ...]) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ArchiveError
 from ..volume import Volume4D
 from . import EncodedSlice
 from .siren import (
@@ -16,15 +17,21 @@ from .siren import (
     Clock,
     Config,
     Progress,
+    check_entry,
     decode_network,
     default_config,
     fit_networks,
     grid,
+    layer_shapes,
+    network_params,
     slice_entry,
     volume_span,
 )
 
-__all__ = ["PRESETS", "Config", "decode_slice", "default_config", "encode", "placeholders"]
+__all__ = ["EXACT", "PRESETS", "SHARED_MEMBER", "Config", "check_slices", "decode_slice", "default_config", "encode",
+           "placeholders"]
+SHARED_MEMBER = True
+EXACT = False
 
 
 def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
@@ -63,6 +70,19 @@ def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
         return [EncodedSlice(dict(whole.entry)) for _ in range(data.shape[2])]
     return [EncodedSlice(dict(whole.entry), b"" if z == 0 else None, None if z == 0 else 0)
             for z in range(data.shape[2])]
+
+
+def check_slices(config: Config, manifest: dict) -> int:
+    """`ArchiveError` unless the entries are all constant, or all network entries with slice 0's member
+    holding the network; the work of evaluating it at every voxel."""
+    nx, ny, nz, nv = manifest["shape"]
+    slices = manifest["slices"]
+    kinds = {check_entry(entry, nv) for entry in slices}
+    if kinds == {"constant"}:
+        return 0
+    if kinds != {"network"}:
+        raise ArchiveError("siren3d slices must be all constant or all network")
+    return nx * ny * nz * network_params(layer_shapes(config, nv, 3), slices[0])
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple[int, ...]) -> np.ndarray:
