@@ -30,6 +30,7 @@ NRRD_SPACES = {"left-posterior-superior": np.diag([-1.0, -1.0, 1.0]), "lps": np.
                "right-anterior-superior": np.eye(3), "ras": np.eye(3),
                "left-anterior-superior": np.diag([-1.0, 1.0, 1.0]), "las": np.diag([-1.0, 1.0, 1.0])}
 DEFAULT_NRRD_SPACE = "left-posterior-superior"  # also taken when a file names none (as ITK does)
+FSL_DATA_STEM = "data"  # FSL's data.nii.gz, whose gradients are the folder's bvals and bvecs
 DIFFUSION_NAMES = re.compile(r"bval|bvec|\.b$|grad|dwi|dti|diffusion", re.IGNORECASE)
 
 
@@ -52,7 +53,8 @@ def read_volume(path: str | os.PathLike, bval: str | os.PathLike | None = None,
     ----------
     path : NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr) file of a 4D image.
     bval, bvec : FSL b-values and directions for a NIfTI image (default: `stem.bval`/`stem.bvec`, then
-        `stem.bvals`/`stem.bvecs`, then FSL's `bvals`/`bvecs` in the same folder).
+        `stem.bvals`/`stem.bvecs`, then for `data.nii[.gz]` FSL's `bvals`/`bvecs` in the same folder, as
+        FSL's dtifit and the HCP lay them out).
     gradients : False ignores any diffusion encoding (for comparing images).
     grad : MRtrix gradient table for a NIfTI image (rows x y z b, world RAS directions, s/mm²; default
         `stem.b` when there is no FSL pair).
@@ -147,9 +149,11 @@ def unstorable(volume_header: dict, frames: FrameIndex | None, kind: str) -> lis
 
 
 def diffusion_hint(path: str | os.PathLike) -> str | None:
-    """Why `path` may hold diffusion data although no gradients were read from it (gradient-like file names
-    beside it or in its name), or None."""
+    """Why the NIfTI image `path` may hold diffusion data although no gradients were read with it
+    (gradient-like file names beside it or in its name), or None. (An NRRD file carries its own.)"""
     path = Path(path)
+    if image_format(path) != "nifti":
+        return None
     beside = sorted(p.name for p in path.parent.iterdir()
                     if p != path and p.is_file() and DIFFUSION_NAMES.search(p.name) and
                     not p.name.lower().endswith(NIFTI_SUFFIXES + NRRD_SUFFIXES))[:3]
@@ -331,9 +335,10 @@ def _nifti_gradients(path: Path, bval, bvec, grad, n_volumes: int) -> Gradients 
     if grad is not None:
         return _read_mrtrix_gradients(Path(grad), n_volumes)
     stem, folder = image_stem(path), path.parent
-    for b_path, v_path in ((folder / f"{stem}.bval", folder / f"{stem}.bvec"),
-                           (folder / f"{stem}.bvals", folder / f"{stem}.bvecs"),
-                           (folder / "bvals", folder / "bvecs")):
+    pairs = [(folder / f"{stem}.bval", folder / f"{stem}.bvec"), (folder / f"{stem}.bvals", folder / f"{stem}.bvecs")]
+    if stem == FSL_DATA_STEM:
+        pairs.append((folder / "bvals", folder / "bvecs"))
+    for b_path, v_path in pairs:
         if b_path.is_file() or v_path.is_file():
             return _read_fsl_gradients(b_path, v_path, n_volumes)
     if (folder / f"{stem}.b").is_file():

@@ -265,6 +265,20 @@ def test_fsl_default_names_and_explicit_files_win(tmp_path):
     assert (explicit.gradients.bvals == 500).all()
 
 
+def test_the_folders_bvals_belong_to_data_only(tmp_path):
+    """FSL's folder-level bvals/bvecs go with data.nii.gz; another image beside them is not given them (a
+    warning names them instead), so a BOLD run next to a DWI keeps its own meaning."""
+    p = dwi_arrays()
+    write_volume(p, tmp_path / "data.nii.gz")
+    (tmp_path / "data.bval").rename(tmp_path / "bvals")
+    (tmp_path / "data.bvec").rename(tmp_path / "bvecs")
+    nib.Nifti1Image(np.ones((3, 3, 2, 4), dtype=np.int16), np.eye(4)).to_filename(str(tmp_path / "bold.nii.gz"))
+    assert read_volume(tmp_path / "bold.nii.gz").gradients is None
+    assert "bvals" in diffusion_hint(tmp_path / "bold.nii.gz")
+    sequence_nrrd(tmp_path / "seq.nrrd", [0, 1])
+    assert diffusion_hint(tmp_path / "seq.nrrd") is None  # an NRRD carries its own gradients
+
+
 def test_single_volume_bvec_in_one_column(tmp_path):
     nib.Nifti1Image(np.ones((3, 3, 2, 1), dtype=np.int16), np.eye(4)).to_filename(str(tmp_path / "one.nii"))
     (tmp_path / "one.bval").write_text("1000\n")
