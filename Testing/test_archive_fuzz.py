@@ -75,6 +75,7 @@ def _set(*path, value):
     ("lossless", _set("codec", "config", "quantize", value=1e300), "take no quantisation step"),
     ("lossless-float", lambda m, members: m["value_range"].__setitem__(1, m["value_range"][0]), "SHA-256"),
     ("lossless-float", _set("dtype", value="float64"), "SHA-256"),
+    ("lossless-float", _set("codec", "config", "quantize", value=2**31), "SHA-256"),  # found by the long run
     ("lossless-v1", _set("codec", "config", "quantize", value=-1.0), "quantisation step must be positive"),
 ])
 def test_malformed_manifests_are_refused(tmp_path, archives, name, edit, message):

@@ -148,7 +148,7 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
     image = decode_member(member, (nx, ny, nv), dtype, order, config)
     if sha256_hex(image) != entry["sha256"]:
         raise ArchiveError("decoded voxels do not match the stored SHA-256: the archive is damaged")
-    return image if config.quantize is None else image * config.quantize
+    return image if config.quantize is None else image * float(config.quantize)  # an int step: no int overflow
 
 
 def coded_integers(data: np.ndarray, config: Config) -> np.ndarray:
