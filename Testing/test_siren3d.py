@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import FAST, assert_same_geometry, phantom, run_cli
-from SirenCompressLib import SirenConfig, Volume4D, compress, decompress, read_archive, read_volume
+from SirenCompressLib import SirenConfig, Volume4D, compress, decompress, network, read_archive, read_volume
 from SirenCompressLib.archive import to_bytes
 from SirenCompressLib.codecs import siren
 from SirenCompressLib.rate import config_for_ratio
@@ -32,7 +32,7 @@ def test_slices_decode_like_the_whole_network():
     archive = compress(volume, "siren3d", CONFIG)
     entry, member = archive.manifest["slices"][0], archive.members["slices/0000.bin"]
     nx, ny, nz, nv = volume.shape
-    whole = siren.decode_network(CONFIG, entry, member, siren.grid(nx, ny, nz), nv).reshape(nx, ny, nz, nv)
+    whole = siren.decode_network(CONFIG, entry, member, network.grid(nx, ny, nz), nv).reshape(nx, ny, nz, nv)
     lo, hi = archive.manifest["value_range"]
     np.testing.assert_array_equal(decompress(archive).data, np.rint(np.clip(whole, lo, hi)).astype(np.int16))
 
