@@ -42,7 +42,8 @@ THRESHOLD_START = 0.1  # soft threshold on the spatial maps (unit variance at th
 SSIM_FRAMES = 16  # frames whose SSIM enters each training step's loss
 MAX_COMPONENTS = 1 << 12
 MAX_FUSION = 1 << 10  # fusion channels and kernel width
-ENTRY_KEYS = {"mean_step", "threshold", "scale", "frames", "components"}
+ENTRY_KEYS = {"mean_step", "scale", "frames", "components", "constant_voxels"}
+ENTRY_KEYS_0_3 = {"mean_step", "threshold", "scale", "frames", "components"}  # the mask: mean frame > threshold
 NAME = "fmri"
 SHARED_MEMBER = True
 EXACT = False
@@ -211,23 +212,29 @@ def _components(config: Config, dynamics: np.ndarray) -> int:
 
 
 def check_slices(config: Config, manifest: dict) -> int:
-    """`ArchiveError` unless every entry is the same valid fmri entry, slice 0's member can hold the model,
-    and the mean frame's coding fits; the work of the mean frame and of the model at every voxel."""
+    """`ArchiveError` unless every entry is the same valid fmri entry (version 0.3's with the mask's threshold,
+    or a stored mask's with each slice's `constant_voxels`), slice 0's member can hold the model, and the
+    mean frame's coding fits; the work of the mean frame, the mask and the model at every voxel."""
     nx, ny, nz, nt = manifest["shape"]
     first = manifest["slices"][0]
-    model = {k: first.get(k) for k in ENTRY_KEYS}
+    old = "threshold" in first
+    keys = ENTRY_KEYS_0_3 if old else ENTRY_KEYS
+    shared = keys - {"constant_voxels"}
+    model = {k: first.get(k) for k in shared}
     for entry in manifest["slices"]:
-        if not (entry["kind"] == "fmri" and codec_keys(entry) == ENTRY_KEYS and entry["member"] is not None
-                and {k: entry[k] for k in ENTRY_KEYS} == model):
-            raise ArchiveError(f"slice {entry['index']}: every fmri entry must name the shared member and "
-                               "carry the same kind, mean_step, threshold, scale, frames and components")
+        if not (entry["kind"] == "fmri" and codec_keys(entry) == keys and entry["member"] is not None
+                and {k: entry[k] for k in shared} == model
+                and (old or is_int(entry["constant_voxels"]) and 0 <= entry["constant_voxels"] <= nx * ny)):
+            raise ArchiveError(f"slice {entry['index']}: every fmri entry must name the shared member and carry "
+                               f"the same kind, {', '.join(sorted(shared))}" + ("" if old else
+                                                                                 " and its constant_voxels"))
     k = model["components"]
     if not (is_number(model["mean_step"]) and model["mean_step"] > 0 and is_number(model["scale"])
-            and is_int(model["threshold"]) and abs(model["threshold"]) < 2**31 and is_int(model["frames"])
-            and model["frames"] == nt and is_int(k) and 0 <= k <= config.components):
-        raise ArchiveError("bad fmri entry: mean_step > 0, scale, an int32 threshold, frames = the volumes, "
-                           "0 ≤ components ≤ the settings' components")
-    work = lossless.decode_work(nx * ny, nz)
+            and (not old or is_int(model["threshold"]) and abs(model["threshold"]) < 2**31)
+            and is_int(model["frames"]) and model["frames"] == nt and is_int(k) and 0 <= k <= config.components):
+        raise ArchiveError("bad fmri entry: mean_step > 0, scale, frames = the volumes, 0 ≤ components ≤ the "
+                           "settings' components" + (", an int32 threshold" if old else ""))
+    work = lossless.decode_work(nx * ny, nz) * (1 if old else 2)
     if k:
         weights = network_params(_shapes(config, k, nt), first)
         work += nx * ny * nz * (weights + 2 * config.fusion_channels * config.fusion_kernel * nt)
