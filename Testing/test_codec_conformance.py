@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from SirenCompressLib import compress, decompress
-from SirenCompressLib.archive import Archive, check_archive
+from SirenCompressLib.archive import Archive, check_archive, to_bytes
 from SirenCompressLib.codecs import (
     RATE_TARGETS,
     REGISTRY,
@@ -22,11 +22,11 @@ from SirenCompressLib.codecs import (
     get_codec,
     given_settings,
 )
-from SirenCompressLib.errors import ArchiveError
+from SirenCompressLib.errors import ArchiveError, InputError
 from SirenCompressLib.metrics import compare
 from SirenCompressLib.phantom import dwi_phantom
 from SirenCompressLib.pipeline import stored_comparison
-from SirenCompressLib.rate import config_for_ratio
+from SirenCompressLib.rate import config_for_psnr, config_for_ratio
 
 QUICK = {"layers": 1, "units": 8, "epochs": 5, "qat_epochs": 2, "components": 2, "device": "cpu"}
 
@@ -112,17 +112,22 @@ def test_cli_flags_give_back_the_config(coded):
     assert all(getattr(configure(name, given), k) == getattr(config, k) for k in given)
 
 
-def test_rate_control_where_declared(coded, volume):
+def test_rate_control_where_declared(coded):
     name, config, _ = coded
     module = get_codec(name)
+    volume = dwi_phantom(shape=(16, 16, 2), directions=30, bvalues=(1000.0,), noise=0.02)  # room for a ratio
     if "ratio" in module.RATE_CONTROL:
         size = module.member_bytes(volume, config)
         assert 0 < size(4) < size(64)
-        assert config_for_ratio(config, volume, 2.0, name).units >= 2
+        chosen = config_for_ratio(config, volume, 4.0, name)
+        reached = volume.data.size * 2 / len(to_bytes(compress(volume, name, chosen)))
+        assert chosen.units >= 2 and reached == pytest.approx(4.0, rel=0.15)
     else:
-        with pytest.raises(Exception, match="cannot aim"):
-            config_for_ratio(config, volume, 2.0, name)
+        with pytest.raises(InputError, match="cannot aim"):
+            config_for_ratio(config, volume, 4.0, name)
     if "psnr" in module.RATE_CONTROL:
         reached, nbytes = module.psnr_probe(volume, config)(config)
         assert np.isfinite(reached) and nbytes > 0
-
+    else:
+        with pytest.raises(InputError, match="cannot aim"):
+            config_for_psnr(config, volume, 30.0, name)

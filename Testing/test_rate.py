@@ -16,7 +16,7 @@ from SirenCompressLib.rate import config_for_psnr, config_for_ratio
 def test_target_ratio_is_met(bits, ratio):
     volume = phantom(shape=(32, 32, 2), directions=30, bvalues=(1000.0,))
     config = config_for_ratio(SirenConfig(layers=2, epochs=30, lr=3e-3, weight_bits=bits, device="cpu"),
-                                    volume, ratio, "siren")
+                              volume, ratio, "siren")
     reached = volume.data.size * 2 / len(to_bytes(compress(volume, config=config)))
     assert reached == pytest.approx(ratio, rel=0.10)
 
@@ -57,7 +57,7 @@ def test_lower_psnr_target_gives_a_smaller_network():
     volume = phantom(shape=(20, 18, 3))
     base = SirenConfig(**{**FAST.to_json(), "epochs": 150, "weight_bits": 8})
     low, _ = config_for_psnr(base, volume, 22.0, "siren", bits=False)
-    high, _ = config_for_psnr(base, volume, 32.0, bits=False)
+    high, _ = config_for_psnr(base, volume, 32.0, "siren", bits=False)
     assert low.units < high.units
 
 
