@@ -20,7 +20,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .archive import Archive, read_archive
-from .codecs import DEFAULT, REGISTRY, configure, get_codec, suggest
+from .codecs import DEFAULT, REGISTRY, codec_of, configure, get_codec, suggest
 from .errors import InputError, SirenCompressError
 from .io import write_volume
 from .jobs import CompressJob, compress_command
@@ -32,17 +32,17 @@ NAME_FILTER = "SirenCompress archive (*.sirz)"
 MODULE_NAME = "SirenCompress"
 SUFFIX = "_siren"
 MULTIVOLUME_LABELS = "MultiVolume.FrameLabels"
-# Codec setting → name of the module panel's parameter (SirenCompressParameterNode field).
 PANEL_CODECS = tuple(REGISTRY)  # the panel's codec choices
 PANEL_PRESETS = sorted({p for name in REGISTRY for p in get_codec(name).PRESETS})  # of the codecs with presets
 DEFAULT_PRESET = get_codec(DEFAULT).DEFAULT_PRESET
+# Codec setting → name of the module panel's parameter (SirenCompressParameterNode field).
+PANEL_PARAMETERS = {"layers": "layers", "units": "units", "epochs": "epochs", "lr": "learningRate",
+                    "final_activation": "finalActivation", "device": "device"}
 
 
 def panel_fields(codec: str) -> set[str]:
     """The settings (Config field names) of a codec, which say which of the panel's widgets apply to it."""
     return {f.name for f in fields(get_codec(codec).Config)}
-PANEL_PARAMETERS = {"layers": "layers", "units": "units", "epochs": "epochs", "lr": "learningRate",
-                    "final_activation": "finalActivation", "device": "device"}
 
 
 def suggested_codec(node) -> str:
@@ -54,12 +54,6 @@ def suggested_codec(node) -> str:
     else:
         frames = node.GetImageData().GetNumberOfScalarComponents()
     return suggest(kind == "dwi", frames)
-
-
-def codec_of(config) -> str:
-    """The first registered codec whose settings class `config` is (codecs that share a class, such as a
-    single- and a multi-network variant, need their name given)."""
-    return next(name for name in REGISTRY if type(config) is get_codec(name).Config)
 
 
 def choice_updates(before: dict | None, after: dict) -> dict:
@@ -313,14 +307,15 @@ class NodeCompression:
     """Compress a node in a child process: export it, run the CLI, then load the archive as new nodes.
 
     `start()`, then `poll()` for progress events (or `wait()`), then `finish()` for the `Loaded` result;
-    `cancel()` at any time leaves no output file.
+    `cancel()` at any time leaves no output file. `config` is a registered codec's settings; `codec`, if
+    given, must be that codec (`InputError` otherwise).
     """
 
     def __init__(self, node, output_path: str | os.PathLike, config, python: str | None = None,
                  codec: str | None = None) -> None:
         input_kind(node)
         self.node, self.output_path, self.config = node, Path(output_path), config
-        self.codec = codec or codec_of(config)
+        self.codec = codec_of(config, codec)
         self.python = python
         self.folder: str | None = None
         self.job: CompressJob | None = None
@@ -414,9 +409,11 @@ class Progress:
 
 def compress_node(node, output_path: str | os.PathLike, config=None, on_event=None, python: str | None = None,
                   scene=None, codec: str | None = None) -> Loaded:
-    """Blocking form: compress `node` to `output_path` with `config` (default: the default codec's default
-    settings) and return the decoded nodes and report."""
-    task = NodeCompression(node, output_path, config or get_codec(DEFAULT).default_config(), python, codec).start()
+    """Blocking form: compress `node` to `output_path` with `config` (default: the default settings of `codec`,
+    else of the default codec) and return the decoded nodes and report. `codec` None: the codec whose
+    settings `config` are."""
+    config = config or get_codec(codec or DEFAULT).default_config()
+    task = NodeCompression(node, output_path, config, python, codec).start()
     try:
         task.wait(on_event)
     except BaseException:
@@ -435,11 +432,6 @@ def panel_config(preset: str | None = None, codec: str = DEFAULT, quantize: floa
     own = panel_fields(codec)
     given = {k: v for k, v in {**settings, "quantize": quantize or None}.items() if k in own}
     return configure(codec, given, preset if module.PRESETS else None)
-
-
-def config_from_scene(scene=None):
-    """The module panel's current codec settings (its parameter node), or the default codec's defaults."""
-    return settings_from_scene(scene)[1]
 
 
 def settings_from_scene(scene=None) -> tuple[str, object]:

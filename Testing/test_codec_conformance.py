@@ -17,6 +17,7 @@ from SirenCompressLib.codecs import (
     RATE_TARGETS,
     REGISTRY,
     add_flags,
+    codec_of,
     configure,
     flagged_fields,
     get_codec,
@@ -54,6 +55,7 @@ def test_the_module_describes_itself(coded):
     assert module.RATE_CONTROL <= set(RATE_TARGETS) and type(module.default_config()) is module.Config
     assert all(type(p) is module.Config for p in module.PRESETS.values())
     assert module.DEFAULT_PRESET is None or module.PRESETS[module.DEFAULT_PRESET] == module.default_config()
+    assert codec_of(config) == name  # each codec's settings class is its own
     with pytest.raises(AttributeError):  # frozen
         config.seed = 1
 

@@ -304,6 +304,33 @@ def get_codec(name: str) -> Codec:
     return importlib.import_module(REGISTRY[name])
 
 
+def codec_of(config, name: str | None = None) -> str:
+    """The registered codec whose `Config` class `config` is an instance of (each codec has its own class).
+
+    Parameters
+    ----------
+    config : Config
+        Settings of some registered codec.
+    name : str or None
+        The codec the caller means, if it says: checked against `config`.
+
+    Returns
+    -------
+    str
+        A key of `REGISTRY`.
+
+    Raises
+    ------
+    InputError
+        When `config` is no registered codec's settings, or not those of codec `name`.
+    """
+    found = next((n for n in REGISTRY if type(config) is get_codec(n).Config), None)
+    if found is None or name not in (None, found):
+        raise InputError(f"{type(config).__module__}.{type(config).__name__} are not the settings of the "
+                         f"{name or 'any registered'} codec")
+    return found
+
+
 def suggest(has_gradients: bool, volumes: int, diffusion_like: bool = False) -> str:
     """The codec for an input: the first registered codec whose `preferred` claims it, else `DEFAULT`.
 

@@ -44,7 +44,7 @@ Progress = Callable[[dict], None]
 
 @dataclass(frozen=True)
 class Config(JsonSettings):
-    """Settings of the siren and siren3d codecs (`Config()`: the paper's)."""
+    """Settings of the siren codec (`Config()`: the paper's; siren3d's derive from them)."""
 
     layers: int = setting(3, "--layers", "sine layers", min=1, max=MAX_LAYERS)
     units: int = setting(256, "--units", "units per layer", min=1, max=MAX_UNITS)

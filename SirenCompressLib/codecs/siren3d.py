@@ -8,6 +8,7 @@ normalisation of the whole volume. Decoding a slice evaluates the network on tha
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,16 +16,13 @@ from ..errors import ArchiveError
 from ..network import grid
 from ..progress import Clock
 from ..volume import Volume4D
-from . import EncodedSlice
+from . import EncodedSlice, siren
 from .siren import (
     DEFAULT_PRESET,
-    PRESETS,
-    Config,
     Progress,
     check_entry,
     configure,
     decode_network,
-    default_config,
     fit_networks,
     layer_shapes,
     network_params,
@@ -42,6 +40,20 @@ NAME = "siren3d"
 SHARED_MEMBER = True
 EXACT = False
 RATE_CONTROL = frozenset({"ratio"})
+
+
+@dataclass(frozen=True)
+class Config(siren.Config):
+    """Settings of the siren3d codec: those of the siren codec, in a class of its own (a Config names its
+    codec)."""
+
+
+PRESETS = {name: Config(**preset.to_json()) for name, preset in siren.PRESETS.items()}
+
+
+def default_config() -> Config:
+    """The settings used when none are given: the DEFAULT_PRESET."""
+    return PRESETS[DEFAULT_PRESET]
 
 
 def member_bytes(volume: Volume4D, config: Config) -> Callable[[int], int]:
