@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import SirenCompressLib
 
@@ -66,3 +71,12 @@ def test_the_cycle_finder_finds_a_planted_cycle(tmp_path, monkeypatch):
         assert "SirenCompressLib.a" in str(exc) and "SirenCompressLib.b" in str(exc)
     else:
         raise AssertionError("the planted cycle was not found")
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT.parent / "benchmarks").glob("*.py")))
+def test_a_benchmark_imports_and_parses_its_arguments(script):
+    """The scripts under benchmarks/ follow the library's renames: each runs as far as `--help`."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT.parent))
+    r = subprocess.run([sys.executable, str(ROOT.parent / "benchmarks" / script), "--help"], capture_output=True,
+                       text=True, timeout=300, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("usage:"), r.stderr
