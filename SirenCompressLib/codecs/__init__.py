@@ -252,8 +252,14 @@ def checked_json(cls, d: dict) -> dict:
         raise InputError(f"unknown settings: {', '.join(unknown)}")
     for name, value in d.items():
         if not _json_fits(hints[name], value):
-            raise InputError(f"{name}={value!r} is not a {getattr(hints[name], '__name__', hints[name])}")
+            raise InputError(f"{name} must be {_json_type(hints[name])}, not {value!r}")
     return d
+
+
+def _json_type(hint) -> str:
+    """Words for the JSON values of type `hint`: "an integer", "a finite number or null", ..."""
+    words = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", type(None): "null"}
+    return " or ".join(words[h] for h in typing.get_args(hint) or (hint,))
 
 
 def _range(meta: dict) -> str:
@@ -422,12 +428,12 @@ def parse_setting(name: str, text: str):
     kind = setting_type(f)
     if kind is bool:
         if text.lower() not in ("true", "yes", "false", "no"):
-            raise InputError(f"{f.metadata['flag']} takes true or false, not {text!r}")
+            raise InputError(f"{f.metadata['flag']} takes {_json_type(bool)}, not {text!r}")
         return text.lower() in ("true", "yes")
     try:
         return kind(text)
     except ValueError:
-        raise InputError(f"{f.metadata['flag']} takes a {kind.__name__}, not {text!r}") from None
+        raise InputError(f"{f.metadata['flag']} takes {_json_type(kind)}, not {text!r}") from None
 
 
 def setting_names() -> set[str]:
