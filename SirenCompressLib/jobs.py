@@ -75,6 +75,7 @@ class CompressJob:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> CompressJob:
+        """Start the child process and hand it its standard input (the settings JSON)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

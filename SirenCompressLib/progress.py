@@ -74,9 +74,11 @@ class Clock:
         self.total, self.done, self.start = total_epochs, 0, time.monotonic()
 
     def update(self, done_epochs: int) -> None:
+        """Record the epochs done so far."""
         self.done = done_epochs
 
     def eta(self) -> float:
+        """Seconds left at the pace so far (NaN before the first epoch)."""
         if self.done == 0:
             return float("nan")
         return (time.monotonic() - self.start) / self.done * (self.total - self.done)

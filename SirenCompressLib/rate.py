@@ -76,6 +76,7 @@ class Probe:
     bytes: int
 
     def describe(self, layers: int) -> str:
+        """One line for the log, e.g. "3×64 8-bit: 31.20 dB, 4,096 B"."""
         return f"{layers}×{self.units} {self.weight_bits}-bit: {self.psnr:.2f} dB, {self.bytes:,} B"
 
 

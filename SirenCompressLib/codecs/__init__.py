@@ -231,6 +231,7 @@ class JsonSettings:
                 raise InputError(f"{label} must be above {meta['above']:g}, not {value!r}")
 
     def to_json(self) -> dict:
+        """The settings as the manifest stores them: field name → JSON value."""
         return asdict(self)
 
     @classmethod
