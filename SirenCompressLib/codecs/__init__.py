@@ -413,7 +413,7 @@ def given_settings(args) -> dict:
     -------
     dict
     """
-    return {k: getattr(args, k) for k in sorted(setting_names()) if getattr(args, k, None) not in (None, False)}
+    return {k: getattr(args, k) for k in sorted(setting_names()) if getattr(args, k, None) is not None}
 
 
 def parse_setting(name: str, text: str):
