@@ -198,7 +198,7 @@ def _compress(args: argparse.Namespace) -> None:
     if hint:
         print(f"warning: {hint}, but no gradients were read: give --bval/--bvec or --grad to keep them; "
               "compressing without gradients", file=sys.stderr)
-    codec, config = _codec_config(args, volume, diffusion_like=hint is not None)
+    codec, config, given = _codec_config(args, volume, diffusion_like=hint is not None)
     if args.target_ratio and args.target_psnr:
         raise InputError("give --target-ratio or --target-psnr, not both")
     if args.target_ratio:
@@ -206,7 +206,6 @@ def _compress(args: argparse.Namespace) -> None:
     if args.target_psnr:
         supports(codec, "psnr")
         print(f"rate control: trial networks for {args.target_psnr:g} dB on one slice", file=sys.stderr)
-        given = given_settings(args)
         config, _ = config_for_psnr(config, volume, args.target_psnr, codec, "units" not in given,
                                     "weight_bits" not in given,
                                     lambda p: print("  " + p.describe(config.layers), file=sys.stderr))
@@ -231,9 +230,10 @@ def _compress(args: argparse.Namespace) -> None:
             print(f"PSNR {_db(whole.psnr)}, SSIM {_num(whole.ssim)} (per slice: sirencompress info {args.output})")
 
 
-def _codec_config(args: argparse.Namespace, volume, diffusion_like: bool):
-    """The codec and its settings: from --config-json, or from --codec (else the one suggested for the
-    volume), --preset and the codec flags; a flag the codec does not have is an error."""
+def _codec_config(args: argparse.Namespace, volume, diffusion_like: bool) -> tuple[str, object, dict]:
+    """The codec, its settings and the settings given (flags or --config-json's "config"): from
+    --config-json, or from --codec (else the one suggested for the volume), --preset and the codec flags;
+    a flag the codec does not have is an error."""
     codec, preset, given = args.codec, args.preset, given_settings(args)
     if args.config_json is not None:
         if given or preset:
@@ -249,7 +249,7 @@ def _codec_config(args: argparse.Namespace, volume, diffusion_like: bool):
             print(f"codec: {codec} (suggested for {volume.shape[3]} volumes"
                   f"{'' if volume.gradients is not None else ' without gradients'}; --codec {DEFAULT} to "
                   "override)", file=sys.stderr)
-    return codec, configure(codec, given, preset)
+    return codec, configure(codec, given, preset), given
 
 
 def _read_text(path: Path) -> str:
