@@ -59,14 +59,15 @@ def suggested_codec(node) -> str:
 def choice_updates(before: dict | None, after: dict) -> dict:
     """Panel values to set after the user changed a choice (`before` → `after`, dicts of the parameters
     "preset", "inputNode" and "codec"; `before` None: the panel was just connected, nothing changes):
-    a new preset brings its learning rate ("learningRate"); a new input is offered its suggested codec
-    unless an exact codec is chosen."""
+    a new preset brings its learning rate ("learningRate"; the chosen codec's preset, else that of the first
+    codec with such a preset); a new input is offered its suggested codec unless an exact codec is chosen."""
     if before is None:
         return {}
     updates = {}
-    presets = get_codec(after["codec"]).PRESETS
-    if after["preset"] != before["preset"] and after["preset"] in presets:
-        updates["learningRate"] = presets[after["preset"]].lr
+    owner = next((get_codec(name) for name in (after["codec"], *REGISTRY)
+                  if after["preset"] in get_codec(name).PRESETS), None)
+    if after["preset"] != before["preset"] and owner is not None:
+        updates["learningRate"] = owner.PRESETS[after["preset"]].lr
     if after["inputNode"] is not before["inputNode"] and after["inputNode"] is not None and \
             not get_codec(after["codec"]).EXACT:
         try:
