@@ -33,7 +33,7 @@ if importlib.util.find_spec("SirenCompressLib") is None:
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from SirenCompressLib import slicer_nodes  # noqa: E402
-from SirenCompressLib.codecs.siren import DEFAULT_PRESET, PRESETS  # noqa: E402
+from SirenCompressLib.codecs import DEFAULT, get_codec  # noqa: E402
 from SirenCompressLib.errors import SirenCompressError  # noqa: E402
 from SirenCompressLib.slicer_nodes import SirenCompressFileReader  # noqa: E402, F401
 
@@ -65,13 +65,13 @@ class SirenCompressParameterNode:
     decimals and steps are set in the .ui (the wrapper logs Decimals/SingleStep as unused annotations)."""
 
     inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, None]
-    codec: Annotated[str, Choice(list(slicer_nodes.PANEL_CODECS))] = "siren"
+    codec: Annotated[str, Choice(list(slicer_nodes.PANEL_CODECS))] = DEFAULT
     quantizeStep: Annotated[float, WithinRange(0.0, 1e9)] = 0.0
-    preset: Annotated[str, Choice(sorted(PRESETS))] = DEFAULT_PRESET
+    preset: Annotated[str, Choice(slicer_nodes.PANEL_PRESETS)] = slicer_nodes.DEFAULT_PRESET
     layers: Annotated[int, WithinRange(1, 16)] = 3
     units: Annotated[int, WithinRange(4, 2048)] = 256
     epochs: Annotated[int, WithinRange(1, 1000000)] = 2000
-    learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = PRESETS[DEFAULT_PRESET].lr
+    learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = get_codec(DEFAULT).default_config().lr
     finalActivation: Annotated[str, Choice(["identity", "relu"])] = "identity"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     outputPath: str = ""  # empty: <input>_siren.sirz in the default scene folder; a folder: that file in it
@@ -166,10 +166,11 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.inputInfoLabel.text = ""
             self.ui.compressButton.enabled = False
             return
-        codec = p.codec
-        self.ui.networkCollapsibleButton.enabled = codec != "lossless"
-        self.ui.presetComboBox.enabled = self.ui.finalActivationComboBox.enabled = codec == "siren"
-        self.ui.quantizeSpinBox.enabled = codec == "lossless"
+        own = slicer_nodes.panel_fields(p.codec)
+        self.ui.networkCollapsibleButton.enabled = "layers" in own
+        self.ui.presetComboBox.enabled = bool(get_codec(p.codec).PRESETS)
+        self.ui.finalActivationComboBox.enabled = "final_activation" in own
+        self.ui.quantizeSpinBox.enabled = "quantize" in own
         try:
             kind = slicer_nodes.input_kind(node)
         except SirenCompressError as exc:
@@ -201,7 +202,7 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.ensureDependencies()
             output = self.logic.outputPathFor(p.inputNode, p.outputPath)
             self.compressed = None
-            self.task = self.logic.startCompress(p.inputNode, output, self.logic.configFromParameters(p))
+            self.task = self.logic.startCompress(p.inputNode, output, self.logic.configFromParameters(p), p.codec)
             self.ui.logTextEdit.clear()
             self._log(_("Compressing {name} to {path}").format(name=p.inputNode.GetName(), path=output))
             self._progress = slicer_nodes.Progress()
@@ -267,19 +268,21 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return SirenCompressParameterNode(super().getParameterNode())
 
-    def compress(self, node, outputPath=None, preset: str = DEFAULT_PRESET, layers: int = 3, units: int = 256,
+    def compress(self, node, outputPath=None, preset: str = slicer_nodes.DEFAULT_PRESET, layers: int = 3,
+                 units: int = 256,
                  epochs: int = 2000, learningRate: float | None = None, finalActivation: str = "identity",
-                 device: str = "auto", seed: int = 0, progress=None, codec: str = "siren",
+                 device: str = "auto", seed: int = 0, progress=None, codec: str = DEFAULT,
                  quantizeStep: float = 0.0) -> slicer_nodes.Loaded:
         """Compress `node` (blocking) and return the decoded node(s), report table and chart. `preset`
-        ("compact" or "paper") gives the other settings; learningRate None: the preset's. codec "lossless":
-        bit-exact (integer voxels; float voxels need quantizeStep > 0); the network settings do not apply."""
+        gives the other settings of a codec with presets; learningRate None: the preset's. An exact codec needs
+        integer voxels, or quantizeStep > 0 for float voxels; a codec takes the settings it has."""
         self.ensureDependencies()
+        base = slicer_nodes.panel_config(preset, codec)
         config = slicer_nodes.panel_config(preset, codec=codec, quantize=quantizeStep, layers=layers, units=units,
-                                           epochs=epochs, lr=learningRate or PRESETS[preset].lr,
+                                           epochs=epochs, lr=learningRate or getattr(base, "lr", None),
                                            final_activation=finalActivation, device=device, seed=seed)
         output = self.outputPathFor(node, outputPath)
-        return slicer_nodes.compress_node(node, output, config, on_event=progress, python=self.python())
+        return slicer_nodes.compress_node(node, output, config, on_event=progress, python=self.python(), codec=codec)
 
     def decompress(self, path, name=None) -> slicer_nodes.Loaded:
         """Open a .sirz file into new nodes (numpy only)."""
@@ -293,8 +296,8 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
         self.ensurePackages(DMRI_PACKAGES)
         return slicer_nodes.evaluate_nodes(originalNode, decodedNode, folder, archiveBytes, references)
 
-    def startCompress(self, node, outputPath, config) -> slicer_nodes.NodeCompression:
-        return slicer_nodes.NodeCompression(node, outputPath, config, python=self.python()).start()
+    def startCompress(self, node, outputPath, config, codec: str | None = None) -> slicer_nodes.NodeCompression:
+        return slicer_nodes.NodeCompression(node, outputPath, config, python=self.python(), codec=codec).start()
 
     def finishCompress(self, task: slicer_nodes.NodeCompression) -> slicer_nodes.Loaded:
         return task.finish()
@@ -472,14 +475,15 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_console_fmri(self):
-        self.delayDisplay("Console: the fmri codec on a sequence of 50 frames")
+        self.delayDisplay("Console: the codec suggested for a sequence of 50 frames (fmri)")
         from SirenCompressLib.fmri_phantom import fmri_phantom
 
         sequence = slicer_nodes.nodes_from_volume(fmri_phantom(shape=(16, 16, 2), frames=50).volume, "bold",
                                                   slicer.mrmlScene)[0]
-        self.assertEqual(slicer_nodes.suggested_codec(sequence), "fmri")
+        codec = slicer_nodes.suggested_codec(sequence)
+        self.assertNotEqual(codec, DEFAULT)
         path = Path(slicer.app.temporaryPath) / "SirenCompressFmri.sirz"
-        loaded = SirenCompressLogic().compress(sequence, outputPath=path, codec="fmri", layers=2, units=16,
+        loaded = SirenCompressLogic().compress(sequence, outputPath=path, codec=codec, layers=2, units=16,
                                                epochs=20, device="cpu")
         self.assertEqual(loaded.nodes[0].GetNumberOfDataNodes(), 50)
         path.unlink()
@@ -490,14 +494,15 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         widget = slicer.modules.sirencompress.widgetRepresentation().self()
         path = Path(slicer.app.temporaryPath) / "SirenCompressLossless.sirz"
         p = widget._parameterNode
-        p.inputNode, p.codec, p.outputPath = node, "lossless", str(path)
+        exact = next(name for name in slicer_nodes.PANEL_CODECS if get_codec(name).EXACT)
+        p.inputNode, p.codec, p.outputPath = node, exact, str(path)
         self.assertFalse(widget.ui.networkCollapsibleButton.enabled)
         widget.ui.compressButton.click()
         while widget.task is not None:
             slicer.app.processEvents()
         decoded = widget.compressed[1].nodes[0]
         self.assertTrue((slicer.util.arrayFromVolume(decoded) == slicer.util.arrayFromVolume(node)).all())
-        p.codec = "siren"
+        p.codec = DEFAULT
         path.unlink()
         self.delayDisplay("Test passed")
 
@@ -505,7 +510,7 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Save: the .sirz writer compresses with the panel's settings; opening shows the volume")
         node = self._phantomNode()
         p = SirenCompressLogic().getParameterNode()
-        p.codec, p.layers, p.units, p.epochs, p.device = "siren", 1, 16, 10, "cpu"
+        p.codec, p.layers, p.units, p.epochs, p.device = DEFAULT, 1, 16, 10, "cpu"
         path = Path(slicer.app.temporaryPath) / "SirenCompressSaved.sirz"
         self.assertTrue(slicer.util.saveNode(node, str(path), {"fileType": slicer_nodes.FILE_TYPE}))
         self.assertEqual(node.GetStorageNode().GetFileName(), str(path))
@@ -520,7 +525,7 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         path = Path(slicer.app.temporaryPath) / "SirenCompressClosed.sirz"
         p = widget._parameterNode
         p.inputNode, p.codec, p.layers, p.units, p.epochs, p.device, p.outputPath = \
-            node, "siren", 1, 16, 20, "cpu", str(path)
+            node, DEFAULT, 1, 16, 20, "cpu", str(path)
         widget.ui.compressButton.click()
         slicer.mrmlScene.Clear()
         self.assertIsNotNone(widget._parameterNode)

@@ -10,8 +10,6 @@
 Training imports torch on first use; reading and decoding archives never do.
 """
 
-__version__ = "0.3.0"
-
 from .archive import Archive, read_archive, write_archive  # noqa: E402
 from .codecs.siren import PRESETS as SIREN_PRESETS  # noqa: E402
 from .codecs.siren import Config as SirenConfig  # noqa: E402
@@ -19,6 +17,7 @@ from .errors import ArchiveError, InputError, OutputError, SirenCompressError  #
 from .io import read_volume, write_volume  # noqa: E402
 from .metrics import Comparison, Metrics, compare  # noqa: E402
 from .pipeline import compress, decompress, sizes  # noqa: E402
+from .version import __version__  # noqa: E402, F401
 from .volume import FrameIndex, Gradients, Volume4D  # noqa: E402
 
 __all__ = [

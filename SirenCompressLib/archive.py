@@ -25,7 +25,7 @@ import numpy as np
 
 from . import headers
 from .atomic import atomic_outputs
-from .codecs import CODECS, get_codec
+from .codecs import REGISTRY, get_codec
 from .errors import ArchiveError
 from .volume import SUPPORTED_DTYPES
 
@@ -220,8 +220,8 @@ def _codec(codec, m: dict) -> None:
     if not (isinstance(codec, dict) and set(codec) == {"name", "config"} and isinstance(codec["name"], str)
             and isinstance(codec["config"], dict)):
         raise ArchiveError("the manifest does not name its codec and settings")
-    if codec["name"] not in CODECS:
-        raise ArchiveError(f"unknown codec {codec['name']!r}; this SirenCompress knows {', '.join(CODECS)}")
+    if codec["name"] not in REGISTRY:
+        raise ArchiveError(f"unknown codec {codec['name']!r}; this SirenCompress knows {', '.join(REGISTRY)}")
 
 
 def _shape(shape, m: dict) -> None:

@@ -2,7 +2,8 @@
 
 A manifest (CSV or TSV) lists subjects: columns `input` and `output`, and optionally any `compress`
 option as a column named like the flag without dashes (`preset`, `units`, `epochs`, `target_ratio`,
-`codec`, ...; an empty cell leaves the default; a switch such as `motion` takes true/false). Relative
+`codec`, ...; an empty cell leaves the default; a switch such as `motion` takes true/false; the codec,
+preset and codec settings reach the child as JSON, the other options as flags). Relative
 paths are relative to the manifest's folder.
 
 Each task runs `sirencompress compress` in a child process on its worker (so a crash or a runaway
@@ -18,7 +19,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
@@ -26,8 +26,9 @@ from pathlib import Path
 
 from .archive import read_archive
 from .atomic import atomic_outputs
+from .codecs import parse_setting, setting_names
 from .errors import ArchiveError, InputError
-from .jobs import CompressJob
+from .jobs import CompressJob, compress_command
 
 
 @dataclass
@@ -95,16 +96,16 @@ def compress_subject(subject: Subject) -> Outcome:
     except OSError as exc:
         return Outcome(str(subject.input), str(subject.output), "failed", worker=_worker_name(),
                        error=f"{subject.output.parent}: cannot create the output folder: {exc.strerror or exc}")
-    command = [sys.executable, "-m", "SirenCompressLib", "compress", str(subject.input), "-o", str(subject.output),
-               "--progress", "jsonl", "--force"]
-    for name, value in subject.options.items():
-        flag = f"--{name.replace('_', '-')}"
-        if value.lower() in ("true", "yes"):  # a switch such as `motion`
-            command.append(flag)
-        elif value.lower() not in ("false", "no"):
-            command += [flag, value]
+    options = dict(subject.options)
+    codec, preset = options.pop("codec", None), options.pop("preset", None)
+    names = setting_names()
+    try:
+        settings = {k: parse_setting(k, v) for k, v in options.items() if k in names}
+    except InputError as exc:
+        return Outcome(str(subject.input), str(subject.output), "failed", worker=_worker_name(), error=str(exc))
+    flags = [part for k, v in options.items() if k not in names for part in (f"--{k.replace('_', '-')}", v)]
     start = time.monotonic()
-    job = CompressJob(command).start()
+    job = CompressJob(*compress_command(subject.input, subject.output, codec, settings, preset, tuple(flags))).start()
     try:
         code = job.wait()
     except BaseException:

@@ -15,20 +15,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import __version__, batch, headers
+from . import batch, headers
 from .archive import read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
-from .codecs import get_codec
-from .codecs.siren import (
-    ACTIVATIONS,
-    CODERS,
-    DEFAULT_PRESET,
-    FINAL_ACTIVATIONS,
-    LR_DECAYS,
-    PRECISIONS,
-    PRESETS,
-    Config,
-)
+from .codecs import DEFAULT, REGISTRY, add_flags, configure, get_codec, given_settings, read_settings_document, suggest
 from .errors import InputError, SirenCompressError, SubjectsFailed
 from .evaluate import dmri as dmri_eval
 from .evaluate import dmri_report, rd
@@ -38,8 +28,9 @@ from .metrics import Comparison, compare
 from .phantom import dwi_phantom
 from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
 from .progress import Bar, JsonLines
-from .rate import config_for_psnr, config_for_ratio
+from .rate import config_for_psnr, config_for_ratio, supports
 from .sample import SAMPLE_FILES, copy_sample, sample_folder
+from .version import __version__
 from .volume import FrameIndex
 
 FORMAT_NAMES = {"nifti": "NIfTI", "nrrd": "NRRD"}
@@ -63,52 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", 1)
 
 
-# Codec settings offered as flags: (Config field, type or choices, help).
-CODEC_FLAGS = [
-    ("layers", int, "sine layers"),
-    ("units", int, "units per layer"),
-    ("epochs", int, "training epochs per slice"),
-    ("lr", float, "Adam learning rate"),
-    ("lr_decay", LR_DECAYS, "none, or cosine decay to zero over the epochs"),
-    ("w0", float, "sine frequency w0"),
-    ("activation", ACTIVATIONS, "hidden layers: sine (SIREN), or the paper's baselines relu, tanh, sine-relu"),
-    ("final_activation", FINAL_ACTIVATIONS, "after the output layer"),
-    ("seed", int, "random seed"),
-    ("device", ("auto", "cpu", "cuda"), "auto takes a CUDA GPU when there is one"),
-    ("precision", PRECISIONS, "training arithmetic: fp32, bf16 autocast (faster on CPUs with AVX-512 BF16 and "
-                              "recent GPUs, a little less accurate per epoch), or auto"),
-    ("weight_bits", int, "16: fp16 weights; 2-8: per-channel integer weights"),
-    ("qat_epochs", int, "extra epochs of quantisation-aware fine-tuning"),
-    ("batch_slices", int, "slices trained together (vmap over stacked networks); 0: automatic, 4 on a CPU, "
-                          "as many as fit in a quarter of the GPU's free memory"),
-    ("coder", CODERS, "entropy coder of the weights: lzma, or rans (adaptive; integer weights only)"),
-    ("basis", int, "0: the network outputs all volumes; K > 0: K coefficients of a per-slice q-space basis "
-                   "(PCA-initialised, trained with the network)"),
-]
-LOSSLESS_FLAGS = [
-    ("quantize", float, "lossless codec, float data: code round(value / STEP) (stated in the archive); "
-                        "integer data need none"),
-    ("references", int, "lossless codec: earlier volumes a regression predictor may use (default 32)"),
-    ("qspace", ("laplace", "biharmonic", "off"), "lossless codec: q-space inpainting tried as a predictor "
-                                                 "(default laplace)"),
-    ("order", ("furthest", "file"), "lossless codec: volume coding order (default furthest: b0s, then each "
-                                    "shell furthest-first)"),
-    ("interlace", int, "lossless codec: passes per volume, 1, 2 (checkerboard halves, default) or 3; a later "
-                       "pass also predicts from its neighbours' residuals"),
-    ("motion", bool, "lossless codec: register every volume of a slice to the first (in-plane rigid, "
-                     "SimpleITK) and predict from aligned volumes; the transforms are stored"),
-]
-FMRI_FLAGS = [
-    ("components", int, "fmri codec: temporal activation patterns K (default 20)"),
-    ("ssim_weight", float, "fmri codec: σ in the loss L2 + σ·(1 − SSIM) (default 0.1)"),
-    ("fusion_channels", int, "fmri codec: channels of the temporal fusion convolution (default 8)"),
-    ("fusion_kernel", int, "fmri codec: its width in frames, odd (default 5)"),
-    ("mean_step", float, "fmri codec: the mean frame's quantisation step × the median temporal std in the "
-                         "mask (default 0.25)"),
-    ("mask_z", float, "fmri codec: model the voxels whose temporal variance exceeds (1 + Z/√frames) × their "
-                      "noise variance, and their neighbours; the others decode as their mean (default 4)"),
-]
-PRESET_KEYS = ("units", "epochs", "lr", "lr_decay", "precision", "weight_bits", "qat_epochs", "basis", "coder")
+def _presets() -> dict[str, list[str]]:
+    """Preset name → the codecs that have it."""
+    found: dict[str, list[str]] = {}
+    for name in REGISTRY:
+        for preset in get_codec(name).PRESETS:
+            found.setdefault(preset, []).append(name)
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,30 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
                                              "in the same folder)")
     c.add_argument("--grad", type=Path, help="MRtrix gradient table, rows x y z b in world coordinates (default: "
                                              "same stem .b)")
-    c.add_argument("--codec", choices=("siren", "siren3d", "lossless", "fmri"),
-                   help="siren: a network per axial slice (the default, except for time series of 50 or more "
-                        "volumes without gradients, which get fmri); siren3d: the paper's SIREN-3D variant, one "
-                        "network (x, y, z) for the whole volume; lossless: bit-exact (integer data, spatial and "
-                        "q-space prediction); fmri: ICA-initialised activation patterns with SIREN spatial maps")
-    c.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
-                   help="base settings (default %(default)s); the flags below override them: " + "; ".join(
-                       f"{name}: " + ", ".join(f"{k}={v}" for k, v in PRESETS[name].to_json().items()
-                                               if k in PRESET_KEYS) for name in sorted(PRESETS)))
-    for field, kind, text in CODEC_FLAGS:
-        flag = "--" + field.replace("_", "-")
-        if isinstance(kind, tuple):
-            c.add_argument(flag, choices=kind, help=text)
-        else:
-            c.add_argument(flag, type=kind, help=text)
-    for field, kind, text in FMRI_FLAGS:
-        c.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
-    for field, kind, text in LOSSLESS_FLAGS:
-        if kind is bool:
-            c.add_argument("--" + field, action="store_true", default=None, help=text)
-        elif isinstance(kind, tuple):
-            c.add_argument("--" + field, choices=kind, help=text)
-        else:
-            c.add_argument("--" + field, type=kind, help=text, metavar="STEP" if field == "quantize" else None)
+    c.add_argument("--codec", choices=tuple(REGISTRY),
+                   help=f"default: the codec suggested for the input ({DEFAULT} unless a codec suits it better, "
+                        "e.g. a long time series without gradients); " + "; ".join(
+                            f"{name}: {get_codec(name).__doc__.splitlines()[0].split(': ', 1)[-1]}"
+                            for name in REGISTRY))
+    c.add_argument("--preset", choices=sorted(_presets()),
+                   help="base settings of a codec that has presets (default: its default preset), which the flags "
+                        "below override: " + "; ".join(f"{p} ({', '.join(c)})" for p, c in sorted(_presets().items())))
+    c.add_argument("--config-json", metavar="FILE",
+                   help='settings as JSON, {"codec": NAME or null, "preset": NAME or null, "config": {FIELD: '
+                        'VALUE}} (- reads standard input), instead of the codec flags')
+    add_flags(c)
     c.add_argument("--target-ratio", type=float,
                    help="choose the units per layer so that the archive reaches this compression ratio "
                         "(raw 16-bit bytes / archive bytes; met within about 5 %%)")
@@ -214,12 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--phantom", action="store_true",
                    help="use a synthetic DWI phantom instead; PSNR also against its noise-free version")
     b.add_argument("--ratios", type=float, nargs="+", default=[10.0, 20.0, 40.0])
-    b.add_argument("--presets", nargs="+", choices=sorted(PRESETS), default=["compact", "paper"])
-    b.add_argument("--codecs", nargs="+", choices=("siren", "siren3d"), default=["siren"],
-                   help="network codecs, each run with every preset (default: siren)")
+    b.add_argument("--presets", nargs="+", choices=sorted(_presets()), help="presets of the codecs (default: all)")
+    b.add_argument("--codecs", nargs="+", choices=[n for n in REGISTRY if get_codec(n).PRESETS], default=[DEFAULT],
+                   help="codecs with presets, each run with every preset (default: %(default)s)")
     b.add_argument("--classical", nargs="+", choices=list(CLASSICAL), default=list(CLASSICAL))
     b.add_argument("--epochs", type=int, help="override the presets' epochs (for quick runs)")
-    b.add_argument("--precision", choices=PRECISIONS, help="override the presets' training precision")
+    b.add_argument("--precision", help="override the presets' training precision")
     b.add_argument("-o", "--output", type=Path, required=True, help="folder for rd.md, rd.json and rd.png")
     b.add_argument("--force", action="store_true", help="replace existing outputs")
     b.set_defaults(run=_bench)
@@ -258,31 +198,22 @@ def _compress(args: argparse.Namespace) -> None:
     if hint:
         print(f"warning: {hint}, but no gradients were read: give --bval/--bvec or --grad to keep them; "
               "compressing without gradients", file=sys.stderr)
-    if args.codec is None:
-        args.codec = suggested_codec(volume, diffusion_like=hint is not None)
-        if args.codec != "siren":
-            print(f"codec: {args.codec} (a time series of {volume.shape[3]} volumes without gradients; "
-                  "--codec siren to override)", file=sys.stderr)
-    config = _codec_config(args)
-    given = {field: getattr(args, field) for field, _, _ in CODEC_FLAGS if getattr(args, field) is not None}
+    codec, config, given = _codec_config(args, volume, diffusion_like=hint is not None)
     if args.target_ratio and args.target_psnr:
         raise InputError("give --target-ratio or --target-psnr, not both")
-    if args.codec == "lossless" and (args.target_ratio or args.target_psnr):
-        raise InputError("the lossless codec has no rate to control: drop --target-ratio / --target-psnr")
     if args.target_ratio:
-        config = config_for_ratio(config, volume, args.target_ratio, args.codec)
-    if args.target_psnr and args.codec != "siren":
-        raise InputError("--target-psnr works with the siren codec")
+        config = config_for_ratio(config, volume, args.target_ratio, codec)
     if args.target_psnr:
+        supports(codec, "psnr")
         print(f"rate control: trial networks for {args.target_psnr:g} dB on one slice", file=sys.stderr)
-        config, _ = config_for_psnr(config, volume, args.target_psnr, "units" not in given,
+        config, _ = config_for_psnr(config, volume, args.target_psnr, codec, "units" not in given,
                                     "weight_bits" not in given,
                                     lambda p: print("  " + p.describe(config.layers), file=sys.stderr))
         print(f"rate control: {config.layers}×{config.units}, {config.weight_bits}-bit weights", file=sys.stderr)
     source = {"name": args.input.name, "format": image_format(args.input),
               "file_bytes": args.input.stat().st_size, "gzip_bytes": gzip_size(volume.data)}
     progress = {"bar": Bar(), "jsonl": JsonLines(), "none": None}[args.progress]
-    archive = compress(volume, args.codec, config, progress, source)
+    archive = compress(volume, codec, config, progress, source)
     n = write_archive(archive, args.output, args.force)
     size, whole = sizes(archive, n), stored_comparison(archive).whole
     if args.progress == "jsonl":
@@ -291,46 +222,41 @@ def _compress(args: argparse.Namespace) -> None:
     else:
         print(f"wrote {args.output}: {n:,} bytes in {archive.manifest['encode_seconds']:.0f} s")
         print(_ratios_line(size))
-        if args.codec == "lossless":
-            step = config.quantize
+        if get_codec(codec).EXACT:
+            step = getattr(config, "quantize", None)
             print(("bit-exact" if step is None else f"exact after rounding to multiples of {step:g}")
                   + ": every slice's SHA-256 is stored and checked when it is decoded")
         else:
             print(f"PSNR {_db(whole.psnr)}, SSIM {_num(whole.ssim)} (per slice: sirencompress info {args.output})")
 
 
-def _codec_config(args: argparse.Namespace):
-    """The codec's settings from the command line: the preset plus the flags for the network codecs, the
-    lossless flags for the lossless codec; a flag of the other kind is an error."""
-    def given(flags):
-        return {field: getattr(args, field) for field, _, _ in flags if getattr(args, field) is not None}
-
-    network, lossless, fmri = given(CODEC_FLAGS), given(LOSSLESS_FLAGS), given(FMRI_FLAGS)
-    own = {"lossless": lossless, "fmri": fmri}.get(args.codec, network)
-    for name, flags in (("lossless", lossless), ("fmri", fmri)):
-        if flags and args.codec != name:
-            raise InputError(f"--{next(iter(flags)).replace('_', '-')} applies to the {name} codec only "
-                             f"(--codec {name})")
-    if args.codec == "lossless":
-        if network:
-            raise InputError(f"--{next(iter(network)).replace('_', '-')} does not apply to the lossless codec")
-        return get_codec("lossless").Config(**lossless)
-    if args.codec == "fmri":
-        module = get_codec("fmri")
-        shared = {k: v for k, v in network.items() if k in module.Config.__dataclass_fields__}
-        if len(shared) < len(network):
-            wrong = next(k for k in network if k not in shared)
-            raise InputError(f"--{wrong.replace('_', '-')} does not apply to the fmri codec")
-        return module.Config(**shared, **own)
-    if network.get("weight_bits") == 16:
-        network.setdefault("coder", "lzma")  # fp16 weights are LZMA-coded
-    return Config(**{**PRESETS[args.preset].to_json(), **network})
+def _codec_config(args: argparse.Namespace, volume, diffusion_like: bool) -> tuple[str, object, dict]:
+    """The codec, its settings and the settings given (flags or --config-json's "config"): from
+    --config-json, or from --codec (else the one suggested for the volume), --preset and the codec flags;
+    a flag the codec does not have is an error."""
+    codec, preset, given = args.codec, args.preset, given_settings(args)
+    if args.config_json is not None:
+        if given or preset:
+            raise InputError("give the settings as flags or in --config-json, not both")
+        text = sys.stdin.read() if args.config_json == "-" else _read_text(Path(args.config_json))
+        named, preset, given = read_settings_document(text)
+        if codec and named and codec != named:
+            raise InputError(f"--codec {codec} but --config-json names the {named} codec")
+        codec = codec or named
+    if codec is None:
+        codec = suggest(volume.gradients is not None, volume.shape[3], diffusion_like)
+        if codec != DEFAULT:
+            print(f"codec: {codec} (suggested for {volume.shape[3]} volumes"
+                  f"{'' if volume.gradients is not None else ' without gradients'}; --codec {DEFAULT} to "
+                  "override)", file=sys.stderr)
+    return codec, configure(codec, given, preset), given
 
 
-def suggested_codec(volume, diffusion_like: bool = False) -> str:
-    """fmri for a time series (50 or more volumes, no gradients, nothing hinting at diffusion data), else
-    siren."""
-    return "fmri" if volume.gradients is None and not diffusion_like and volume.shape[3] >= 50 else "siren"
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the settings: {exc.strerror or exc}") from None
 
 
 def _decompress(args: argparse.Namespace) -> None:
@@ -425,7 +351,9 @@ def _evaluate_dmri(args: argparse.Namespace) -> None:
     original = read_volume(args.original)
     archive_bytes = None
     if args.decoded.suffix == ".sirz":
-        decoded, archive_bytes, name = decompress(read_archive(args.decoded)), args.decoded.stat().st_size, "siren"
+        archive = read_archive(args.decoded)
+        decoded, archive_bytes = decompress(archive), args.decoded.stat().st_size
+        name = archive.manifest["codec"]["name"]
     else:
         decoded, name = read_volume(args.decoded, gradients=False), "decoded"
     result = dmri_eval.dmri_fidelity(
@@ -485,8 +413,8 @@ def _bench(args: argparse.Namespace) -> None:
     if rounded:
         data_name += ", rounded to int16 before every codec"
     overrides = {k: v for k, v in (("epochs", args.epochs), ("precision", args.precision)) if v is not None}
-    sirens = {f"{codec} {name}": (codec, Config(**{**PRESETS[name].to_json(), **overrides}))
-              for codec in args.codecs for name in args.presets}
+    sirens = {f"{codec} {name}": (codec, configure(codec, overrides, name))
+              for codec in args.codecs for name in args.presets or sorted(get_codec(codec).PRESETS)}
     print(f"data: {data_name}", flush=True)
     rows = rd.run(volume, args.ratios, sirens, args.classical, clean, log=lambda line: print(line, flush=True))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch device {_device_name()}"

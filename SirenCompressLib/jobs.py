@@ -19,11 +19,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
-from .codecs import fmri, lossless
-from .codecs.siren import Config
+from .codecs import settings_document
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
@@ -31,27 +29,43 @@ _PR_SET_PDEATHSIG = 1
 STARTF_USESHOWWINDOW, SW_HIDE = 1, 0  # Windows STARTUPINFO: take wShowWindow, and hide the window
 
 
-def compress_command(input_path: str | os.PathLike, output_path: str | os.PathLike,
-                     config: Config | lossless.Config | fmri.Config, python: str = sys.executable) -> list[str]:
-    """The CLI call that compresses `input_path` with `config` (replacing the output) and reports in JSON
-    lines; the type of `config` says the codec (siren for the siren codec's)."""
-    codec = {lossless.Config: "lossless", fmri.Config: "fmri"}.get(type(config), "siren")
+def compress_command(input_path: str | os.PathLike, output_path: str | os.PathLike, codec: str | None,
+                     settings: dict, preset: str | None = None, flags: tuple[str, ...] = (),
+                     python: str = sys.executable) -> tuple[list[str], str]:
+    """The CLI call that compresses `input_path` (replacing the output) and reports in JSON lines, with the
+    settings crossing as JSON on its standard input (`--config-json -`). Shared by the Slicer front end and
+    `batch`.
+
+    Parameters
+    ----------
+    input_path, output_path : path
+        The image and the .sirz to write.
+    codec : str or None
+        A key of `codecs.REGISTRY`; None: the codec suggested for the input.
+    settings : dict
+        Config field name → value (all of a `Config.to_json()`, or some).
+    preset : str or None
+        A preset of the codec, under the settings.
+    flags : tuple of str
+        Further `compress` flags (e.g. --target-ratio 20).
+    python : str
+        The interpreter.
+
+    Returns
+    -------
+    (list of str, str)
+        The command and the JSON for its standard input: `CompressJob(*compress_command(...))`.
+    """
     args = [python, "-m", "SirenCompressLib", "compress", str(input_path), "-o", str(output_path),
-            "--progress", "jsonl", "--force", "--codec", codec]
-    for name, value in asdict(config).items():
-        flag = f"--{name.replace('_', '-')}"
-        if isinstance(value, bool):
-            args += [flag] if value else []
-        elif name != "check_every" and value is not None:
-            args += [flag, str(value)]
-    return args
+            "--progress", "jsonl", "--force", "--config-json", "-", *flags]
+    return args, settings_document(codec, settings, preset)
 
 
 class CompressJob:
     """One compression in a child process; `poll()` returns the progress events received since the last call."""
 
-    def __init__(self, command: list[str]) -> None:
-        self.command = command
+    def __init__(self, command: list[str], stdin: str = "") -> None:
+        self.command, self.stdin = command, stdin
         self.process: subprocess.Popen | None = None
         self.cancelled = False
         self.error: str | None = None  # the CLI's one-line error, when it failed
@@ -61,10 +75,16 @@ class CompressJob:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> CompressJob:
+        """Start the child process and hand it its standard input (the settings JSON)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
-        self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, env=env, **popen_options())
+        try:
+            self.process.stdin.write(self.stdin)
+            self.process.stdin.close()
+        except BrokenPipeError:  # the child ended before reading: its exit code and stderr say why
+            pass
         self._threads = [threading.Thread(target=self._read_events, daemon=True),
                          threading.Thread(target=self._read_stderr, daemon=True)]
         for thread in self._threads:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .codecs.siren import layer_activations
+from .network import layer_activations
 
 
 class SineLayer(nn.Module):

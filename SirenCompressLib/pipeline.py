@@ -8,15 +8,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import __version__
 from .archive import FORMAT_NAME, FORMAT_VERSION, Archive, check_archive, json_number, slice_member_name
-from .codecs import EncodedSlice, get_codec, sha256_hex
+from .codecs import DEFAULT, EncodedSlice, get_codec, sha256_hex
 from .errors import ArchiveError, InputError
 from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
+from .version import __version__
 from .volume import FrameIndex, Gradients, Volume4D
 
 
-def compress(volume: Volume4D, codec: str = "siren", config=None, progress=None,
+def compress(volume: Volume4D, codec: str = DEFAULT, config=None, progress=None,
              source: dict | None = None) -> Archive:
     """Encode `volume` with `codec` (settings `config`, the codec's `Config`; its default_config() if None).
 

@@ -65,3 +65,20 @@ def _eta(seconds: float) -> str:
         return ""
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}m{secs:02d}s left" if minutes else f"{secs}s left"
+
+
+class Clock:
+    """Estimates the time left from the epochs done so far."""
+
+    def __init__(self, total_epochs: int) -> None:
+        self.total, self.done, self.start = total_epochs, 0, time.monotonic()
+
+    def update(self, done_epochs: int) -> None:
+        """Record the epochs done so far."""
+        self.done = done_epochs
+
+    def eta(self) -> float:
+        """Seconds left at the pace so far (NaN before the first epoch)."""
+        if self.done == 0:
+            return float("nan")
+        return (time.monotonic() - self.start) / self.done * (self.total - self.done)

@@ -1,46 +1,60 @@
-"""Rate control for the network codecs: settings that meet a compression ratio (siren, siren3d, fmri) or a PSNR
-(siren) on a given volume."""
+"""Rate control: settings that meet a compression ratio or a PSNR on a given volume, for the codecs whose
+`RATE_CONTROL` names that target (through their hooks `member_bytes` and `psnr_probe`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
-
-from .codecs import EncodedSlice, get_codec
-from .codecs.siren import Config, encode_slice, pack_weights, volume_span
+from .codecs import REGISTRY, EncodedSlice, get_codec
 from .errors import InputError
 
 UNITS_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 INTEGER_BITS = (8, 6)  # bit depths tried for integer weights
 
 
-def config_for_ratio(config, volume, ratio: float, codec: str = "siren"):
-    """`config` with the most units whose archive of `volume` by `codec` ("siren", "siren3d" or "fmri")
-    meets compression ratio `ratio` (raw 16-bit bytes over archive bytes). Network sizes are measured by
-    coding freshly initialised networks, whose weights code to nearly the same size as trained ones (for
-    fmri with its real mean frame and ICA patterns); the container is measured on a stand-in."""
-    import torch
+def supports(codec: str, target: str) -> None:
+    """`InputError` unless codec `codec` can aim at `target` ("ratio" or "psnr")."""
+    if target not in get_codec(codec).RATE_CONTROL:
+        able = [name for name in REGISTRY if target in get_codec(name).RATE_CONTROL]
+        raise InputError(f"the {codec} codec cannot aim at a {'PSNR' if target == 'psnr' else 'compression ratio'}"
+                         f" (codecs that can: {', '.join(able) or 'none'})")
 
-    from .nets import Siren
 
+def config_for_ratio(config, volume, ratio: float, codec: str):
+    """The settings with the most units per layer whose archive meets a compression ratio.
+
+    Network sizes come from the codec's `member_bytes` hook (freshly initialised networks code to nearly the
+    size of trained ones); the container is measured on a stand-in.
+
+    Parameters
+    ----------
+    config : Config
+        The codec's settings; only `units` changes.
+    volume : Volume4D
+        The data, (x, y, z, volumes).
+    ratio : float
+        Raw 16-bit bytes over archive bytes.
+    codec : str
+        A codec whose `RATE_CONTROL` has "ratio".
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    InputError
+        When the codec cannot aim at a ratio, or even 2 units per layer miss it.
+    """
+    supports(codec, "ratio")
     nx, ny, nz, nv = volume.shape
     module = get_codec(codec)
     placeholders = module.placeholders(volume, config)
     networks = sum(item.member is not None for item in placeholders)
     target = nx * ny * nz * nv * 2 / ratio
     budget = (target - _container_bytes(volume, codec, config, placeholders)) / max(networks, 1)
-    n_in = 3 if codec == "siren3d" else 2
-
-    def siren_bytes(units: int) -> int:
-        torch.manual_seed(config.seed)
-        model = Siren(n_in, nv, config.layers, units, config.w0, config.final_activation, config.basis,
-                      config.activation)
-        return len(pack_weights([p.detach().numpy() for p in model.parameters()], config.weight_bits,
-                                config.coder))
-
-    network_bytes = module.member_bytes(volume, config) if codec == "fmri" else siren_bytes
+    network_bytes = module.member_bytes(volume, config)
 
     lo, hi = 2, 2048
     if network_bytes(lo) > budget:
@@ -49,7 +63,7 @@ def config_for_ratio(config, volume, ratio: float, codec: str = "siren"):
     while lo < hi:
         middle = (lo + hi + 1) // 2
         lo, hi = (middle, hi) if network_bytes(middle) <= budget else (lo, middle - 1)
-    return type(config)(**{**config.to_json(), "units": lo})
+    return replace(config, units=lo)
 
 
 @dataclass
@@ -62,34 +76,55 @@ class Probe:
     bytes: int
 
     def describe(self, layers: int) -> str:
+        """One line for the log, e.g. "3×64 8-bit: 31.20 dB, 4,096 B"."""
         return f"{layers}×{self.units} {self.weight_bits}-bit: {self.psnr:.2f} dB, {self.bytes:,} B"
 
 
-def config_for_psnr(config: Config, volume, psnr: float, units: bool = True, bits: bool = True,
-                    report: Callable[[Probe], None] | None = None) -> tuple[Config, list[Probe]]:
-    """The smallest network (units, and bit depth for integer weights) whose probe slice reaches `psnr` dB,
-    with training stopping early at `psnr` (that chooses the epochs, slice by slice).
+def config_for_psnr(config, volume, psnr: float, codec: str, units: bool = True, bits: bool = True,
+                    report: Callable[[Probe], None] | None = None) -> tuple:
+    """The smallest network (units, and bit depth for integer weights) whose probe slice reaches a PSNR, with
+    training stopping early at that PSNR (which chooses the epochs, slice by slice).
 
-    The probe slice is the middle one of the slices that need a network. For each bit depth (8 and 6 for
-    integer weights, unless `bits` is False; config.weight_bits otherwise) a bisection over UNITS_LADDER
-    (config.units only, if `units` is False) finds the fewest units that reach the target within the epochs;
-    the candidate with the fewest bytes wins. If nothing reaches it, the probe with the highest PSNR wins.
-    Returns the settings and every probe made.
+    For each bit depth (8 and 6 for integer weights, unless `bits` is False; config.weight_bits otherwise) a
+    bisection over UNITS_LADDER (config.units only, if `units` is False) finds the fewest units that reach the
+    target within the epochs, trained by the codec's `psnr_probe` hook; the candidate with the fewest bytes
+    wins. If nothing reaches it, the probe with the highest PSNR wins.
+
+    Parameters
+    ----------
+    config : Config
+        The codec's settings.
+    volume : Volume4D
+    psnr : float
+        The target in dB, positive.
+    codec : str
+        A codec whose `RATE_CONTROL` has "psnr".
+    units, bits : bool
+        Whether to choose the units per layer, the bit depth.
+    report : callable or None
+        Receives every `Probe` as it is made.
+
+    Returns
+    -------
+    (Config, list of Probe)
+        The settings and every probe made.
+
+    Raises
+    ------
+    InputError
+        When the codec cannot aim at a PSNR, or the target is not positive.
     """
+    supports(codec, "psnr")
     if not psnr > 0:
         raise InputError("the target PSNR must be positive")
-    data = volume.data
-    slices = [z for z in range(data.shape[2]) if np.ptp(data[:, :, z]) > 0]
-    if not slices:
-        return Config(**{**config.to_json(), "target_psnr": psnr}), []
-    z = slices[len(slices) // 2]
-    span = volume_span(data)
+    trial_of = get_codec(codec).psnr_probe(volume, config)
+    if trial_of is None:
+        return replace(config, target_psnr=psnr), []
     probes: list[Probe] = []
 
     def probe(n_units: int, n_bits: int) -> Probe:
-        trial = Config(**{**config.to_json(), "units": n_units, "weight_bits": n_bits, "target_psnr": psnr})
-        item, reached = encode_slice(data[:, :, z], span, trial, config.seed + z)
-        probes.append(Probe(n_units, n_bits, reached, len(item.member)))
+        reached, nbytes = trial_of(replace(config, units=n_units, weight_bits=n_bits, target_psnr=psnr))
+        probes.append(Probe(n_units, n_bits, reached, nbytes))
         if report is not None:
             report(probes[-1])
         return probes[-1]
@@ -109,11 +144,10 @@ def config_for_psnr(config: Config, volume, psnr: float, units: bool = True, bit
         if found is not None:
             winners.append(found)
     best = min(winners, key=lambda p: p.bytes) if winners else max(probes, key=lambda p: p.psnr)
-    return Config(**{**config.to_json(), "units": best.units, "weight_bits": best.weight_bits,
-                     "target_psnr": psnr}), probes
+    return replace(config, units=best.units, weight_bits=best.weight_bits, target_psnr=psnr), probes
 
 
-def _container_bytes(volume, codec: str, config: Config, placeholders: list[EncodedSlice]) -> int:
+def _container_bytes(volume, codec: str, config, placeholders: list[EncodedSlice]) -> int:
     """Bytes of the archive around the network members: zip structure and deflated manifest, with
     metrics of typical length."""
     from .archive import to_bytes

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .archive import Archive, read_archive
-from .codecs import CODECS, fmri, lossless
-from .codecs.siren import DEFAULT_PRESET, PRESETS, Config, default_config
+from .codecs import DEFAULT, REGISTRY, codec_of, configure, get_codec, suggest
 from .errors import InputError, SirenCompressError
 from .io import write_volume
 from .jobs import CompressJob, compress_command
@@ -33,37 +32,44 @@ NAME_FILTER = "SirenCompress archive (*.sirz)"
 MODULE_NAME = "SirenCompress"
 SUFFIX = "_siren"
 MULTIVOLUME_LABELS = "MultiVolume.FrameLabels"
+PANEL_CODECS = tuple(REGISTRY)  # the panel's codec choices
+PANEL_PRESETS = sorted({p for name in REGISTRY for p in get_codec(name).PRESETS})  # of the codecs with presets
+DEFAULT_PRESET = get_codec(DEFAULT).DEFAULT_PRESET
 # Codec setting → name of the module panel's parameter (SirenCompressParameterNode field).
-FMRI_MIN_FRAMES = 50  # time series this long are offered the fmri codec first
-PANEL_CODECS = tuple(name for name in CODECS if name != "siren3d")  # the panel's codec choices
 PANEL_PARAMETERS = {"layers": "layers", "units": "units", "epochs": "epochs", "lr": "learningRate",
                     "final_activation": "finalActivation", "device": "device"}
 
 
+def panel_fields(codec: str) -> set[str]:
+    """The settings (Config field names) of a codec, which say which of the panel's widgets apply to it."""
+    return {f.name for f in fields(get_codec(codec).Config)}
+
+
 def suggested_codec(node) -> str:
-    """"fmri" for a sequence or multivolume of FMRI_MIN_FRAMES or more frames, else "siren"."""
+    """The codec `codecs.suggest` names for a node: a DWI volume has gradients; a sequence or multivolume has
+    as many volumes as frames."""
     kind = input_kind(node)
     if kind == "sequence":
         frames = node.GetNumberOfDataNodes()
-    elif kind == "multivolume":
-        frames = node.GetImageData().GetNumberOfScalarComponents()
     else:
-        return "siren"
-    return "fmri" if frames >= FMRI_MIN_FRAMES else "siren"
+        frames = node.GetImageData().GetNumberOfScalarComponents()
+    return suggest(kind == "dwi", frames)
 
 
 def choice_updates(before: dict | None, after: dict) -> dict:
     """Panel values to set after the user changed a choice (`before` → `after`, dicts of the parameters
     "preset", "inputNode" and "codec"; `before` None: the panel was just connected, nothing changes):
-    a new preset brings its learning rate ("learningRate"); a new input is offered its suggested codec
-    unless the lossless codec is chosen."""
+    a new preset brings its learning rate ("learningRate"; the chosen codec's preset, else that of the first
+    codec with such a preset); a new input is offered its suggested codec unless an exact codec is chosen."""
     if before is None:
         return {}
     updates = {}
-    if after["preset"] != before["preset"] and after["preset"] in PRESETS:
-        updates["learningRate"] = PRESETS[after["preset"]].lr
+    owner = next((get_codec(name) for name in (after["codec"], *REGISTRY)
+                  if after["preset"] in get_codec(name).PRESETS), None)
+    if after["preset"] != before["preset"] and owner is not None:
+        updates["learningRate"] = owner.PRESETS[after["preset"]].lr
     if after["inputNode"] is not before["inputNode"] and after["inputNode"] is not None and \
-            after["codec"] != "lossless":
+            not get_codec(after["codec"]).EXACT:
         try:
             updates["codec"] = suggested_codec(after["inputNode"])
         except InputError:
@@ -302,13 +308,15 @@ class NodeCompression:
     """Compress a node in a child process: export it, run the CLI, then load the archive as new nodes.
 
     `start()`, then `poll()` for progress events (or `wait()`), then `finish()` for the `Loaded` result;
-    `cancel()` at any time leaves no output file.
+    `cancel()` at any time leaves no output file. `config` is a registered codec's settings; `codec`, if
+    given, must be that codec (`InputError` otherwise).
     """
 
-    def __init__(self, node, output_path: str | os.PathLike, config: Config | lossless.Config | fmri.Config,
-                 python: str | None = None) -> None:
+    def __init__(self, node, output_path: str | os.PathLike, config, python: str | None = None,
+                 codec: str | None = None) -> None:
         input_kind(node)
         self.node, self.output_path, self.config = node, Path(output_path), config
+        self.codec = codec_of(config, codec)
         self.python = python
         self.folder: str | None = None
         self.job: CompressJob | None = None
@@ -319,7 +327,8 @@ class NodeCompression:
             source = Path(self.folder) / "input.nrrd"
             write_volume(volume_from_node(self.node), source)
             extra = {"python": self.python} if self.python else {}
-            self.job = CompressJob(compress_command(source, self.output_path, self.config, **extra)).start()
+            self.job = CompressJob(*compress_command(source, self.output_path, self.codec, self.config.to_json(),
+                                                     **extra)).start()
         except BaseException:
             self.close()
             raise
@@ -371,12 +380,14 @@ class Progress:
     def __init__(self) -> None:
         self.percent, self.status = 0, ""
         self._networks, self._done, self._slices = 1, 0, 1
+        self._per_slice = False  # no networks to train: progress counts slices
 
     def update(self, event: dict) -> list[str]:
         """Take one event; returns the lines it adds to a log."""
         kind = event.get("event")
         if kind == "start":
             self._networks, self._done, self._slices = max(event["networks"], 1), 0, event["slices"]
+            self._per_slice = not event["networks"]
             if event["networks"]:
                 return [f"Training {event['networks']} networks on {event['device']}"]
             return [f"Coding {event['slices']} slices losslessly"]
@@ -389,7 +400,7 @@ class Progress:
                            f"{event['psnr']:.1f} dB{left}")
         elif kind == "slice":
             self._done += event["kind"] == "network"
-            if event["kind"] == "lossless":
+            if self._per_slice:
                 self.percent = int(100 * (event["slice"] + 1) / self._slices)
             return [f"slice {event['slice'] + 1}: {event['kind']}, {event['bytes']} bytes"]
         elif kind == "error":
@@ -397,10 +408,13 @@ class Progress:
         return []
 
 
-def compress_node(node, output_path: str | os.PathLike, config: Config | lossless.Config | fmri.Config | None = None,
-                  on_event=None, python: str | None = None, scene=None) -> Loaded:
-    """Blocking form: compress `node` to `output_path` and return the decoded nodes and report."""
-    task = NodeCompression(node, output_path, config or default_config(), python).start()
+def compress_node(node, output_path: str | os.PathLike, config=None, on_event=None, python: str | None = None,
+                  scene=None, codec: str | None = None) -> Loaded:
+    """Blocking form: compress `node` to `output_path` with `config` (default: the default settings of `codec`,
+    else of the default codec) and return the decoded nodes and report. `codec` None: the codec whose
+    settings `config` are."""
+    config = config or get_codec(codec or DEFAULT).default_config()
+    task = NodeCompression(node, output_path, config, python, codec).start()
     try:
         task.wait(on_event)
     except BaseException:
@@ -409,40 +423,33 @@ def compress_node(node, output_path: str | os.PathLike, config: Config | lossles
     return task.finish(scene)
 
 
-def panel_config(preset: str = DEFAULT_PRESET, codec: str = "siren", quantize: float = 0.0,
-                 **settings) -> Config | lossless.Config | fmri.Config:
-    """The panel's codec settings: for "siren", a named preset with the panel's network settings (Config
-    field names) on top; for "fmri", that codec's defaults with those of the settings it has (layers,
-    units, epochs, lr, device, seed); for "lossless", its defaults with the quantisation step `quantize`
-    for float input (0: none; the network settings do not apply)."""
-    if codec == "lossless":
-        return lossless.Config(quantize=quantize or None)
-    if codec == "fmri":
-        return fmri.Config(**{k: v for k, v in settings.items() if k in fmri.Config.__dataclass_fields__})
-    if codec != "siren":
+def panel_config(preset: str | None = None, codec: str = DEFAULT, quantize: float = 0.0, **settings):
+    """The panel's codec settings: the codec's preset (None: its default; ignored by a codec without presets)
+    with those of the panel's settings (Config field names) that the codec has on top; `quantize`, the
+    quantisation step of float input (0: none), for a codec that has one."""
+    if codec not in PANEL_CODECS:
         raise InputError(f"the panel offers the codecs {', '.join(PANEL_CODECS)}, not {codec!r}")
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
-    return Config(**{**PRESETS[preset].to_json(), **settings})
+    module = get_codec(codec)
+    own = panel_fields(codec)
+    given = {k: v for k, v in {**settings, "quantize": quantize or None}.items() if k in own}
+    return configure(codec, given, preset if module.PRESETS else None)
 
 
-def config_from_scene(scene=None) -> Config | lossless.Config:
-    """The module panel's current settings (its parameter node), or the defaults."""
+def settings_from_scene(scene=None) -> tuple[str, object]:
+    """The module panel's current codec and its settings (its parameter node), or the default codec's."""
     scene = scene or slicer.mrmlScene
     node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
     if node is None:
-        return default_config()
-    preset = node.GetParameter("preset") or DEFAULT_PRESET
-    codec = node.GetParameter("codec") or "siren"
-    if codec == "lossless":
-        return panel_config(codec="lossless", quantize=float(node.GetParameter("quantizeStep") or 0))
-    base = panel_config(preset)
+        return DEFAULT, get_codec(DEFAULT).default_config()
+    codec = node.GetParameter("codec") or DEFAULT
+    preset = node.GetParameter("preset") or None
+    base = panel_config(preset, codec)
     values = {}
     for key, parameter in PANEL_PARAMETERS.items():
         text = node.GetParameter(parameter)
-        if text:
+        if text and hasattr(base, key):
             values[key] = type(getattr(base, key))(text)
-    return panel_config(preset, codec=codec, **values)
+    return codec, panel_config(preset, codec, quantize=float(node.GetParameter("quantizeStep") or 0), **values)
 
 
 class _ArchiveFileIO:
@@ -507,7 +514,8 @@ class SirenCompressFileWriter(_ArchiveFileIO):
         node = slicer.mrmlScene.GetNodeByID(properties["nodeID"])
         try:
             self.prepare()
-            task = NodeCompression(node, properties["fileName"], config_from_scene(), python=self.python())
+            codec, config = settings_from_scene()
+            task = NodeCompression(node, properties["fileName"], config, python=self.python(), codec=codec)
             self.wait(task.start())
             task.complete()
             reference_archive(node, properties["fileName"])

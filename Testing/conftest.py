@@ -84,14 +84,16 @@ class FakeParent:
         return self.messages
 
 
-def run_cli(*args: str | os.PathLike, block_torch: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `sirencompress ARGS` in a child process; with block_torch, importing torch fails there."""
+def run_cli(*args: str | os.PathLike, block_torch: bool = False, timeout: float = 300,
+            stdin: str = "") -> subprocess.CompletedProcess:
+    """Run `sirencompress ARGS` in a child process, `stdin` on its standard input; with block_torch,
+    importing torch fails there."""
     code = "import sys\n"
     if block_torch:
         code += "sys.modules['torch'] = None\n"
     code += "from SirenCompressLib.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+                          timeout=timeout, cwd=REPO, input=stdin)
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -62,10 +62,10 @@ def _set(*path, value):
 
 
 @pytest.mark.parametrize("name, edit, message", [
-    ("siren", _set("codec", "config", "layers", value=2**31), "at most 64"),
+    ("siren", _set("codec", "config", "layers", value=2**31), "layers must be 1 to 64"),
     ("siren", _set("codec", "config", "units", value=16000), "more than its .*member can hold"),
     ("siren3d", _set("codec", "config", "basis", value=9000), "more than its .*member can hold"),
-    ("fmri", _set("codec", "config", "components", value=2**40), "at most 4096 components"),
+    ("fmri", _set("codec", "config", "components", value=2**40), "components must be 1 to 4096"),
     ("siren", _set("shape", 0, value=2**20), "voxels, more than an archive of"),
     ("siren", _set("ijk_to_ras", 1, value=[0, 0, 0, 0]), "singular"),
     ("siren", _set("scaling", 0, value=0), "slope must not be 0"),
@@ -76,7 +76,7 @@ def _set(*path, value):
     ("lossless-float", lambda m, members: m["value_range"].__setitem__(1, m["value_range"][0]), "SHA-256"),
     ("lossless-float", _set("dtype", value="float64"), "SHA-256"),
     ("lossless-float", _set("codec", "config", "quantize", value=2**31), "SHA-256"),  # found by the long run
-    ("lossless-v1", _set("codec", "config", "quantize", value=-1.0), "quantisation step must be positive"),
+    ("lossless-v1", _set("codec", "config", "quantize", value=-1.0), "quantize must be above 0"),
 ])
 def test_malformed_manifests_are_refused(tmp_path, archives, name, edit, message):
     path = tmp_path / "bad.sirz"
@@ -109,4 +109,4 @@ def test_cli_answers_a_malformed_archive_with_exit_2_and_one_line(tmp_path, arch
         args = [original, bad]
     result = run_cli(command, *args, block_torch=True)
     assert result.returncode == 2, result.stderr
-    assert len(result.stderr.splitlines()) == 1 and "at most 64" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "layers must be 1 to 64" in result.stderr

@@ -155,3 +155,18 @@ def test_a_switch_column_becomes_a_flag(tmp_path):
     assert outcome.status == "done", outcome.error
     config = read_archive(tmp_path / "sub.sirz").manifest["codec"]["config"]
     assert config["motion"] is True and config["order"] == "file"
+
+
+def test_a_siren3d_subject_and_a_bad_setting_cell(tmp_path):
+    write_volume(phantom(), tmp_path / "sub.nii.gz")
+    options = {"codec": "siren3d", "preset": "paper", "layers": "1", "units": "8", "epochs": "5", "device": "cpu",
+               "target_ratio": "3"}
+    outcome = batch.compress_subject(batch.Subject(tmp_path / "sub.nii.gz", tmp_path / "sub.sirz", options))
+    assert outcome.status == "done", outcome.error
+    codec = read_archive(tmp_path / "sub.sirz").manifest["codec"]
+    assert codec["name"] == "siren3d" and codec["config"]["layers"] == 1 and codec["config"]["epochs"] == 5
+    assert codec["config"]["weight_bits"] == 16 and codec["config"]["units"] != 8  # paper preset; units for the ratio
+    outcome = batch.compress_subject(batch.Subject(tmp_path / "sub.nii.gz", tmp_path / "bad.sirz",
+                                                   {"units": "many"}))
+    assert outcome.status == "failed" and outcome.error == "--units takes an integer, not 'many'"
+    assert not (tmp_path / "bad.sirz").exists()

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import FAST_ARGS, REPO, assert_same_geometry, leftovers, run_cli
-from SirenCompressLib import read_volume
+from SirenCompressLib import read_archive, read_volume
+from SirenCompressLib.codecs import configure, settings_document
 
 
 def test_compress_info_decompress_evaluate(tmp_path, phantom_nifti):
@@ -149,6 +150,40 @@ def test_usage_errors_exit_2(tmp_path):
     assert run_cli().returncode == 2
     assert run_cli("compress", "x.nii.gz").returncode == 2  # -o missing
     assert run_cli("compress", "x.nii.gz", "-o", tmp_path / "x.sirz", "--layers", "zero").returncode == 2
+
+
+def test_config_json_gives_the_codec_and_its_settings(tmp_path, phantom_nifti):
+    quick = {"layers": 1, "units": 8, "epochs": 5, "qat_epochs": 0, "device": "cpu"}
+    (tmp_path / "s.json").write_text(settings_document("siren3d", quick, "paper"))
+    r = run_cli("compress", phantom_nifti, "-o", tmp_path / "a.sirz", "--config-json", tmp_path / "s.json",
+                "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    codec = read_archive(tmp_path / "a.sirz").manifest["codec"]
+    assert codec == {"name": "siren3d", "config": configure("siren3d", quick, "paper").to_json()}
+    r = run_cli("compress", phantom_nifti, "-o", tmp_path / "b.sirz", "--config-json", "-", "--progress", "none",
+                stdin=settings_document("lossless", {"references": 4, "order": "file"}))
+    assert r.returncode == 0, r.stderr
+    codec = read_archive(tmp_path / "b.sirz").manifest["codec"]
+    assert codec["name"] == "lossless" and codec["config"]["references"] == 4 and codec["config"]["order"] == "file"
+
+
+@pytest.mark.parametrize("args, stdin, message", [
+    (["--config-json", "-", "--units", "8"], settings_document(None, {}), "not both"),
+    (["--config-json", "-"], "{units: 8", "not JSON"),
+    (["--config-json", "-"], '{"codec": "siren", "config": [8]}', "must be a JSON object"),
+    (["--config-json", "-"], settings_document("lossless", {"units": 8}), "--units does not apply to the lossless"),
+    (["--config-json", "-"], settings_document("siren", {"units": "many"}), "units must be an integer, not 'many'"),
+    (["--config-json", "-"], settings_document("siren", {"units": 0}), "units must be"),
+    (["--codec", "siren", "--config-json", "-"], settings_document("fmri", {}), "names the fmri codec"),
+    (["--config-json", "absent.json"], "", "cannot read the settings"),
+    (["--codec", "lossless", "--units", "8"], "", "--units does not apply to the lossless codec"),
+    (["--codec", "siren", "--components", "4"], "", "--components does not apply to the siren codec"),
+    (["--codec", "lossless", "--preset", "paper"], "", "no preset 'paper'"),
+])
+def test_bad_codec_settings_exit_2_with_one_line(tmp_path, phantom_nifti, args, stdin, message):
+    r = run_cli("compress", phantom_nifti, "-o", tmp_path / "x.sirz", *args, stdin=stdin)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.sirz").exists()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -172,8 +172,8 @@ def test_cli_refuses_flags_of_other_codecs(tmp_path):
     nifti = tmp_path / "run.nii.gz"
     write_volume(small_phantom().volume, nifti)
     for flags, message in ((["--lr-decay", "cosine"], "does not apply to the fmri codec"),
-                           (["--codec", "siren", "--components", "5"], "applies to the fmri codec only"),
-                           (["--target-psnr", "40"], "works with the siren codec")):
+                           (["--codec", "siren", "--components", "5"], "does not apply to the siren codec"),
+                           (["--target-psnr", "40"], "fmri codec cannot aim at a PSNR (codecs that can: siren)")):
         result = run_cli("compress", nifti, "-o", tmp_path / "x.sirz", *flags)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "x.sirz").exists()

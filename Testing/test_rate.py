@@ -7,6 +7,7 @@ import pytest
 from conftest import FAST, phantom
 from SirenCompressLib import SirenConfig, compress
 from SirenCompressLib.archive import to_bytes
+from SirenCompressLib.codecs import get_codec
 from SirenCompressLib.errors import InputError
 from SirenCompressLib.rate import config_for_psnr, config_for_ratio
 
@@ -15,14 +16,14 @@ from SirenCompressLib.rate import config_for_psnr, config_for_ratio
 def test_target_ratio_is_met(bits, ratio):
     volume = phantom(shape=(32, 32, 2), directions=30, bvalues=(1000.0,))
     config = config_for_ratio(SirenConfig(layers=2, epochs=30, lr=3e-3, weight_bits=bits, device="cpu"),
-                                    volume, ratio)
+                              volume, ratio, "siren")
     reached = volume.data.size * 2 / len(to_bytes(compress(volume, config=config)))
     assert reached == pytest.approx(ratio, rel=0.10)
 
 
 def test_unreachable_ratio_is_refused():
     with pytest.raises(InputError, match="out of reach"):
-        config_for_ratio(SirenConfig(), phantom(), 1000.0)
+        config_for_ratio(SirenConfig(), phantom(), 1000.0, "siren")
 
 
 def test_target_psnr_stops_early():
@@ -40,7 +41,7 @@ def test_psnr_target_picks_the_smallest_network_that_reaches_it(bits):
     volume = phantom(shape=(20, 18, 3))
     base = SirenConfig(**{**FAST.to_json(), "epochs": 150, "weight_bits": bits})
     probes = []
-    config, made = config_for_psnr(base, volume, 30.0, report=probes.append)
+    config, made = config_for_psnr(base, volume, 30.0, "siren", report=probes.append)
     assert made == probes and probes
     reached = [p for p in probes if p.psnr >= 30.0]
     chosen = min(reached, key=lambda p: p.bytes)
@@ -55,13 +56,18 @@ def test_psnr_target_picks_the_smallest_network_that_reaches_it(bits):
 def test_lower_psnr_target_gives_a_smaller_network():
     volume = phantom(shape=(20, 18, 3))
     base = SirenConfig(**{**FAST.to_json(), "epochs": 150, "weight_bits": 8})
-    low, _ = config_for_psnr(base, volume, 22.0, bits=False)
-    high, _ = config_for_psnr(base, volume, 32.0, bits=False)
+    low, _ = config_for_psnr(base, volume, 22.0, "siren", bits=False)
+    high, _ = config_for_psnr(base, volume, 32.0, "siren", bits=False)
     assert low.units < high.units
 
 
 def test_unreachable_psnr_takes_the_best_probe():
     base = SirenConfig(**{**FAST.to_json(), "epochs": 20})
-    config, probes = config_for_psnr(base, phantom(), 200.0, bits=False)
+    config, probes = config_for_psnr(base, phantom(), 200.0, "siren", bits=False)
     assert config.units == max(probes, key=lambda p: p.psnr).units
     assert all(p.psnr < 200.0 for p in probes)
+
+
+def test_a_codec_without_the_hook_is_refused():
+    with pytest.raises(InputError, match="cannot aim at a PSNR .*siren"):
+        config_for_psnr(get_codec("lossless").default_config(), phantom(), 30.0, "lossless")

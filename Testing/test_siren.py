@@ -15,6 +15,7 @@ from SirenCompressLib import (
     compare,
     compress,
     decompress,
+    network,
     quantize,
     read_archive,
     write_archive,
@@ -70,7 +71,7 @@ def test_numpy_decoder_matches_the_torch_network():
     torch.manual_seed(0)
     model = Siren(2, 5, layers=3, units=16, w0=30.0, final_activation="relu")
     arrays = [p.detach().half().numpy() for p in model.parameters()]
-    coords = siren.grid(7, 9)
+    coords = network.grid(7, 9)
     with torch.no_grad():
         for p, a in zip(model.parameters(), arrays):
             p.copy_(torch.from_numpy(a.astype(np.float32)))
@@ -79,7 +80,7 @@ def test_numpy_decoder_matches_the_torch_network():
 
 
 def test_grid_spans_minus_one_to_one_inclusive():
-    g = siren.grid(4, 3)
+    g = network.grid(4, 3)
     assert g.shape == (12, 2)
     assert g[0].tolist() == [-1, -1] and g[-1].tolist() == [1, 1]
     assert g[1].tolist() == [-1, 0]  # x varies slowest, as in a C-order (x, y) reshape
@@ -90,7 +91,7 @@ def test_weights_pack_and_unpack_exactly():
     rng = np.random.default_rng(0)
     arrays = [rng.normal(size=s).astype(np.float16) for out, inp in siren.layer_shapes(config, 4)
               for s in ((out, inp), (out,))]
-    back = siren.unpack_weights(siren.pack_weights(arrays), siren.layer_shapes(config, 4))
+    back = network.unpack_weights(network.pack_weights(arrays), siren.layer_shapes(config, 4))
     for a, b in zip(arrays, back):
         np.testing.assert_array_equal(a, b)
 
@@ -101,12 +102,12 @@ def test_quantised_weights_unpack_to_the_dequantized_values(bits, coder):
     shapes = siren.layer_shapes(SirenConfig(layers=2, units=6), 4)
     rng = np.random.default_rng(1)
     arrays = [rng.normal(size=s).astype(np.float32) for out, inp in shapes for s in ((out, inp), (out,))]
-    back = siren.unpack_weights(siren.pack_weights(arrays, bits, coder), shapes, bits, coder)
+    back = network.unpack_weights(network.pack_weights(arrays, bits, coder), shapes, bits, coder)
     for i, (a, b) in enumerate(zip(arrays, back)):
         expected = quantize.dequantize(*quantize.quantize(a, bits)) if i % 2 == 0 else a.astype(np.float16)
         np.testing.assert_array_equal(b, expected.astype(np.float32))
     with pytest.raises(ArchiveError, match="expected"):
-        siren.unpack_weights(siren.pack_weights(arrays, bits), shapes, 16)  # wrong setting: lengths differ
+        network.unpack_weights(network.pack_weights(arrays, bits), shapes, 16)  # wrong setting: lengths differ
 
 
 def test_rans_codes_trained_size_weights_smaller_than_lzma():
@@ -114,7 +115,7 @@ def test_rans_codes_trained_size_weights_smaller_than_lzma():
     shapes = siren.layer_shapes(SirenConfig(layers=3, units=128, basis=8), 20)
     rng = np.random.default_rng(2)
     arrays = [rng.normal(size=s).astype(np.float32) for out, inp in shapes for s in ((out, inp), (out,))]
-    assert len(siren.pack_weights(arrays, 8, "rans")) < 0.995 * len(siren.pack_weights(arrays, 8, "lzma"))
+    assert len(network.pack_weights(arrays, 8, "rans")) < 0.995 * len(network.pack_weights(arrays, 8, "lzma"))
 
 
 @pytest.mark.parametrize("cut", [0, 3, 100, -2])
@@ -122,9 +123,9 @@ def test_truncated_rans_weights_are_an_archive_error(cut):
     shapes = siren.layer_shapes(SirenConfig(layers=2, units=16), 4)
     rng = np.random.default_rng(3)
     arrays = [rng.normal(size=s).astype(np.float32) for out, inp in shapes for s in ((out, inp), (out,))]
-    member = siren.pack_weights(arrays, 6, "rans")
+    member = network.pack_weights(arrays, 6, "rans")
     with pytest.raises(ArchiveError):
-        siren.unpack_weights(member[:cut], shapes, 6, "rans")
+        network.unpack_weights(member[:cut], shapes, 6, "rans")
 
 
 def test_rans_needs_integer_weights():
@@ -209,7 +210,7 @@ def test_low_rank_numpy_decoder_matches_torch():
     model = Siren(2, 9, layers=2, units=16, w0=30.0, basis=3)
     model.set_basis(torch.rand(50, 9))
     arrays = [p.detach().numpy() for p in model.parameters()]
-    coords = siren.grid(5, 6)
+    coords = network.grid(5, 6)
     with torch.no_grad():
         expected = model(torch.from_numpy(coords)).numpy()
     np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "identity", ["sine"] * 2), expected, atol=1e-5)
@@ -233,10 +234,10 @@ def test_paper_baseline_networks_decode_like_torch(activation):
     torch.manual_seed(0)
     model = Siren(2, 5, layers=3, units=16, w0=30.0, activation=activation)
     arrays = [p.detach().numpy() for p in model.parameters()]
-    coords = siren.grid(7, 9)
+    coords = network.grid(7, 9)
     with torch.no_grad():
         expected = model(torch.from_numpy(coords)).numpy()
-    hidden = siren.layer_activations(activation, 3)
+    hidden = network.layer_activations(activation, 3)
     np.testing.assert_allclose(siren.forward(arrays, coords, 30.0, "identity", hidden), expected, atol=1e-5)
     archive = compress(phantom(), config=SirenConfig(layers=2, units=16, epochs=5, activation=activation))
     assert decompress(archive).shape == phantom().shape

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import FAST, assert_same_geometry, phantom, run_cli
-from SirenCompressLib import SirenConfig, Volume4D, compress, decompress, read_archive, read_volume
+from SirenCompressLib import SirenConfig, Volume4D, compress, decompress, network, read_archive, read_volume
 from SirenCompressLib.archive import to_bytes
 from SirenCompressLib.codecs import siren
 from SirenCompressLib.rate import config_for_ratio
@@ -32,7 +32,7 @@ def test_slices_decode_like_the_whole_network():
     archive = compress(volume, "siren3d", CONFIG)
     entry, member = archive.manifest["slices"][0], archive.members["slices/0000.bin"]
     nx, ny, nz, nv = volume.shape
-    whole = siren.decode_network(CONFIG, entry, member, siren.grid(nx, ny, nz), nv).reshape(nx, ny, nz, nv)
+    whole = siren.decode_network(CONFIG, entry, member, network.grid(nx, ny, nz), nv).reshape(nx, ny, nz, nv)
     lo, hi = archive.manifest["value_range"]
     np.testing.assert_array_equal(decompress(archive).data, np.rint(np.clip(whole, lo, hi)).astype(np.int16))
 
@@ -65,4 +65,4 @@ def test_cli_siren3d_round_trip_without_torch(phantom_nifti, tmp_path):
 
 def test_cli_target_psnr_needs_the_slice_codec(phantom_nifti, tmp_path):
     result = run_cli("compress", phantom_nifti, "-o", tmp_path / "p.sirz", "--codec", "siren3d", "--target-psnr", "30")
-    assert result.returncode == 2 and "siren codec" in result.stderr
+    assert result.returncode == 2 and "siren3d codec cannot aim at a PSNR (codecs that can: siren)" in result.stderr

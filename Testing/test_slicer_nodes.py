@@ -32,7 +32,7 @@ from SirenCompressLib import (  # noqa: E402
     write_volume,
 )
 from SirenCompressLib import slicer_nodes as sn  # noqa: E402
-from SirenCompressLib.codecs import fmri, lossless  # noqa: E402
+from SirenCompressLib.codecs import fmri, lossless, siren3d  # noqa: E402
 
 
 def dwi_node(scene, volume: Volume4D):
@@ -203,6 +203,16 @@ def test_fmri_codec_for_a_long_sequence(scene, tmp_path):
     assert loaded.nodes[0].IsA("vtkMRMLSequenceNode") and loaded.nodes[0].GetNumberOfDataNodes() == 50
 
 
+def test_siren3d_from_the_panel_settings(scene, tmp_path):
+    node = dwi_node(scene, phantom())
+    config = sn.panel_config(codec="siren3d", layers=1, units=8, epochs=5, device="cpu")
+    assert type(config) is siren3d.Config
+    loaded = sn.compress_node(node, tmp_path / "brain.sirz", config)  # the codec from the settings' class
+    assert loaded.archive.manifest["codec"] == {"name": "siren3d", "config": config.to_json()}
+    with pytest.raises(InputError, match="not the settings of the siren3d codec"):
+        sn.NodeCompression(node, tmp_path / "x.sirz", SirenConfig(), codec="siren3d")
+
+
 def test_background_compress_can_be_cancelled(scene, tmp_path):
     node = dwi_node(scene, phantom())
     task = sn.NodeCompression(node, tmp_path / "c.sirz", SirenConfig(epochs=100000, device="cpu")).start()
@@ -234,12 +244,14 @@ def test_writer_uses_the_panel_settings(scene, tmp_path):
                         "finalActivation": "relu", "device": "cpu"}.items():
         settings.SetParameter(name, value)
     panel = dict(layers=1, units=16, epochs=5, lr=0.001, final_activation="relu", device="cpu")
-    assert sn.config_from_scene(scene) == SirenConfig(**{**SIREN_PRESETS["compact"].to_json(), **panel})
+    assert sn.settings_from_scene(scene) == ("siren", SirenConfig(**{**SIREN_PRESETS["compact"].to_json(), **panel}))
     settings.SetParameter("preset", "paper")
-    assert sn.config_from_scene(scene) == SirenConfig(**panel)
+    assert sn.settings_from_scene(scene) == ("siren", SirenConfig(**panel))
+    settings.SetParameter("codec", "siren3d")
+    assert sn.settings_from_scene(scene) == ("siren3d", siren3d.Config(**panel))
     settings.SetParameter("codec", "lossless")
     settings.SetParameter("quantizeStep", "0.25")
-    assert sn.config_from_scene(scene) == lossless.Config(quantize=0.25)
+    assert sn.settings_from_scene(scene) == ("lossless", lossless.Config(quantize=0.25))
     settings.SetParameter("codec", "siren")
     parent = FakeParent()
     writer = sn.SirenCompressFileWriter(parent)

@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from SirenCompressLib import SirenConfig, Volume4D, compress, read_volume
+from SirenCompressLib import SirenConfig, Volume4D, compress, network, read_volume
 from SirenCompressLib.codecs import siren
 from SirenCompressLib.sample import SAMPLE_FILES, sample_folder
 
@@ -30,8 +30,8 @@ def main() -> None:
                             "qat_epochs": args.qat_epochs})
     archive = compress(Volume4D(data, volume.ijk_to_ras), config=config)
     shapes = siren.layer_shapes(config, data.shape[-1])
-    weights = siren.unpack_weights(archive.members["slices/0000.bin"], shapes, config.weight_bits, config.coder)
-    sizes = {coder: len(siren.pack_weights(weights, config.weight_bits, coder)) for coder in siren.CODERS}
+    weights = network.unpack_weights(archive.members["slices/0000.bin"], shapes, config.weight_bits, config.coder)
+    sizes = {coder: len(network.pack_weights(weights, config.weight_bits, coder)) for coder in siren.CODERS}
     print(f"slice {args.slice}: 3×{args.units}, {config.weight_bits}-bit, basis {config.basis}, "
           f"{args.epochs}+{args.qat_epochs} epochs, PSNR {archive.manifest['metrics']['psnr']:.2f} dB")
     print("| coder | member bytes | vs LZMA |\n|---|---|---|")

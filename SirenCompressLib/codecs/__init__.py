@@ -1,40 +1,30 @@
-"""Codecs behind one small interface. Each codec module provides:
+"""Codecs behind one small interface, the `Codec` protocol, and the registry of them (`REGISTRY`).
 
-- `Config`: a dataclass of its settings (a `JsonSettings`: `to_json()` / `Config.from_json(dict)`), whose
-  `__post_init__` bounds every setting;
-- `default_config() -> Config`: the settings used when none are given;
-- `encode(volume, config, progress) -> list[EncodedSlice]`: one entry per axial slice of the `Volume4D`
-  (uses torch if it trains);
-- `placeholders(volume, config) -> list[EncodedSlice]`: the entries as `encode` makes them, with empty
-  members (for rate control);
-- `check_slices(config, manifest) -> int`: raise `ArchiveError` unless the codec's own fields of every slice
-  entry are valid and its settings fit in the members' bytes (the codec-independent fields are checked
-  already); returns the decoding work, about one unit per multiply-add (a shared member's model counted
-  once);
-- `decode_slice(config, entry, member, shape) -> np.ndarray`: (x, y, volumes), numpy only: float, or the
-  data's own dtype for an exact codec;
-- `SHARED_MEMBER`: True when one member, stored with slice 0, serves every slice (each entry names it);
-- `EXACT`: True when decoding is bit-exact: the manifest then stores the SHA-256 of every slice's decoded
-  voxels.
-
-Modules are imported on first use, so that decoding never imports what only encoding needs.
+A codec is a module of this package that satisfies `Codec`; registering it in `REGISTRY` gives it the CLI
+flags (from its `Config` field metadata), the Slicer panel's choice and widgets, settings JSON for child
+processes, rate control where it declares it, and the conformance tests. Modules are imported on first use,
+so that decoding never imports what only encoding needs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from types import ModuleType
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import ArchiveError, InputError
 
-CODECS = {"siren": "SirenCompressLib.codecs.siren", "siren3d": "SirenCompressLib.codecs.siren3d",
-          "lossless": "SirenCompressLib.codecs.lossless", "fmri": "SirenCompressLib.codecs.fmri"}
+REGISTRY = {"siren": "SirenCompressLib.codecs.siren", "siren3d": "SirenCompressLib.codecs.siren3d",
+            "lossless": "SirenCompressLib.codecs.lossless", "fmri": "SirenCompressLib.codecs.fmri"}
+DEFAULT = "siren"  # the codec for any input that no codec's `preferred` claims
+RATE_TARGETS = ("ratio", "psnr")  # what `Codec.RATE_CONTROL` may name
 
 
 @dataclass
@@ -47,29 +37,236 @@ class EncodedSlice:
     member_of: int | None = None
 
 
+class Codec(Protocol):
+    """What every codec module provides (a module satisfies this protocol; see `get_codec`).
+
+    Attributes
+    ----------
+    NAME : str
+        The codec's name, as archives store it and `REGISTRY` lists it.
+    Config : type
+        Its settings: a frozen dataclass deriving from `JsonSettings`. Each field offered on the command line
+        and in the Slicer panel carries metadata made by `setting` (flag, help text, bounds or choices).
+    EXACT : bool
+        True when decoding is bit-exact: the manifest then stores the SHA-256 of every slice's decoded voxels.
+    SHARED_MEMBER : bool
+        True when one member, stored with slice 0, serves every slice (each entry names it).
+    RATE_CONTROL : frozenset of str
+        The rate targets it supports, from `RATE_TARGETS`: "ratio" needs `member_bytes`, "psnr" `psnr_probe`.
+    PRESETS : dict of str to Config
+        Named settings (may be empty); `DEFAULT_PRESET` names the one `default_config` returns, or is None.
+    """
+
+    NAME: str
+    Config: type
+    EXACT: bool
+    SHARED_MEMBER: bool
+    RATE_CONTROL: frozenset[str]
+    PRESETS: dict
+    DEFAULT_PRESET: str | None
+
+    def default_config(self) -> Any:
+        """The settings used when none are given.
+
+        Returns
+        -------
+        Config
+        """
+
+    def configure(self, base, given: dict) -> Any:
+        """The settings `base` with `given` on top (a codec may adjust what depends on them).
+
+        Parameters
+        ----------
+        base : Config
+            A preset or the default settings.
+        given : dict
+            Config field name → value, of the fields' JSON types.
+
+        Returns
+        -------
+        Config
+
+        Raises
+        ------
+        InputError
+            For a setting out of its bounds.
+        """
+
+    def preferred(self, has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
+        """Whether this codec is the one to suggest for such an input (over `DEFAULT`).
+
+        Parameters
+        ----------
+        has_gradients : bool
+            The input has a diffusion gradient table.
+        volumes : int
+            Its number of volumes (frames, measurements).
+        diffusion_like : bool
+            Something (a file name, a header) hints at diffusion data without gradients.
+
+        Returns
+        -------
+        bool
+        """
+
+    def encode(self, volume, config, progress: Callable[[dict], None] | None = None) -> list[EncodedSlice]:
+        """Code every axial slice of a `Volume4D` (may import torch).
+
+        Parameters
+        ----------
+        volume : Volume4D
+            The data, (x, y, z, volumes), with its gradients when it has them.
+        config : Config
+        progress : callable or None
+            Receives progress events (dicts with "event": "start", "epoch", "slice").
+
+        Returns
+        -------
+        list of EncodedSlice
+            One per axial slice, in order.
+        """
+
+    def placeholders(self, volume, config) -> list[EncodedSlice]:
+        """The entries `encode` makes, with empty members (for rate control).
+
+        Returns
+        -------
+        list of EncodedSlice
+        """
+
+    def check_slices(self, config, manifest: dict) -> int:
+        """Check the codec's own fields of every slice entry (the codec-independent ones are checked already).
+
+        Parameters
+        ----------
+        config : Config
+        manifest : dict
+            The archive's manifest, "shape" (x, y, z, volumes) and "slices" among its keys.
+
+        Returns
+        -------
+        int
+            The decoding work, about one unit per multiply-add (a shared member's model counted once).
+
+        Raises
+        ------
+        ArchiveError
+            Unless every entry is valid and its settings fit in the members' bytes.
+        """
+
+    def decode_slice(self, config, entry: dict, member: bytes | None, shape: tuple[int, ...]) -> np.ndarray:
+        """Decode one slice, with numpy only.
+
+        Parameters
+        ----------
+        config : Config
+        entry : dict
+            The slice's manifest entry.
+        member : bytes or None
+            Its member (a shared member for every slice of a `SHARED_MEMBER` codec).
+        shape : tuple of int
+            The volume's shape (x, y, z, volumes).
+
+        Returns
+        -------
+        ndarray, shape (x, y, volumes)
+            Float, or the data's own dtype for an exact codec.
+
+        Raises
+        ------
+        ArchiveError
+            For a corrupt member or entry.
+        """
+
+
+def setting(default, flag: str, help: str, *, min: float | None = None, max: float | None = None,
+            above: float | None = None, choices: tuple | None = None, metavar: str | None = None):
+    """A `Config` field offered as a command-line flag and a panel widget.
+
+    Parameters
+    ----------
+    default
+        The field's default.
+    flag : str
+        Its command-line flag, e.g. "--units".
+    help : str
+        One line for `--help` and the panel's tooltip.
+    min, max : float or None
+        Inclusive bounds of a number.
+    above : float or None
+        Exclusive lower bound of a number.
+    choices : tuple or None
+        The allowed values.
+    metavar : str or None
+        The value's name in `--help`.
+
+    Returns
+    -------
+    dataclasses.Field
+    """
+    meta = {"flag": flag, "help": help, "min": min, "max": max, "above": above, "choices": choices,
+            "metavar": metavar}
+    return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
+
+
 class JsonSettings:
-    """`to_json` / `from_json` for a codec's settings dataclass (as the manifest stores them)."""
+    """Base of every codec's frozen settings dataclass: bounds checks from the fields' `setting` metadata,
+    and `to_json` / `from_json` as the manifest stores the settings."""
+
+    def __post_init__(self) -> None:
+        """`InputError` unless every field is finite and within its metadata's bounds and choices."""
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            label = f.name.replace("_", " ")
+            if "choices" in meta and value not in meta["choices"]:
+                raise InputError(f"{label} must be one of {', '.join(map(str, meta['choices']))}, not {value!r}")
+            if value is None or isinstance(value, (bool, str)):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InputError(f"{label} must be finite")
+            if "min" in meta and value < meta["min"] or "max" in meta and value > meta["max"]:
+                raise InputError(f"{label} must be {_range(meta)}, not {value!r}")
+            if "above" in meta and not value > meta["above"]:
+                raise InputError(f"{label} must be above {meta['above']:g}, not {value!r}")
 
     def to_json(self) -> dict:
+        """The settings as the manifest stores them: field name → JSON value."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict):
-        """The settings from the manifest: known keys only, each of its field's JSON type (finite numbers),
-        within the bounds of `__post_init__`; else `ArchiveError`."""
-        codec = cls.__module__.rsplit(".", 1)[-1]
-        hints = typing.get_type_hints(cls)
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ArchiveError(f"unknown {codec} settings in the archive: {', '.join(unknown)}")
-        for name, value in d.items():
-            if not _json_fits(hints[name], value):
-                raise ArchiveError(f"bad {codec} settings in the archive: {name}={value!r}")
+        """The settings from the manifest: known keys only (absent keys take their defaults), each of its
+        field's JSON type (finite numbers), within its bounds; else `ArchiveError`."""
         try:
-            return cls(**d)
+            return cls(**checked_json(cls, d))
         except InputError as exc:
-            raise ArchiveError(f"bad {codec} settings in the archive: {exc}") from None
+            raise ArchiveError(f"bad {cls.__module__.rsplit('.', 1)[-1]} settings in the archive: {exc}") from None
+
+
+def checked_json(cls, d: dict) -> dict:
+    """`d` if its keys are fields of the settings class `cls` and its values of their JSON types, else
+    `InputError` naming the first that is not."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise InputError(f"unknown settings: {', '.join(unknown)}")
+    for name, value in d.items():
+        if not _json_fits(hints[name], value):
+            raise InputError(f"{name} must be {_json_type(hints[name])}, not {value!r}")
+    return d
+
+
+def _json_type(hint) -> str:
+    """Words for the JSON values of type `hint`: "an integer", "a finite number or null", ..."""
+    words = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", type(None): "null"}
+    return " or ".join(words[h] for h in typing.get_args(hint) or (hint,))
+
+
+def _range(meta: dict) -> str:
+    if "min" in meta and "max" in meta:
+        return f"{meta['min']:g} to {meta['max']:g}"
+    return f"at least {meta['min']:g}" if "min" in meta else f"at most {meta['max']:g}"
 
 
 def _json_fits(hint, value) -> bool:
@@ -92,7 +289,219 @@ def sha256_hex(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()).hexdigest()
 
 
-def get_codec(name: str) -> ModuleType:
-    if name not in CODECS:
-        raise InputError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
-    return importlib.import_module(CODECS[name])
+def get_codec(name: str) -> Codec:
+    """The codec module registered as `name`.
+
+    Parameters
+    ----------
+    name : str
+        A key of `REGISTRY`.
+
+    Returns
+    -------
+    Codec
+
+    Raises
+    ------
+    InputError
+        For a name not registered.
+    """
+    if name not in REGISTRY:
+        raise InputError(f"unknown codec {name!r}; known: {', '.join(REGISTRY)}")
+    return importlib.import_module(REGISTRY[name])
+
+
+def codec_of(config, name: str | None = None) -> str:
+    """The registered codec whose `Config` class `config` is an instance of (each codec has its own class).
+
+    Parameters
+    ----------
+    config : Config
+        Settings of some registered codec.
+    name : str or None
+        The codec the caller means, if it says: checked against `config`.
+
+    Returns
+    -------
+    str
+        A key of `REGISTRY`.
+
+    Raises
+    ------
+    InputError
+        When `config` is no registered codec's settings, or not those of codec `name`.
+    """
+    found = next((n for n in REGISTRY if type(config) is get_codec(n).Config), None)
+    if found is None or name not in (None, found):
+        raise InputError(f"{type(config).__module__}.{type(config).__name__} are not the settings of the "
+                         f"{name or 'any registered'} codec")
+    return found
+
+
+def suggest(has_gradients: bool, volumes: int, diffusion_like: bool = False) -> str:
+    """The codec for an input: the first registered codec whose `preferred` claims it, else `DEFAULT`.
+
+    Parameters
+    ----------
+    has_gradients : bool
+        The input has a diffusion gradient table.
+    volumes : int
+        Its number of volumes.
+    diffusion_like : bool
+        Something hints at diffusion data without gradients.
+
+    Returns
+    -------
+    str
+        A key of `REGISTRY`.
+    """
+    return next((name for name in REGISTRY if get_codec(name).preferred(has_gradients, volumes, diffusion_like)),
+                DEFAULT)
+
+
+def flagged_fields(name: str) -> list:
+    """The `Config` fields of codec `name` that are offered as flags (made by `setting`), in order.
+
+    Returns
+    -------
+    list of dataclasses.Field
+    """
+    return [f for f in fields(get_codec(name).Config) if "flag" in f.metadata]
+
+
+def setting_type(f) -> type:
+    """The Python type of a flagged field's values: bool, int, float or str (`float | None` → float)."""
+    hint = typing.get_type_hints(_owner(f))[f.name]
+    return next(t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint))
+
+
+def _owner(f):
+    """The Config class that declares field `f`."""
+    return next(get_codec(n).Config for n in REGISTRY if f in fields(get_codec(n).Config))
+
+
+def add_flags(parser) -> None:
+    """Add every registered codec's setting flags to an argparse parser, one argument group per codec
+    (a flag two codecs share is added with the first and named in the other's group). Each flag's dest is
+    its field name and its default None (not given).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
+    added: set[str] = set()
+    for name in REGISTRY:
+        own = flagged_fields(name)
+        shared = [f.metadata["flag"] for f in own if f.name in added]
+        group = parser.add_argument_group(f"{name} codec settings",
+                                          f"also {', '.join(shared)} (above)" if shared else None)
+        for f in own:
+            if f.name in added:
+                continue
+            added.add(f.name)
+            kind, meta = setting_type(f), f.metadata
+            extra = {"action": "store_true"} if kind is bool else \
+                {"choices": meta["choices"]} if "choices" in meta and kind is str else \
+                {"type": kind, "metavar": meta.get("metavar")}
+            group.add_argument(meta["flag"], dest=f.name, default=None, help=meta["help"], **extra)
+
+
+def given_settings(args) -> dict:
+    """The codec settings given on a command line parsed with `add_flags`: field name → value.
+
+    Returns
+    -------
+    dict
+    """
+    return {k: getattr(args, k) for k in sorted(setting_names()) if getattr(args, k, None) is not None}
+
+
+def parse_setting(name: str, text: str):
+    """The value of codec setting `name` (a flagged field of any registered codec) from text: a number, a
+    choice, or for a switch true/yes/false/no.
+
+    Raises
+    ------
+    InputError
+        For text that is not such a value.
+    """
+    f = next(f for n in REGISTRY for f in flagged_fields(n) if f.name == name)
+    kind = setting_type(f)
+    if kind is bool:
+        if text.lower() not in ("true", "yes", "false", "no"):
+            raise InputError(f"{f.metadata['flag']} takes {_json_type(bool)}, not {text!r}")
+        return text.lower() in ("true", "yes")
+    try:
+        return kind(text)
+    except ValueError:
+        raise InputError(f"{f.metadata['flag']} takes {_json_type(kind)}, not {text!r}") from None
+
+
+def setting_names() -> set[str]:
+    """The names of every registered codec's flagged settings."""
+    return {f.name for n in REGISTRY for f in flagged_fields(n)}
+
+
+def configure(name: str, given: dict, preset: str | None = None):
+    """Codec `name`'s settings: its preset (or default settings) with `given` on top.
+
+    Parameters
+    ----------
+    name : str
+        A key of `REGISTRY`.
+    given : dict
+        Config field name → value.
+    preset : str or None
+        A preset of the codec (None: its default).
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    InputError
+        For a setting the codec does not have (naming its flag), an unknown preset or a value out of bounds.
+    """
+    module = get_codec(name)
+    own = {f.name for f in fields(module.Config)}
+    wrong = [k for k in given if k not in own]
+    if wrong:
+        flag = next((f.metadata["flag"] for n in REGISTRY for f in flagged_fields(n) if f.name == wrong[0]),
+                    wrong[0])
+        raise InputError(f"{flag} does not apply to the {name} codec")
+    if preset is not None and preset not in module.PRESETS:
+        known = ", ".join(sorted(module.PRESETS)) or "none"
+        raise InputError(f"the {name} codec has no preset {preset!r} (its presets: {known})")
+    base = module.PRESETS[preset] if preset is not None else module.default_config()
+    return module.configure(base, checked_json(module.Config, given))
+
+
+def settings_document(codec: str | None, given: dict, preset: str | None = None) -> str:
+    """The JSON that `compress --config-json` reads: the codec (None: suggested for the input), a preset
+    and settings (Config field names). Shared by `jobs` and `batch`.
+
+    Returns
+    -------
+    str
+    """
+    return json.dumps({"codec": codec, "preset": preset, "config": given})
+
+
+def read_settings_document(text: str) -> tuple[str | None, str | None, dict]:
+    """(codec, preset, settings) from `settings_document`'s JSON.
+
+    Raises
+    ------
+    InputError
+        For JSON that is not such a document.
+    """
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"the settings are not JSON: {exc}") from None
+    if not isinstance(doc, dict) or set(doc) - {"codec", "preset", "config"} or \
+            not isinstance(doc.get("config", {}), dict) or \
+            not all(isinstance(doc.get(k), (str, type(None))) for k in ("codec", "preset")):
+        raise InputError('the settings must be a JSON object {"codec": NAME, "preset": NAME, "config": {...}}')
+    return doc.get("codec"), doc.get("preset"), doc.get("config", {})

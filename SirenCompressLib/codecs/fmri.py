@@ -23,16 +23,18 @@ Decoding needs numpy alone. Member layout: docs/FORMAT.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
 from ..archive import codec_keys, is_int, is_number
 from ..errors import ArchiveError, InputError
+from ..network import forward, grid, pack_weights, unpack_weights
+from ..progress import Clock
 from ..volume import Volume4D
-from . import EncodedSlice, JsonSettings, lossless
-from .siren import MAX_LAYERS, MAX_UNITS, Clock, forward, grid, network_params, pack_weights, unpack_weights
+from . import EncodedSlice, JsonSettings, lossless, setting
+from .siren import DEVICES, MAX_LAYERS, MAX_UNITS, network_params
 
 HEADER = np.dtype("<u4")
 MEAN_CODER = lossless.Config(qspace="off", order="file")
@@ -42,45 +44,42 @@ MAX_COMPONENTS = 1 << 12
 MAX_FUSION = 1 << 10  # fusion channels and kernel width
 ENTRY_KEYS = {"mean_step", "scale", "frames", "components", "constant_voxels"}
 ENTRY_KEYS_0_3 = {"mean_step", "threshold", "scale", "frames", "components"}  # the mask: mean frame > threshold
+NAME = "fmri"
 SHARED_MEMBER = True
 EXACT = False
+RATE_CONTROL = frozenset({"ratio"})
+PRESETS: dict = {}
+DEFAULT_PRESET = None
+MIN_FRAMES = 50  # time series this long, without gradients, are suggested this codec
 
 
 @dataclass(frozen=True)
 class Config(JsonSettings):
     """Settings of the fmri codec."""
 
-    components: int = 20  # K temporal activation patterns
-    layers: int = 3  # SIREN of the spatial maps
-    units: int = 128
-    w0: float = 30.0
-    epochs: int = 1500
-    lr: float = 1e-3
-    ssim_weight: float = 0.1  # σ in the loss L2 + σ·(1 − SSIM)
-    fusion_channels: int = 8
-    fusion_kernel: int = 5
-    mean_step: float = 0.25  # quantisation step of the mean frame, × the median temporal std in the mask
-    mask_z: float = 4.0  # signal: temporal variance above (1 + mask_z/√T) × the noise variance
-    weight_bits: int = 8
-    qat_epochs: int = 200
-    seed: int = 0
-    device: str = "auto"
+    components: int = setting(20, "--components", "temporal activation patterns K", min=1, max=MAX_COMPONENTS)
+    layers: int = setting(3, "--layers", "sine layers of the spatial maps' SIREN", min=1, max=MAX_LAYERS)
+    units: int = setting(128, "--units", "units per layer", min=1, max=MAX_UNITS)
+    w0: float = setting(30.0, "--w0", "sine frequency w0", above=0)
+    epochs: int = setting(1500, "--epochs", "training epochs", min=1)
+    lr: float = setting(1e-3, "--lr", "Adam learning rate", above=0)
+    ssim_weight: float = setting(0.1, "--ssim-weight", "σ in the loss L2 + σ·(1 − SSIM)", min=0)
+    fusion_channels: int = setting(8, "--fusion-channels", "channels of the temporal fusion convolution", min=1,
+                                   max=MAX_FUSION)
+    fusion_kernel: int = setting(5, "--fusion-kernel", "its width in frames, odd", min=1, max=MAX_FUSION)
+    mean_step: float = setting(0.25, "--mean-step", "the mean frame's quantisation step × the median temporal std "
+                               "in the mask", above=0)
+    mask_z: float = setting(4.0, "--mask-z", "model the voxels whose temporal variance exceeds (1 + Z/√frames) × "
+                            "their noise variance, and their neighbours; the others decode as their mean", min=0)
+    weight_bits: int = setting(8, "--weight-bits", "integer weights of 2-8 bits", min=2, max=8)
+    qat_epochs: int = setting(200, "--qat-epochs", "extra epochs of quantisation-aware fine-tuning", min=0)
+    seed: int = setting(0, "--seed", "random seed")
+    device: str = setting("auto", "--device", "auto takes a CUDA GPU when there is one", choices=DEVICES)
 
     def __post_init__(self) -> None:
-        if self.components < 1 or self.layers < 1 or self.units < 1 or self.fusion_channels < 1:
-            raise InputError("components, layers, units and fusion channels must be positive")
-        if (self.components > MAX_COMPONENTS or self.layers > MAX_LAYERS or self.units > MAX_UNITS
-                or self.fusion_channels > MAX_FUSION or self.fusion_kernel > MAX_FUSION):
-            raise InputError(f"at most {MAX_COMPONENTS} components, {MAX_LAYERS} layers, {MAX_UNITS} units, "
-                             f"{MAX_FUSION} fusion channels and kernel width")
-        if self.fusion_kernel < 1 or self.fusion_kernel % 2 == 0:
+        super().__post_init__()
+        if self.fusion_kernel % 2 == 0:
             raise InputError("the fusion kernel must be odd")
-        if not (0 < self.w0 < math.inf and 0 < self.lr < math.inf and 0 <= self.ssim_weight < math.inf):
-            raise InputError("w0 and lr must be positive, the SSIM weight 0 or more, all finite")
-        if not 2 <= self.weight_bits <= 8:
-            raise InputError("weight bits must be 2 to 8")
-        if not self.mean_step > 0 or not self.mask_z >= 0:
-            raise InputError("the mean step must be positive and the mask z not negative")
 
     @classmethod
     def from_json(cls, d: dict) -> Config:
@@ -89,7 +88,18 @@ class Config(JsonSettings):
 
 
 def default_config() -> Config:
+    """The settings used when none are given: `Config()`."""
     return Config()
+
+
+def configure(base: Config, given: dict) -> Config:
+    """`base` with `given` on top."""
+    return replace(base, **given)
+
+
+def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
+    """A time series: MIN_FRAMES or more volumes, no gradients, nothing hinting at diffusion data."""
+    return not has_gradients and not diffusion_like and volumes >= MIN_FRAMES
 
 
 def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
@@ -136,7 +146,7 @@ def member_bytes(volume: Volume4D, config: Config):
         if not k:
             return len(_member(run, [], config))
         torch.manual_seed(config.seed)
-        sized = Config(**{**config.to_json(), "units": units})
+        sized = replace(config, units=units)
         model = _model_class()(Siren(3, k, sized.layers, units, sized.w0), patterns, sized)
         params = {n: p.detach().numpy() for n, p in model.named_parameters()}
         return len(_member(run, _stored_arrays(params, sized, k), sized))

@@ -24,15 +24,14 @@ each slice's voxels is stored and checked on decoding. Member layout: docs/FORMA
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .. import entropy
 from ..archive import SHA256, codec_keys, is_int
 from ..errors import ArchiveError, InputError
-from . import EncodedSlice, JsonSettings, sha256_hex
+from . import EncodedSlice, JsonSettings, setting, sha256_hex
 
 FRACTION_BITS = 12  # weights are integers in units of 2^-12
 WEIGHT_LIMIT = 1 << 40  # stored weights and factors lie in (−2^40, 2^40)
@@ -49,36 +48,44 @@ SIDE_CONTEXTS = 5  # side information: mode and counts, inputs, weights, neighbo
 HEADER = np.dtype("<u4")
 INCREMENT = 32  # adaptation speed of the residual coder's model (see entropy.encode_chunks)
 PYTHON_STEP = 1 << 14  # decoding work of one side integer (a step of Python, about 10 µs)
+NAME = "lossless"
 SHARED_MEMBER = False
 EXACT = True
+RATE_CONTROL: frozenset[str] = frozenset()
+PRESETS: dict = {}
+DEFAULT_PRESET = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config(JsonSettings):
     """Settings of the lossless codec."""
 
-    references: int = 32  # earlier volumes a regression may use
-    interlace: int = 2  # passes per volume: 1, 2 (checkerboard halves) or 3 (quarter, quarter, half)
-    order: str = "furthest"  # "furthest" (q-space order) or "file"
-    qspace: str = "laplace"  # q-space inpainting tried as a predictor: "laplace", "biharmonic" or "off"
-    quantize: float | None = None  # float input: code round(value / quantize); None refuses float input
-    motion: bool = False  # predict from volumes aligned by in-plane rigid registration to the first
-
-    def __post_init__(self) -> None:
-        if self.order not in ("furthest", "file"):
-            raise InputError(f"order must be 'furthest' or 'file', not {self.order!r}")
-        if self.qspace not in ("laplace", "biharmonic", "off"):
-            raise InputError(f"qspace must be 'laplace', 'biharmonic' or 'off', not {self.qspace!r}")
-        if self.interlace not in (1, 2, 3):
-            raise InputError("interlace must be 1, 2 or 3 passes")
-        if not 1 <= self.references <= 255:
-            raise InputError("references must be 1 to 255")
-        if self.quantize is not None and not 0 < self.quantize < math.inf:
-            raise InputError("the quantisation step must be positive and finite")
+    references: int = setting(32, "--references", "earlier volumes a regression predictor may use", min=1, max=255)
+    interlace: int = setting(2, "--interlace", "passes per volume, 1, 2 (checkerboard halves) or 3; a later pass "
+                             "also predicts from its neighbours' residuals", min=1, max=3)
+    order: str = setting("furthest", "--order", "volume coding order: furthest (b0s, then each shell "
+                         "furthest-first) or file", choices=("furthest", "file"))
+    qspace: str = setting("laplace", "--qspace", "q-space inpainting tried as a predictor",
+                          choices=("laplace", "biharmonic", "off"))
+    quantize: float | None = setting(None, "--quantize", "float data: code round(value / STEP) (stated in the "
+                                     "archive); integer data need none", above=0, metavar="STEP")
+    motion: bool = setting(False, "--motion", "register every volume of a slice to the first (in-plane rigid, "
+                           "SimpleITK) and predict from aligned volumes; the transforms are stored")
 
 
 def default_config() -> Config:
+    """The settings used when none are given: `Config()`."""
     return Config()
+
+
+def configure(base: Config, given: dict) -> Config:
+    """`base` with `given` on top."""
+    return replace(base, **given)
+
+
+def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
+    """Never: exactness is asked for, not suggested."""
+    return False
 
 
 # --- the codec interface -------------------------------------------------------------------------------

@@ -8,28 +8,25 @@ Integer weights (2–8 bits) may instead be coded with the adaptive rANS coder o
 
 from __future__ import annotations
 
-import lzma
-import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
 
-from .. import entropy
 from ..archive import codec_keys, is_number, json_number
 from ..errors import ArchiveError, InputError
-from ..quantize import dequantize, fake_quantize, quantize
+from ..network import forward, grid, layer_activations, pack_weights, unpack_weights
+from ..progress import Clock
+from ..quantize import fake_quantize
 from ..volume import Volume4D
-from . import EncodedSlice, JsonSettings
+from . import EncodedSlice, JsonSettings, setting
 
-WEIGHT_DTYPE = np.dtype("<f2")
-LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 FINAL_ACTIVATIONS = ("identity", "relu")
 PRECISIONS = ("auto", "fp32", "bf16")  # training arithmetic; the stored weights do not depend on it
 LR_DECAYS = ("none", "cosine")
 ACTIVATIONS = ("sine", "relu", "tanh", "sine-relu")  # SIREN, and the paper's MLP-ReLU, MLP-Tanh, MLP-SIREN
+DEVICES = ("auto", "cpu", "cuda")
 CODERS = ("lzma", "rans")  # entropy coder of the weights; rans for integer weights only
 MAX_LAYERS = 64
 MAX_UNITS = 1 << 14  # units per layer, and q-space basis vectors
@@ -37,61 +34,50 @@ MAX_UNITS = 1 << 14  # units per layer, and q-space basis vectors
 # networks code to 0.1–1.7 bytes a parameter: docs/FORMAT.md, "Decode budget").
 PARAMS_FLOOR = 1 << 16
 PARAMS_PER_BYTE = 64
+NAME = "siren"
 SHARED_MEMBER = False
 EXACT = False
+RATE_CONTROL = frozenset({"ratio", "psnr"})
 
 Progress = Callable[[dict], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config(JsonSettings):
-    layers: int = 3
-    units: int = 256
-    epochs: int = 2000
-    lr: float = 3e-4
-    lr_decay: str = "none"
-    activation: str = "sine"
-    w0: float = 30.0
-    final_activation: str = "identity"
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    weight_bits: int = 16
-    qat_epochs: int = 0
-    basis: int = 0
-    coder: str = "lzma"
-    batch_slices: int = 0  # slices trained together; 0: automatic (see batch_size)
+    """Settings of the siren codec (`Config()`: the paper's; siren3d's derive from them)."""
+
+    layers: int = setting(3, "--layers", "sine layers", min=1, max=MAX_LAYERS)
+    units: int = setting(256, "--units", "units per layer", min=1, max=MAX_UNITS)
+    epochs: int = setting(2000, "--epochs", "training epochs per slice", min=1)
+    lr: float = setting(3e-4, "--lr", "Adam learning rate", above=0)
+    lr_decay: str = setting("none", "--lr-decay", "none, or cosine decay to zero over the epochs", choices=LR_DECAYS)
+    activation: str = setting("sine", "--activation", "hidden layers: sine (SIREN), or the paper's baselines relu, "
+                              "tanh, sine-relu", choices=ACTIVATIONS)
+    w0: float = setting(30.0, "--w0", "sine frequency w0", above=0)
+    final_activation: str = setting("identity", "--final-activation", "after the output layer",
+                                    choices=FINAL_ACTIVATIONS)
+    seed: int = setting(0, "--seed", "random seed")
+    device: str = setting("auto", "--device", "auto takes a CUDA GPU when there is one", choices=DEVICES)
+    precision: str = setting("fp32", "--precision", "training arithmetic: fp32, bf16 autocast (faster on CPUs "
+                             "with AVX-512 BF16 and recent GPUs, a little less accurate per epoch), or auto",
+                             choices=PRECISIONS)
+    weight_bits: int = setting(16, "--weight-bits", "16: fp16 weights; 2-8: per-channel integer weights",
+                               min=2, max=16)
+    qat_epochs: int = setting(0, "--qat-epochs", "extra epochs of quantisation-aware fine-tuning", min=0)
+    basis: int = setting(0, "--basis", "0: the network outputs all volumes; K > 0: K coefficients of a per-slice "
+                         "q-space basis (PCA-initialised, trained with the network)", min=0, max=MAX_UNITS)
+    coder: str = setting("lzma", "--coder", "entropy coder of the weights: lzma, or rans (adaptive; integer "
+                         "weights only)", choices=CODERS)
+    batch_slices: int = setting(0, "--batch-slices", "slices trained together (vmap over stacked networks); 0: "
+                                "automatic, 4 on a CPU, as many as fit in a quarter of the GPU's free memory",
+                                min=0)
     target_psnr: float = 0.0  # > 0: each slice stops training once its stored weights reach this PSNR (dB)
-    check_every: int = 10
+    check_every: int = field(default=10, metadata={"min": 1})
 
     def __post_init__(self) -> None:
-        for name in ("layers", "units", "epochs", "check_every"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be at least 1")
-        if self.layers > MAX_LAYERS or self.units > MAX_UNITS or self.basis > MAX_UNITS:
-            raise InputError(f"layers must be at most {MAX_LAYERS}, units and basis at most {MAX_UNITS}")
-        if self.batch_slices < 0:
-            raise InputError("batch slices must be 0 (automatic) or more")
+        super().__post_init__()
         if self.weight_bits != 16 and not 2 <= self.weight_bits <= 8:
             raise InputError("weight bits must be 16 (fp16) or 2 to 8 (integers)")
-        if self.qat_epochs < 0:
-            raise InputError("qat epochs must be 0 or more")
-        if self.basis < 0:
-            raise InputError("basis must be 0 (full output) or the number of q-space basis vectors")
-        if not (0 < self.lr < math.inf and 0 < self.w0 < math.inf):
-            raise InputError("lr and w0 must be positive and finite")
-        if self.final_activation not in FINAL_ACTIVATIONS:
-            raise InputError(f"final activation must be one of {', '.join(FINAL_ACTIVATIONS)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise InputError("device must be auto, cpu or cuda")
-        if self.activation not in ACTIVATIONS:
-            raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}")
-        if self.lr_decay not in LR_DECAYS:
-            raise InputError(f"lr decay must be one of {', '.join(LR_DECAYS)}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}")
-        if self.coder not in CODERS:
-            raise InputError(f"coder must be one of {', '.join(CODERS)}")
         if self.coder == "rans" and self.weight_bits == 16:
             raise InputError("the rans coder codes integer weights: use weight bits 2-8, or the lzma coder")
 
@@ -111,11 +97,49 @@ def default_config() -> Config:
     return PRESETS[DEFAULT_PRESET]
 
 
-def layer_activations(activation: str, layers: int) -> list[str]:
-    """The activation of each hidden layer: all sine, all relu or tanh, or sine then relu ("sine-relu")."""
-    if activation == "sine-relu":
-        return ["sine"] + ["relu"] * (layers - 1)
-    return [activation] * layers
+def configure(base: Config, given: dict) -> Config:
+    """`base` with `given` on top; fp16 weights (weight_bits 16) bring the lzma coder unless a coder is given."""
+    if given.get("weight_bits") == 16:
+        given = {"coder": "lzma", **given}
+    return replace(base, **given)
+
+
+def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
+    """Never over the default (this codec is `DEFAULT`)."""
+    return False
+
+
+def member_bytes(volume: Volume4D, config: Config, n_in: int = 2) -> Callable[[int], int]:
+    """Rate control's hook for a ratio target: units per layer → bytes of one network's member, measured on a
+    freshly initialised network (whose weights code to nearly the size of trained ones)."""
+    import torch
+
+    from ..nets import Siren
+
+    def size(units: int) -> int:
+        torch.manual_seed(config.seed)
+        model = Siren(n_in, volume.shape[3], config.layers, units, config.w0, config.final_activation, config.basis,
+                      config.activation)
+        return len(pack_weights([p.detach().numpy() for p in model.parameters()], config.weight_bits, config.coder))
+
+    return size
+
+
+def psnr_probe(volume: Volume4D, config: Config) -> Callable[[Config], tuple[float, int]] | None:
+    """Rate control's hook for a PSNR target: trial settings → (PSNR in dB, member bytes) of a network
+    trained on the probe slice (the middle one of those that need a network); None for a constant volume."""
+    data = volume.data
+    slices = [z for z in range(data.shape[2]) if np.ptp(data[:, :, z]) > 0]
+    if not slices:
+        return None
+    z = slices[len(slices) // 2]
+    span = volume_span(data)
+
+    def probe(trial: Config) -> tuple[float, int]:
+        item, reached = encode_slice(data[:, :, z], span, trial, config.seed + z)
+        return reached, len(item.member)
+
+    return probe
 
 
 def layer_shapes(config: Config, n_out: int, n_in: int = 2) -> list[tuple[int, int]]:
@@ -145,12 +169,6 @@ def slice_entry(values: np.ndarray) -> EncodedSlice:
         return EncodedSlice({"kind": "constant", "value": json_number(flat[0, 0], values.dtype)})
     return EncodedSlice({"kind": "network", "min": _json_numbers(flat.min(axis=0), values.dtype).tolist(),
                          "max": _json_numbers(flat.max(axis=0), values.dtype).tolist()})
-
-
-def grid(*sizes: int) -> np.ndarray:
-    """Pixel coordinates in [−1, 1] (both ends included), (prod(sizes), len(sizes)), first axis slowest."""
-    axes = np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in sizes], indexing="ij")
-    return np.stack([a.ravel() for a in axes], axis=1).astype(np.float32)
 
 
 def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
@@ -312,107 +330,10 @@ def decode_network(config: Config, entry: dict, member: bytes | None, coords: np
     return out.astype(np.float64) * scale + vmin
 
 
-def forward(arrays: list[np.ndarray], coords: np.ndarray, w0: float, final_activation: str,
-            hidden: list[str], chunk: int = 65536) -> np.ndarray:
-    """Numpy forward pass in float32 over (N, 2) coordinates, `chunk` rows at a time: the first
-    len(hidden) (W, b) pairs are hidden layers with those activations, the others linear."""
-    activations = {"sine": lambda z: np.sin(np.float32(w0) * z), "relu": lambda z: np.maximum(z, 0),
-                   "tanh": np.tanh}
-    params = [a.astype(np.float32) for a in arrays]
-    pairs = list(zip(params[0::2], params[1::2]))
-    out = []
-    for start in range(0, coords.shape[0], chunk):
-        h = coords[start:start + chunk]
-        for (w, b), kind in zip(pairs, hidden):
-            h = activations[kind](h @ w.T + b)
-        for w, b in pairs[len(hidden):]:
-            h = h @ w.T + b
-        out.append(np.maximum(h, 0) if final_activation == "relu" else h)
-    return np.concatenate(out, axis=0)
-
-
-def pack_weights(arrays: list[np.ndarray], bits: int = 16, coder: str = "lzma") -> bytes:
-    """Code the (W, b) arrays of a network, in evaluation order.
-
-    bits 16 (lzma only): every array as little-endian fp16, row-major, in one raw LZMA2 stream.
-    bits 2–8: every W as integer symbols (per-row symmetric quantisation, see `quantize`), row-major, then
-    every W's per-row fp16 scales, then every b as fp16. coder "lzma": the symbols as int8 bytes followed by
-    the fp16 bytes, in one raw LZMA2 stream. coder "rans": a uint32 byte count, the symbols (offset by
-    2^(bits−1)) in an adaptive rANS stream with one context per W, then the fp16 bytes in an adaptive rANS
-    stream with one context for low and one for high bytes (see `entropy`).
-    """
-    if bits == 16:
-        return _lzma(b"".join(np.ascontiguousarray(a, dtype=WEIGHT_DTYPE).tobytes() for a in arrays))
-    coded = [quantize(w, bits) for w in arrays[0::2]]
-    side = b"".join([s.astype(WEIGHT_DTYPE).tobytes() for _, s in coded]
-                    + [np.asarray(b, dtype=WEIGHT_DTYPE).tobytes() for b in arrays[1::2]])
-    if coder == "lzma":
-        return _lzma(b"".join(q.astype(np.int8).tobytes() for q, _ in coded) + side)
-    symbols = np.concatenate([q.ravel() for q, _ in coded]) + 2 ** (bits - 1)
-    layers = np.repeat(np.arange(len(coded)), [q.size for q, _ in coded])
-    head = entropy.encode(symbols, 2**bits, layers, len(coded))
-    side_bytes = np.frombuffer(side, dtype=np.uint8)
-    tail = entropy.encode(side_bytes, 256, np.arange(side_bytes.size) % 2, 2)
-    return np.uint32(len(head)).astype("<u4").tobytes() + head + tail
-
-
-def unpack_weights(member: bytes, shapes: list[tuple[int, int]], bits: int = 16,
-                   coder: str = "lzma") -> list[np.ndarray]:
-    """Inverse of `pack_weights` (dequantized float32 arrays for bits < 16); every length is checked."""
-    n_weights = sum(out * inp for out, inp in shapes)
-    n_rows = sum(out for out, _ in shapes)
-    if bits == 16:
-        flat = np.frombuffer(_unlzma(member, 2 * (n_weights + n_rows)), dtype=WEIGHT_DTYPE)
-        arrays, offset = [], 0
-        for out, inp in shapes:
-            for shape in ((out, inp), (out,)):
-                n = int(np.prod(shape))
-                arrays.append(flat[offset:offset + n].reshape(shape))
-                offset += n
-        return arrays
-    if coder == "lzma":
-        raw = _unlzma(member, n_weights + 4 * n_rows)  # 4: fp16 scale + fp16 bias per row
-        symbols = np.frombuffer(raw, dtype=np.int8, count=n_weights)
-        halves = np.frombuffer(raw, dtype=WEIGHT_DTYPE, offset=n_weights)
-    else:
-        if len(member) < 4:
-            raise ArchiveError("network weights are truncated")
-        n_head = int(np.frombuffer(member, dtype="<u4", count=1)[0])
-        layers = np.repeat(np.arange(len(shapes)), [out * inp for out, inp in shapes])
-        symbols = entropy.decode(member[4:4 + n_head], n_weights, 2**bits, layers, len(shapes)) - 2 ** (bits - 1)
-        side = entropy.decode(member[4 + n_head:], 4 * n_rows, 256, np.arange(4 * n_rows) % 2, 2)
-        halves = side.astype(np.uint8).view(WEIGHT_DTYPE)
-    scales, biases = halves[:n_rows], halves[n_rows:]
-    arrays, w_at, r_at = [], 0, 0
-    for out, inp in shapes:
-        q = symbols[w_at:w_at + out * inp].reshape(out, inp)
-        arrays += [dequantize(q, scales[r_at:r_at + out]), biases[r_at:r_at + out].astype(np.float32)]
-        w_at, r_at = w_at + out * inp, r_at + out
-    return arrays
-
-
 @lru_cache(maxsize=2)
 def _unpacked(member: bytes, shapes: tuple[tuple[int, int], ...], bits: int, coder: str) -> list[np.ndarray]:
     """`unpack_weights`, remembered: every slice of a siren3d archive shares one member."""
     return unpack_weights(member, list(shapes), bits, coder)
-
-
-def _lzma(raw: bytes) -> bytes:
-    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
-
-
-def _unlzma(member: bytes, expected: int) -> bytes:
-    """Exactly `expected` bytes from a raw LZMA2 stream, else ArchiveError."""
-    # A raw LZMA2 stream decodes with any dictionary at least as large as its decompressed length.
-    window = [{"id": lzma.FILTER_LZMA2, "dict_size": max(expected, 4096)}]
-    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=window)
-    try:
-        raw = decoder.decompress(member, max_length=expected + 1)
-    except lzma.LZMAError as exc:
-        raise ArchiveError(f"corrupt network weights ({exc})") from None
-    if len(raw) != expected:
-        raise ArchiveError(f"network weights have {len(raw)} bytes, expected {expected}")
-    return raw
 
 
 def _store(bits: int):
@@ -421,21 +342,6 @@ def _store(bits: int):
         return {name: fake_quantize(p, bits) if bits < 16 and p.ndim == 2 else p + (p.half().float() - p).detach()
                 for name, p in params.items()}
     return store
-
-
-class Clock:
-    """Estimates the time left from the epochs done so far."""
-
-    def __init__(self, total_epochs: int) -> None:
-        self.total, self.done, self.start = total_epochs, 0, time.monotonic()
-
-    def update(self, done_epochs: int) -> None:
-        self.done = done_epochs
-
-    def eta(self) -> float:
-        if self.done == 0:
-            return float("nan")
-        return (time.monotonic() - self.start) / self.done * (self.total - self.done)
 
 
 def _json_numbers(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

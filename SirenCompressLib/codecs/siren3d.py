@@ -7,31 +7,58 @@ normalisation of the whole volume. Decoding a slice evaluates the network on tha
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import ArchiveError
+from ..network import grid
+from ..progress import Clock
 from ..volume import Volume4D
-from . import EncodedSlice
+from . import EncodedSlice, siren
 from .siren import (
-    PRESETS,
-    Clock,
-    Config,
+    DEFAULT_PRESET,
     Progress,
     check_entry,
+    configure,
     decode_network,
-    default_config,
     fit_networks,
-    grid,
     layer_shapes,
     network_params,
+    preferred,
     slice_entry,
     volume_span,
 )
+from .siren import (
+    member_bytes as _siren_member_bytes,
+)
 
-__all__ = ["EXACT", "PRESETS", "SHARED_MEMBER", "Config", "check_slices", "decode_slice", "default_config", "encode",
-           "placeholders"]
+__all__ = ["DEFAULT_PRESET", "EXACT", "NAME", "PRESETS", "RATE_CONTROL", "SHARED_MEMBER", "Config", "check_slices",
+           "configure", "decode_slice", "default_config", "encode", "member_bytes", "placeholders", "preferred"]
+NAME = "siren3d"
 SHARED_MEMBER = True
 EXACT = False
+RATE_CONTROL = frozenset({"ratio"})
+
+
+@dataclass(frozen=True)
+class Config(siren.Config):
+    """Settings of the siren3d codec: those of the siren codec, in a class of its own (a Config names its
+    codec)."""
+
+
+PRESETS = {name: Config(**preset.to_json()) for name, preset in siren.PRESETS.items()}
+
+
+def default_config() -> Config:
+    """The settings used when none are given: the DEFAULT_PRESET."""
+    return PRESETS[DEFAULT_PRESET]
+
+
+def member_bytes(volume: Volume4D, config: Config) -> Callable[[int], int]:
+    """Rate control's hook for a ratio target: units per layer → bytes of the (x, y, z) network's member."""
+    return _siren_member_bytes(volume, config, n_in=3)
 
 
 def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
