@@ -26,7 +26,11 @@ def compress(volume: Volume4D, codec: str = DEFAULT, config=None, progress=None,
     get the SHA-256 of that decode.
     """
     module = get_codec(codec)
-    config = module.default_config() if config is None else config
+    if config is None:
+        config = module.default_config()
+    elif type(config) is not module.Config:
+        raise TypeError(f"the {codec} codec takes {_class_name(module.Config)} settings, "
+                        f"not {_class_name(type(config))}")
     start = time.monotonic()
     encoded = module.encode(volume, config, progress)
     archive = assemble(volume, codec, config, encoded, source, time.monotonic() - start)
@@ -160,6 +164,10 @@ def sizes(archive: Archive, archive_bytes: int) -> Sizes:
 def gzip_size(data: np.ndarray) -> int:
     """Bytes of gzip (level 6, as `gzip` does by default) of the raw voxel array."""
     return len(gzip.compress(np.ascontiguousarray(data).tobytes(), compresslevel=6, mtime=0))
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _gradients_json(g: Gradients | None) -> dict | None:

@@ -41,7 +41,7 @@ class Case:
 
 def base_archives() -> dict[str, bytes]:
     """Tiny real archives, each codec and coder (format 2), and format-1 copies of some (no digests)."""
-    from SirenCompressLib.codecs import fmri, lossless
+    from SirenCompressLib.codecs import fmri, lossless, siren3d
     from SirenCompressLib.fmri_phantom import fmri_phantom
     from SirenCompressLib.phantom import dwi_phantom
 
@@ -54,7 +54,7 @@ def base_archives() -> dict[str, bytes]:
         "siren": compress(dwi, "siren", small),
         "siren-rans": compress(dwi, "siren", SirenConfig(layers=1, units=8, epochs=3, device="cpu", weight_bits=4,
                                                          coder="rans", basis=2)),
-        "siren3d": compress(dwi, "siren3d", small),
+        "siren3d": compress(dwi, "siren3d", siren3d.Config(**small.to_json())),
         "lossless": compress(dwi, "lossless"),
         "lossless-float": compress(floats, "lossless", lossless.Config(quantize=0.5)),
         "fmri": compress(run, "fmri", fmri.Config(components=2, layers=1, units=8, epochs=3, qat_epochs=1,

@@ -61,6 +61,15 @@ def test_the_module_describes_itself(coded):
         config.seed = 1
 
 
+def test_compress_refuses_another_codecs_settings(coded, volume):
+    name, _, _ = coded
+    for other in REGISTRY:
+        if other != name:
+            expected = get_codec(name).Config
+            with pytest.raises(TypeError, match=f"the {name} codec takes .*{expected.__module__}.Config settings"):
+                compress(volume, name, quick_config(other))
+
+
 def test_round_trip_keeps_the_promise(coded, volume):
     name, _, archive = coded
     decoded = decompress(archive).data

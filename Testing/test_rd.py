@@ -9,6 +9,7 @@ import pytest
 
 from conftest import phantom, run_cli
 from SirenCompressLib import SirenConfig, Volume4D
+from SirenCompressLib.codecs import siren3d
 from SirenCompressLib.evaluate import rd
 
 
@@ -16,7 +17,7 @@ def test_rows_table_plot_and_json(tmp_path):
     volume = phantom(shape=(24, 24, 2), directions=12, bvalues=(1000.0,))
     clean = phantom(shape=(24, 24, 2), directions=12, bvalues=(1000.0,), noise=0.0).data
     tiny = SirenConfig(layers=2, epochs=20, lr=3e-3, weight_bits=8, device="cpu")
-    sirens = {"siren tiny": ("siren", tiny), "siren3d tiny": ("siren3d", tiny)}
+    sirens = {"siren tiny": ("siren", tiny), "siren3d tiny": ("siren3d", siren3d.Config(**tiny.to_json()))}
     rows = rd.run(volume, [4.0], sirens, ["JPEG 2000 tiled"], clean, log=lambda line: None)
     assert [r.codec for r in rows] == ["siren tiny", "siren3d tiny", "JPEG 2000 tiled"]
     for r in rows:

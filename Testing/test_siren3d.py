@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import FAST, assert_same_geometry, phantom, run_cli
-from SirenCompressLib import SirenConfig, Volume4D, compress, decompress, network, read_archive, read_volume
+from SirenCompressLib import Volume4D, compress, decompress, network, read_archive, read_volume
 from SirenCompressLib.archive import to_bytes
-from SirenCompressLib.codecs import siren
+from SirenCompressLib.codecs import siren, siren3d
 from SirenCompressLib.rate import config_for_ratio
 
-CONFIG = SirenConfig(**{**FAST.to_json(), "epochs": 150, "weight_bits": 8, "coder": "rans", "basis": 6})
+CONFIG = siren3d.Config(**{**FAST.to_json(), "epochs": 150, "weight_bits": 8, "coder": "rans", "basis": 6})
 
 
 def test_one_network_shared_by_every_slice():
