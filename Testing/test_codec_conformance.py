@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import fields
 
@@ -124,6 +125,20 @@ def test_cli_flags_give_back_the_config(coded):
     zeros = [f for f in flagged_fields(name) if setting_type(f) in (int, float) and f.metadata.get("min") == 0]
     for f in zeros:  # a flag given as 0 is given (0 is falsy)
         assert given_settings(parser.parse_args([f.metadata["flag"], "0"]))[f.name] == 0
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_help_gives_each_flag_this_codecs_text(name):
+    parser = argparse.ArgumentParser(  # one line per flag
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=100, width=1000))
+    add_flags(parser)
+    lines = parser.format_help().splitlines()
+    for f in flagged_fields(name):
+        line = next(line for line in lines if line.lstrip().startswith(f.metadata["flag"] + " "))
+        text = re.split(r"\s{2,}", line.strip(), maxsplit=1)[1]
+        per_codec = re.findall(r"\[([^\]]+)\] (.*?)(?=; \[|$)", text)  # a flag several codecs use
+        assert text == f.metadata["help"] if not per_codec else \
+            (f.metadata["help"], True) in [(t, name in names.split(", ")) for names, t in per_codec], line
 
 
 def test_rate_control_where_declared(coded):

@@ -8,6 +8,7 @@ so that decoding never imports what only encoding needs.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import json
@@ -380,30 +381,53 @@ def _owner(f):
     return next(get_codec(n).Config for n in REGISTRY if f in fields(get_codec(n).Config))
 
 
-def add_flags(parser) -> None:
-    """Add every registered codec's setting flags to an argparse parser, one argument group per codec
-    (a flag two codecs share is added with the first and named in the other's group). Each flag's dest is
-    its field name and its default None (not given).
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Add every registered codec's setting flags to an argparse parser.
+
+    A flag that several codecs use goes in one group of shared settings, its help naming the codecs (and
+    giving each codec's own text where they differ); each codec's group holds its other flags and names the
+    shared ones it takes. Each flag's dest is its field name and its default None (not given).
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
     """
-    added: set[str] = set()
+    users: dict[str, list] = {}  # field name → [(codec, field)] in registry order
+    for name in REGISTRY:
+        for f in flagged_fields(name):
+            users.setdefault(f.name, []).append((name, f))
+    shared = {k: v for k, v in users.items() if len(v) > 1}
+    if shared:
+        group = parser.add_argument_group("settings of several codecs")
+        for pairs in shared.values():
+            _add_flag(group, [f for _, f in pairs], _shared_help(pairs))
     for name in REGISTRY:
         own = flagged_fields(name)
-        shared = [f.metadata["flag"] for f in own if f.name in added]
+        also = [f.metadata["flag"] for f in own if f.name in shared]
         group = parser.add_argument_group(f"{name} codec settings",
-                                          f"also {', '.join(shared)} (above)" if shared else None)
+                                          f"also {', '.join(also)} (settings of several codecs)" if also else None)
         for f in own:
-            if f.name in added:
-                continue
-            added.add(f.name)
-            kind, meta = setting_type(f), f.metadata
-            extra = {"action": "store_true"} if kind is bool else \
-                {"choices": meta["choices"]} if "choices" in meta and kind is str else \
-                {"type": kind, "metavar": meta.get("metavar")}
-            group.add_argument(meta["flag"], dest=f.name, default=None, help=meta["help"], **extra)
+            if f.name not in shared:
+                _add_flag(group, [f], f.metadata["help"])
+
+
+def _shared_help(pairs: list) -> str:
+    """Help of a flag several codecs use: "[codecs] help" per distinct help text, joined by "; "."""
+    texts: dict[str, list[str]] = {}
+    for name, f in pairs:
+        texts.setdefault(f.metadata["help"], []).append(name)
+    return "; ".join(f"[{', '.join(names)}] {text}" for text, names in texts.items())
+
+
+def _add_flag(group, same: list, help: str) -> None:
+    """One flag for the same-named fields `same` of one or more codecs (its choices: those of any)."""
+    f = same[0]
+    kind, meta = setting_type(f), f.metadata
+    choices = tuple(dict.fromkeys(c for g in same for c in g.metadata.get("choices", ())))
+    extra = {"action": "store_true"} if kind is bool else \
+        {"choices": choices} if choices and kind is str else \
+        {"type": kind, "metavar": meta.get("metavar")}
+    group.add_argument(meta["flag"], dest=f.name, default=None, help=help, **extra)
 
 
 def given_settings(args) -> dict:
