@@ -47,22 +47,62 @@ SLICE_KEYS = {"index", "kind", "member", "bytes", "metrics", "voxels_sha256"}  #
 
 @dataclass
 class Archive:
+    """A .sirz archive in memory.
+
+    Attributes
+    ----------
+    manifest : dict
+        The JSON manifest: format, codec and settings, shape, dtype, geometry, gradients, slice entries,
+        metrics.
+    members : dict of str to bytes
+        The binary members (coded slices) by name, e.g. "slices/0000.bin".
+    """
     manifest: dict
     members: dict[str, bytes] = field(default_factory=dict)
 
 
 def slice_member_name(z: int) -> str:
+    """The member name of slice `z`'s coded data.
+
+    Parameters
+    ----------
+    z : int
+
+    Returns
+    -------
+    str
+        "slices/NNNN.bin".
+    """
     return f"slices/{z:04d}.bin"
 
 
 def json_number(value: float, dtype: np.dtype) -> int | float:
-    """A value of the data's dtype as a JSON number that reads back to exactly that value."""
+    """A value of the data's dtype as a JSON number that reads back to exactly that value.
+
+    Parameters
+    ----------
+    value : float
+    dtype : numpy.dtype
+
+    Returns
+    -------
+    int or float
+    """
     dtype = np.dtype(dtype)
     return int(value) if dtype.kind in "iu" else float(str(dtype.type(value)))
 
 
 def to_bytes(archive: Archive) -> bytes:
-    """The archive as the bytes of a .sirz file, its manifest with the digest of the whole."""
+    """The archive as the bytes of a .sirz file (a zip), its manifest with the digest of the whole.
+
+    Parameters
+    ----------
+    archive : Archive
+
+    Returns
+    -------
+    bytes
+    """
     manifest = {**archive.manifest, "digest": digest(archive.manifest, archive.members)}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
@@ -74,7 +114,17 @@ def to_bytes(archive: Archive) -> bytes:
 
 def digest(manifest: dict, members: dict[str, bytes]) -> str:
     """Hex SHA-256 of the canonical manifest (without its digest), then of each member in name order: its
-    name, a zero byte, its length (uint64, little-endian) and its bytes."""
+    name, a zero byte, its length (uint64, little-endian) and its bytes.
+
+    Parameters
+    ----------
+    manifest : dict
+    members : dict of str to bytes
+
+    Returns
+    -------
+    str
+    """
     h = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":"), allow_nan=False).encode())
     for name in sorted(members):
         h.update(name.encode() + b"\0" + len(members[name]).to_bytes(8, "little"))
@@ -83,7 +133,25 @@ def digest(manifest: dict, members: dict[str, bytes]) -> str:
 
 
 def write_archive(archive: Archive, path: str | os.PathLike, force: bool = False) -> int:
-    """Write atomically; returns the file size in bytes."""
+    """Write an archive atomically as a .sirz file.
+
+    Parameters
+    ----------
+    archive : Archive
+    path : str or os.PathLike
+    force : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    int
+        The file size in bytes.
+
+    Raises
+    ------
+    OutputError
+        When the file exists (without `force`) or cannot be written.
+    """
     data = to_bytes(archive)
     with atomic_outputs([path], force) as (temp,):
         temp.write_bytes(data)
@@ -91,8 +159,23 @@ def write_archive(archive: Archive, path: str | os.PathLike, force: bool = False
 
 
 def read_archive(path: str | os.PathLike) -> Archive:
-    """Read and validate a .sirz file: nothing larger than the file's own size is read or allocated before
-    the whole manifest is checked."""
+    """Read and validate a .sirz file.
+
+    Nothing larger than the file's own size is read or allocated before the whole manifest is checked.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Archive
+
+    Raises
+    ------
+    ArchiveError
+        For a missing, unreadable, corrupt, truncated or modified file (its digest does not match).
+    """
     path = Path(path)
     if not path.is_file():
         raise ArchiveError(f"{path}: no such file")
@@ -149,15 +232,39 @@ def _member_infos(zf: zipfile.ZipFile, size: int) -> dict[str, zipfile.ZipInfo]:
 
 
 def check_archive(archive: Archive) -> None:
-    """`check_manifest` for an archive in memory (its size: that of its bytes)."""
+    """`check_manifest` for an archive in memory (its size: that of its bytes).
+
+    Parameters
+    ----------
+    archive : Archive
+
+    Raises
+    ------
+    ArchiveError
+        As `check_manifest`.
+    """
     check_manifest(archive.manifest, {name: len(data) for name, data in archive.members.items()},
                    len(to_bytes(archive)))
 
 
 def check_manifest(m: dict, members: dict[str, int], archive_bytes: int) -> None:
-    """Raise `ArchiveError` unless the manifest `m` is complete and consistent with the members (name →
-    size) of an archive of `archive_bytes` bytes, its codec's settings and slice entries are valid, and
-    decoding it stays within the decode budget."""
+    """Check a manifest against its archive's members before decoding.
+
+    Parameters
+    ----------
+    m : dict
+        The manifest.
+    members : dict of str to int
+        Member name → size in bytes.
+    archive_bytes : int
+        The archive's size.
+
+    Raises
+    ------
+    ArchiveError
+        Unless the manifest is complete and consistent with the members, its codec's settings and slice
+        entries are valid, and decoding it stays within the decode budget.
+    """
     unknown = set(m) - set(FIELDS)
     if unknown:
         raise ArchiveError(f"unknown manifest keys: {', '.join(sorted(map(str, unknown)))}")
@@ -180,16 +287,44 @@ def check_manifest(m: dict, members: dict[str, int], archive_bytes: int) -> None
 
 
 def codec_keys(entry: dict) -> set[str]:
-    """The keys of a slice entry that belong to its codec."""
+    """The keys of a slice entry that belong to its codec.
+
+    Parameters
+    ----------
+    entry : dict
+
+    Returns
+    -------
+    set of str
+    """
     return set(entry) - SLICE_KEYS
 
 
 def is_number(x) -> bool:
-    """A finite JSON number (not a bool); integers below 2^64 in magnitude (so that floats hold them)."""
+    """Whether `x` is a finite JSON number (not a bool), integers below 2^64 in magnitude (so that floats hold them).
+
+    Parameters
+    ----------
+    x : object
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(x, float) and math.isfinite(x) or is_int(x) and abs(x) < 2**64
 
 
 def is_int(x) -> bool:
+    """Whether `x` is an int and not a bool.
+
+    Parameters
+    ----------
+    x : object
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(x, int) and not isinstance(x, bool)
 
 

@@ -35,7 +35,22 @@ DIFFUSION_NAMES = re.compile(r"bval|bvec|\.b$|grad|dwi|dti|diffusion", re.IGNORE
 
 
 def image_format(path: str | os.PathLike) -> str:
-    """"nifti" or "nrrd", from the file name; `InputError` for anything else."""
+    """The image format of a file, from its name.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+        "nifti" (.nii, .nii.gz) or "nrrd" (.nrrd, .nhdr).
+
+    Raises
+    ------
+    InputError
+        For any other suffix.
+    """
     name = Path(path).name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
@@ -51,21 +66,27 @@ def read_volume(path: str | os.PathLike, bval: str | os.PathLike | None = None,
 
     Parameters
     ----------
-    path : NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr) file of a 4D image.
-    bval, bvec : FSL b-values and directions for a NIfTI image (default: `stem.bval`/`stem.bvec`, then
+    path : str or os.PathLike
+        NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr) file of a 4D image.
+    bval, bvec : str or os.PathLike or None
+        FSL b-values and directions for a NIfTI image (default: `stem.bval`/`stem.bvec`, then
         `stem.bvals`/`stem.bvecs`, then for `data.nii[.gz]` FSL's `bvals`/`bvecs` in the same folder, as
         FSL's dtifit and the HCP lay them out).
-    gradients : False ignores any diffusion encoding (for comparing images).
-    grad : MRtrix gradient table for a NIfTI image (rows x y z b, world RAS directions, s/mm²; default
+    gradients : bool
+        False ignores any diffusion encoding (for comparing images).
+    grad : str or os.PathLike or None
+        MRtrix gradient table for a NIfTI image (rows x y z b, world RAS directions, s/mm²; default
         `stem.b` when there is no FSL pair).
 
     Returns
     -------
-    Volume4D, with `ijk_to_ras` in millimetres.
+    Volume4D
+        Data (x, y, z, volumes), `ijk_to_ras` in millimetres.
 
     Raises
     ------
-    InputError : unreadable file, not 4D, inconsistent gradients, unsupported NRRD space or unit.
+    InputError
+        Unreadable file, not 4D, inconsistent gradients, unsupported NRRD space or unit.
     """
     path = Path(path)
     kind = image_format(path)
@@ -85,12 +106,30 @@ def read_volume(path: str | os.PathLike, bval: str | os.PathLike | None = None,
 
 
 def write_volume(volume: Volume4D, path: str | os.PathLike, force: bool = False) -> list[Path]:
-    """Write `volume` atomically; NIfTI with gradients also writes .bval/.bvec beside it, and a kept BIDS
-    sidecar is written as `stem.json`. NIfTI-2 is written when NIfTI-1 cannot hold the shape or the input
-    was NIfTI-2.
+    """Write a volume atomically as NIfTI or NRRD (from the file name).
 
-    Returns the paths written. Existing files are replaced only with `force`. What the format cannot
-    hold is listed by `unstorable`.
+    NIfTI with gradients also writes .bval/.bvec beside it, and a kept BIDS sidecar is written as
+    `stem.json`. NIfTI-2 is written when NIfTI-1 cannot hold the shape or the input was NIfTI-2. What the
+    format cannot hold is listed by `unstorable`.
+
+    Parameters
+    ----------
+    volume : Volume4D
+    path : str or os.PathLike
+    force : bool
+        Replace existing files.
+
+    Returns
+    -------
+    list of Path
+        The paths written.
+
+    Raises
+    ------
+    InputError
+        For an unsupported file name.
+    OutputError
+        When a file exists (without `force`) or cannot be written.
     """
     path = Path(path)
     kind = image_format(path)
@@ -116,8 +155,21 @@ def write_volume(volume: Volume4D, path: str | os.PathLike, force: bool = False)
 
 
 def unstorable(volume_header: dict, frames: FrameIndex | None, kind: str) -> list[str]:
-    """What an image with this header and frame index would lose in format `kind` ("nifti" or "nrrd"), in
-    words; [] when it keeps everything."""
+    """What an image with this header and frame index would lose in a format, in words.
+
+    Parameters
+    ----------
+    volume_header : dict
+        A `Volume4D.header`.
+    frames : FrameIndex or None
+    kind : str
+        "nifti" or "nrrd".
+
+    Returns
+    -------
+    list of str
+        Empty when it keeps everything.
+    """
     lost = []
     nifti, nrrd = volume_header.get("nifti"), volume_header.get("nrrd")
     if kind == "nrrd" and nifti is not None:
@@ -149,8 +201,17 @@ def unstorable(volume_header: dict, frames: FrameIndex | None, kind: str) -> lis
 
 
 def diffusion_hint(path: str | os.PathLike) -> str | None:
-    """Why the NIfTI image `path` may hold diffusion data although no gradients were read with it
-    (gradient-like file names beside it or in its name), or None. (An NRRD file carries its own.)"""
+    """Why a NIfTI image may hold diffusion data although no gradients were read with it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str or None
+        The hint (gradient-like file names beside it or in its name), or None. (An NRRD file carries its own.)
+    """
     path = Path(path)
     if image_format(path) != "nifti":
         return None
@@ -165,7 +226,21 @@ def diffusion_hint(path: str | os.PathLike) -> str | None:
 
 
 def read_map(path: str | os.PathLike) -> np.ndarray:
-    """A 3D image (x, y, z) such as a mask or a label image, NIfTI or NRRD, as a numpy array (values as stored)."""
+    """A 3D image such as a mask or a label image, NIfTI or NRRD, as a numpy array (values as stored).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    ndarray, shape (x, y, z)
+
+    Raises
+    ------
+    InputError
+        For an unreadable file or an image that is not 3D.
+    """
     path = Path(path)
     kind = image_format(path)
     _check_readable(path)
@@ -188,7 +263,16 @@ def read_map(path: str | os.PathLike) -> np.ndarray:
 
 
 def image_stem(path: Path) -> str:
-    """The file name without its image suffix (.nii.gz, .nii, .nrrd, .nhdr)."""
+    """The file name without its image suffix (.nii.gz, .nii, .nrrd, .nhdr).
+
+    Parameters
+    ----------
+    path : Path
+
+    Returns
+    -------
+    str
+    """
     name = path.name
     for suffix in NIFTI_SUFFIXES + NRRD_SUFFIXES:
         if name.lower().endswith(suffix):
@@ -197,13 +281,31 @@ def image_stem(path: Path) -> str:
 
 
 def fsl_gradient_paths(nifti_path: Path) -> tuple[Path, Path]:
-    """The .bval and .bvec paths that belong beside a NIfTI file (same stem)."""
+    """The .bval and .bvec paths that belong beside a NIfTI file (same stem).
+
+    Parameters
+    ----------
+    nifti_path : Path
+
+    Returns
+    -------
+    bval, bvec : Path
+    """
     stem = image_stem(nifti_path)
     return nifti_path.with_name(stem + ".bval"), nifti_path.with_name(stem + ".bvec")
 
 
 def sidecar_path(image_path: Path) -> Path:
-    """The BIDS JSON sidecar beside an image (same stem)."""
+    """The BIDS JSON sidecar beside an image (same stem).
+
+    Parameters
+    ----------
+    image_path : Path
+
+    Returns
+    -------
+    Path
+    """
     return image_path.with_name(image_stem(image_path) + ".json")
 
 

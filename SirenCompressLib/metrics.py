@@ -30,6 +30,16 @@ class Metrics:
 
     @classmethod
     def from_json(cls, d: dict) -> Metrics:
+        """The metrics from `to_json`'s dict (a null PSNR is infinite).
+
+        Parameters
+        ----------
+        d : dict
+
+        Returns
+        -------
+        Metrics
+        """
         psnr = math.inf if d.get("psnr") is None else float(d["psnr"])
         ssim = None if d.get("ssim") is None else float(d["ssim"])
         return cls(float(d["mse"]), psnr, ssim)
@@ -44,25 +54,75 @@ class Comparison:
 
 
 def value_range(data: np.ndarray) -> tuple[float, float]:
-    """The global (min, max) used to scale both images to [0, 1]; exact Python ints for integer data."""
+    """The global (min, max) used to scale both images to [0, 1].
+
+    Parameters
+    ----------
+    data : ndarray
+
+    Returns
+    -------
+    lo, hi : float or int
+        Exact Python ints for integer data.
+    """
     if data.dtype.kind in "iu":
         return int(data.min()), int(data.max())
     return float(data.min()), float(data.max())
 
 
 def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of images scaled to [0, 1]: −10·log10(MSE), infinite for MSE 0.
+
+    Parameters
+    ----------
+    mse : float
+
+    Returns
+    -------
+    float
+    """
     return math.inf if mse <= 0 else -10.0 * math.log10(mse)
 
 
 def slice_metrics(original: np.ndarray, decoded: np.ndarray, lo: float, hi: float) -> Metrics:
-    """Metrics of one axial slice, arrays (x, y, volumes), scaled with the global range [lo, hi]."""
+    """Metrics of one axial slice, both scaled to [0, 1] with the whole volume's range [lo, hi].
+
+    SSIM is the mean over volumes of scikit-image's `structural_similarity` (Wang et al., "Image quality
+    assessment: from error visibility to structural similarity", IEEE TIP 2004) with a 7×7 window, smaller
+    for small slices.
+
+    Parameters
+    ----------
+    original, decoded : ndarray, shape (x, y, volumes)
+    lo, hi : float
+        The original volume's value range.
+
+    Returns
+    -------
+    Metrics
+        SSIM None when the slice is smaller than 3×3.
+    """
     a, b = _scaled(original, lo, hi), _scaled(decoded, lo, hi)
     mse = float(np.mean((a - b) ** 2))
     return Metrics(mse, psnr_from_mse(mse), _mean_ssim(a, b))
 
 
 def compare(original: np.ndarray, decoded: np.ndarray) -> Comparison:
-    """Per-slice and whole metrics of two 4D arrays (x, y, z, volumes) of the same shape."""
+    """Per-slice and whole metrics of a decoded 4D image against its original.
+
+    Parameters
+    ----------
+    original, decoded : ndarray, shape (x, y, z, volumes)
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    InputError
+        When the shapes differ.
+    """
     if original.shape != decoded.shape:
         raise InputError(f"shapes differ: original {'×'.join(map(str, original.shape))}, "
                          f"decoded {'×'.join(map(str, decoded.shape))}")
@@ -72,7 +132,17 @@ def compare(original: np.ndarray, decoded: np.ndarray) -> Comparison:
 
 
 def combine(slices: list[Metrics]) -> Metrics:
-    """Whole-volume metrics from per-slice ones (all slices have the same number of voxels)."""
+    """Whole-volume metrics from per-slice ones (all slices have the same number of voxels).
+
+    Parameters
+    ----------
+    slices : list of Metrics
+
+    Returns
+    -------
+    Metrics
+        The mean MSE, its PSNR, and the mean of the slices' SSIMs (None if none has one).
+    """
     mse = float(np.mean([m.mse for m in slices]))
     ssims = [m.ssim for m in slices if m.ssim is not None]
     return Metrics(mse, psnr_from_mse(mse), float(np.mean(ssims)) if ssims else None)

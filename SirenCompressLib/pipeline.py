@@ -18,12 +18,35 @@ from .volume import FrameIndex, Gradients, Volume4D
 
 def compress(volume: Volume4D, codec: str = DEFAULT, config=None, progress=None,
              source: dict | None = None) -> Archive:
-    """Encode `volume` with `codec` (settings `config`, the codec's `Config`; its default_config() if None).
+    """Encode a volume into an archive.
 
-    `progress(event: dict)` receives the codec's progress events. `source` (optional, e.g. the input
-    file's name and size) is stored as given in the manifest. The per-slice metrics in the manifest are
-    measured on the archive's own decode, exactly what `decompress` returns; an exact codec's entries also
-    get the SHA-256 of that decode.
+    The per-slice metrics in the manifest are measured on the archive's own decode, exactly what `decompress`
+    returns; an exact codec's entries also get the SHA-256 of that decode.
+
+    Parameters
+    ----------
+    volume : Volume4D
+        The data, shape (x, y, z, volumes), with its geometry and gradients.
+    codec : str
+        A key of `codecs.REGISTRY`.
+    config : Config or None
+        The codec's own settings class (its `Config`); None: its `default_config()`.
+    progress : callable or None
+        Receives the codec's progress events (dicts).
+    source : dict or None
+        Stored as given in the manifest, e.g. the input file's name and size.
+
+    Returns
+    -------
+    Archive
+        The manifest and one member per coded slice.
+
+    Raises
+    ------
+    TypeError
+        When `config` is not an instance of the codec's own `Config` class (named in the message).
+    InputError
+        For an unknown codec or data the codec cannot code.
     """
     module = get_codec(codec)
     if config is None:
@@ -49,7 +72,27 @@ def compress(volume: Volume4D, codec: str = DEFAULT, config=None, progress=None,
 
 def assemble(volume: Volume4D, codec: str, config, encoded: list[EncodedSlice], source: dict | None = None,
              seconds: float = 0.0) -> Archive:
-    """The archive of an encoded volume, without metrics: manifest and one member per coded slice."""
+    """The archive of an encoded volume, without metrics: manifest and one member per coded slice.
+
+    Parameters
+    ----------
+    volume : Volume4D
+        The volume that was encoded.
+    codec : str
+        The codec's name.
+    config : Config
+        The codec's settings.
+    encoded : list of EncodedSlice
+        The codec's output, one per axial slice.
+    source : dict or None
+        Stored as given in the manifest.
+    seconds : float
+        The encoding time, stored in the manifest.
+
+    Returns
+    -------
+    Archive
+    """
     data = volume.data
     lo, hi = value_range(data)
     manifest = {
@@ -83,8 +126,26 @@ def assemble(volume: Volume4D, codec: str, config, encoded: list[EncodedSlice], 
 
 
 def decode_slice(archive: Archive, z: int) -> np.ndarray:
-    """Slice z (x, y, volumes) in the original dtype, clamped to the original's value range; checked against
-    the entry's voxels_sha256 if it has one."""
+    """Decode one axial slice of an archive (numpy only).
+
+    Parameters
+    ----------
+    archive : Archive
+        A checked archive.
+    z : int
+        The slice index.
+
+    Returns
+    -------
+    ndarray, shape (x, y, volumes)
+        In the original dtype, clamped to the original's value range.
+
+    Raises
+    ------
+    ArchiveError
+        For a malformed entry, values that are not finite, or voxels that do not match the entry's
+        voxels_sha256.
+    """
     m = archive.manifest
     module = get_codec(m["codec"]["name"])
     config = module.Config.from_json(m["codec"]["config"])
@@ -104,7 +165,23 @@ def decode_slice(archive: Archive, z: int) -> np.ndarray:
 
 
 def decompress(archive: Archive) -> Volume4D:
-    """Decode a whole archive (numpy only)."""
+    """Decode a whole archive (numpy only).
+
+    Parameters
+    ----------
+    archive : Archive
+
+    Returns
+    -------
+    Volume4D
+        The decoded data, shape (x, y, z, volumes) in the original dtype, with the stored geometry,
+        gradients, frame index and header.
+
+    Raises
+    ------
+    ArchiveError
+        For an archive that fails its checks or a slice that does not decode.
+    """
     check_archive(archive)
     m = archive.manifest
     data = np.empty(m["shape"], dtype=np.dtype(m["dtype"]))
@@ -116,8 +193,21 @@ def decompress(archive: Archive) -> Volume4D:
 
 
 def restore_dtype(values: np.ndarray, dtype: np.dtype, lo: float, hi: float) -> np.ndarray:
-    """Clamp to [lo, hi], round for integer types, cast to `dtype`; values already of `dtype` (an exact
-    codec's) are returned as they are."""
+    """Clamp to [lo, hi], round for integer types, cast to `dtype`.
+
+    Parameters
+    ----------
+    values : ndarray
+        Decoded values; returned as they are when already of `dtype` (an exact codec's).
+    dtype : numpy.dtype
+        The original data's dtype.
+    lo, hi : float
+        The original data's value range.
+
+    Returns
+    -------
+    ndarray
+    """
     if values.dtype == dtype:
         return values
     values = np.clip(values, lo, hi)
@@ -127,14 +217,35 @@ def restore_dtype(values: np.ndarray, dtype: np.dtype, lo: float, hi: float) -> 
 
 
 def stored_comparison(archive: Archive) -> Comparison:
-    """The per-slice and whole metrics recorded in the manifest."""
+    """The per-slice and whole metrics recorded in the manifest.
+
+    Parameters
+    ----------
+    archive : Archive
+
+    Returns
+    -------
+    Comparison
+    """
     m = archive.manifest
     return Comparison([Metrics.from_json(s["metrics"]) for s in m["slices"]], Metrics.from_json(m["metrics"]))
 
 
 @dataclass
 class Sizes:
-    """Bytes of an archive and the compression ratios that go with it."""
+    """Bytes of an archive and the compression ratios that go with it.
+
+    Attributes
+    ----------
+    archive_bytes : int
+        Size of the .sirz file.
+    raw16_bytes : int
+        x·y·z·volumes·2: the data as raw 16-bit values.
+    input_file_bytes : int or None
+        Size of the input file, when known.
+    gzip_bytes : int or None
+        Size of the gzip-compressed raw voxels, when known.
+    """
 
     archive_bytes: int
     raw16_bytes: int  # x·y·z·v·2
@@ -143,18 +254,34 @@ class Sizes:
 
     @property
     def ratio_raw16(self) -> float:
+        """Raw 16-bit bytes / archive bytes."""
         return self.raw16_bytes / self.archive_bytes
 
     @property
     def ratio_input_file(self) -> float | None:
+        """Input file bytes / archive bytes (None if unknown)."""
         return self.input_file_bytes / self.archive_bytes if self.input_file_bytes else None
 
     @property
     def ratio_gzip(self) -> float | None:
+        """Gzip bytes / archive bytes (None if unknown)."""
         return self.gzip_bytes / self.archive_bytes if self.gzip_bytes else None
 
 
 def sizes(archive: Archive, archive_bytes: int) -> Sizes:
+    """The sizes and compression ratios of an archive.
+
+    Parameters
+    ----------
+    archive : Archive
+    archive_bytes : int
+        Size of its .sirz file.
+
+    Returns
+    -------
+    Sizes
+        With the input file's and gzip's bytes from the manifest's "source" when it records them.
+    """
     m = archive.manifest
     source = m.get("source") or {}
     return Sizes(archive_bytes, int(np.prod(m["shape"])) * 2, source.get("file_bytes"),
@@ -162,7 +289,16 @@ def sizes(archive: Archive, archive_bytes: int) -> Sizes:
 
 
 def gzip_size(data: np.ndarray) -> int:
-    """Bytes of gzip (level 6, as `gzip` does by default) of the raw voxel array."""
+    """Bytes of gzip (level 6, as `gzip` does by default) of the raw voxel array.
+
+    Parameters
+    ----------
+    data : ndarray
+
+    Returns
+    -------
+    int
+    """
     return len(gzip.compress(np.ascontiguousarray(data).tobytes(), compresslevel=6, mtime=0))
 
 

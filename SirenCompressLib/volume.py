@@ -121,11 +121,23 @@ class Volume4D:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
+        """(x, y, z, volumes)."""
         return tuple(int(n) for n in self.data.shape)
 
 
 def validate_data(data: np.ndarray) -> None:
-    """Raise `InputError` unless `data` is a non-empty, finite 4D array of a supported dtype."""
+    """Check image data before compressing.
+
+    Parameters
+    ----------
+    data : ndarray
+        Expected: 4D (x, y, z, volumes).
+
+    Raises
+    ------
+    InputError
+        Unless `data` is a non-empty, finite 4D numpy array of a supported dtype.
+    """
     if not isinstance(data, np.ndarray):
         raise InputError("the image data must be a numpy array")
     if data.ndim != 4:
@@ -149,6 +161,15 @@ def _rotation(ijk_to_ras: np.ndarray) -> np.ndarray:
 
 
 def unit_rows(v: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1; zero rows stay zero."""
+    """Rows scaled to length 1; zero rows stay zero.
+
+    Parameters
+    ----------
+    v : ndarray, shape (n, 3)
+
+    Returns
+    -------
+    ndarray, shape (n, 3)
+    """
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     return np.divide(v, norms, out=np.zeros_like(v), where=norms > 1e-12)
