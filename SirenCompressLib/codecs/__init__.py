@@ -131,6 +131,11 @@ class Codec(Protocol):
     def placeholders(self, volume, config) -> list[EncodedSlice]:
         """The entries `encode` makes, with empty members (for rate control).
 
+        Parameters
+        ----------
+        volume : Volume4D
+        config : Config
+
         Returns
         -------
         list of EncodedSlice
@@ -232,13 +237,33 @@ class JsonSettings:
                 raise InputError(f"{label} must be above {meta['above']:g}, not {value!r}")
 
     def to_json(self) -> dict:
-        """The settings as the manifest stores them: field name → JSON value."""
+        """The settings as the manifest stores them.
+
+        Returns
+        -------
+        dict
+            Field name → JSON value.
+        """
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict):
-        """The settings from the manifest: known keys only (absent keys take their defaults), each of its
-        field's JSON type (finite numbers), within its bounds; else `ArchiveError`."""
+        """The settings from the manifest: known keys only (absent keys take their defaults), each of its field's
+        JSON type (finite numbers), within its bounds.
+
+        Parameters
+        ----------
+        d : dict
+
+        Returns
+        -------
+        Config
+
+        Raises
+        ------
+        ArchiveError
+            For settings that are not valid.
+        """
         try:
             return cls(**checked_json(cls, d))
         except InputError as exc:
@@ -246,8 +271,25 @@ class JsonSettings:
 
 
 def checked_json(cls, d: dict) -> dict:
-    """`d` if its keys are fields of the settings class `cls` and its values of their JSON types, else
-    `InputError` naming the first that is not."""
+    """Check settings read from JSON against a settings class.
+
+    Parameters
+    ----------
+    cls : type
+        A `JsonSettings` dataclass.
+    d : dict
+        Field name → JSON value.
+
+    Returns
+    -------
+    dict
+        `d` itself.
+
+    Raises
+    ------
+    InputError
+        Naming the first key that is not a field of `cls` or value not of its field's JSON type.
+    """
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(d) - {f.name for f in fields(cls)})
     if unknown:
@@ -286,7 +328,16 @@ def _json_fits(hint, value) -> bool:
 
 
 def sha256_hex(array: np.ndarray) -> str:
-    """Hex SHA-256 of an array's values: little-endian, C order."""
+    """Hex SHA-256 of an array's values: little-endian, C order.
+
+    Parameters
+    ----------
+    array : ndarray
+
+    Returns
+    -------
+    str
+    """
     return hashlib.sha256(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()).hexdigest()
 
 
@@ -361,7 +412,12 @@ def suggest(has_gradients: bool, volumes: int, diffusion_like: bool = False) -> 
 
 
 def flagged_fields(name: str) -> list:
-    """The `Config` fields of codec `name` that are offered as flags (made by `setting`), in order.
+    """The `Config` fields of a codec that are offered as flags (made by `setting`), in order.
+
+    Parameters
+    ----------
+    name : str
+        A key of `REGISTRY`.
 
     Returns
     -------
@@ -371,7 +427,18 @@ def flagged_fields(name: str) -> list:
 
 
 def setting_type(f) -> type:
-    """The Python type of a flagged field's values: bool, int, float or str (`float | None` → float)."""
+    """The Python type of a flagged field's values (`float | None` → float).
+
+    Parameters
+    ----------
+    f : dataclasses.Field
+        A flagged field of a registered codec's `Config`.
+
+    Returns
+    -------
+    type
+        bool, int, float or str.
+    """
     hint = typing.get_type_hints(_owner(f))[f.name]
     return next(t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint))
 
@@ -431,18 +498,32 @@ def _add_flag(group, same: list, help: str) -> None:
 
 
 def given_settings(args) -> dict:
-    """The codec settings given on a command line parsed with `add_flags`: field name → value.
+    """The codec settings given on a command line parsed with `add_flags`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
 
     Returns
     -------
     dict
+        Field name → value, for the flags given.
     """
     return {k: getattr(args, k) for k in sorted(setting_names()) if getattr(args, k, None) is not None}
 
 
 def parse_setting(name: str, text: str):
-    """The value of codec setting `name` (a flagged field of any registered codec) from text: a number, a
-    choice, or for a switch true/yes/false/no.
+    """The value of a codec setting from text: a number, a choice, or for a switch true/yes/false/no.
+
+    Parameters
+    ----------
+    name : str
+        A flagged field of any registered codec.
+    text : str
+
+    Returns
+    -------
+    bool, int, float or str
 
     Raises
     ------
@@ -462,7 +543,12 @@ def parse_setting(name: str, text: str):
 
 
 def setting_names() -> set[str]:
-    """The names of every registered codec's flagged settings."""
+    """The names of every registered codec's flagged settings.
+
+    Returns
+    -------
+    set of str
+    """
     return {f.name for n in REGISTRY for f in flagged_fields(n)}
 
 
@@ -502,8 +588,16 @@ def configure(name: str, given: dict, preset: str | None = None):
 
 
 def settings_document(codec: str | None, given: dict, preset: str | None = None) -> str:
-    """The JSON that `compress --config-json` reads: the codec (None: suggested for the input), a preset
-    and settings (Config field names). Shared by `jobs` and `batch`.
+    """The JSON that `compress --config-json` reads. Shared by `jobs` and `batch`.
+
+    Parameters
+    ----------
+    codec : str or None
+        A key of `REGISTRY`; None: the codec suggested for the input.
+    given : dict
+        Config field name → value.
+    preset : str or None
+        A preset of the codec (None: its default).
 
     Returns
     -------
@@ -513,7 +607,17 @@ def settings_document(codec: str | None, given: dict, preset: str | None = None)
 
 
 def read_settings_document(text: str) -> tuple[str | None, str | None, dict]:
-    """(codec, preset, settings) from `settings_document`'s JSON.
+    """The settings from `settings_document`'s JSON.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    codec : str or None
+    preset : str or None
+    config : dict
 
     Raises
     ------

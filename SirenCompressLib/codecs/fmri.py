@@ -83,28 +83,80 @@ class Config(JsonSettings):
 
     @classmethod
     def from_json(cls, d: dict) -> Config:
-        """As stored; version 0.3's `mask_fraction` is dropped (its entries store the mask's threshold)."""
+        """The settings as stored; version 0.3's `mask_fraction` is dropped (its entries store the mask's threshold).
+
+        Parameters
+        ----------
+        d : dict
+
+        Returns
+        -------
+        Config
+
+        Raises
+        ------
+        ArchiveError
+            For settings that are not valid.
+        """
         return super().from_json({k: v for k, v in d.items() if k != "mask_fraction"})
 
 
 def default_config() -> Config:
-    """The settings used when none are given: `Config()`."""
+    """The settings used when none are given: `Config()`.
+
+    Returns
+    -------
+    Config
+    """
     return Config()
 
 
 def configure(base: Config, given: dict) -> Config:
-    """`base` with `given` on top."""
+    """`base` with `given` on top.
+
+    Parameters
+    ----------
+    base : Config
+    given : dict
+        Config field name → value.
+
+    Returns
+    -------
+    Config
+    """
     return replace(base, **given)
 
 
 def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
-    """A time series: MIN_FRAMES or more volumes, no gradients, nothing hinting at diffusion data."""
+    """Whether the input is a time series: MIN_FRAMES or more volumes, no gradients, nothing hinting at diffusion
+    data.
+
+    Parameters
+    ----------
+    has_gradients : bool
+    volumes : int
+    diffusion_like : bool
+
+    Returns
+    -------
+    bool
+    """
     return not has_gradients and not diffusion_like and volumes >= MIN_FRAMES
 
 
 def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
-    """The entries `encode` makes, with numbers of typical length, and one (here empty) member with the
-    first slice, shared by the others (for rate control)."""
+    """The entries `encode` makes, with numbers of typical length, and one (here empty) member with the first
+    slice, shared by the others (for rate control).
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    list of EncodedSlice
+    """
     nz, nt = volume.shape[2], volume.shape[3]
     entry = {"kind": "fmri", "mean_step": 1.2345678901234567, "scale": 12.345678901234567, "frames": nt,
              "components": config.components, "constant_voxels": volume.shape[0] * volume.shape[1]}
@@ -112,7 +164,21 @@ def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
 
 
 def encode(volume: Volume4D, config: Config, progress=None) -> list[EncodedSlice]:
-    """Fit the model to the whole run (x, y, z, time)."""
+    """Fit the model to the whole run (imports torch).
+
+    Parameters
+    ----------
+    volume : Volume4D
+        The run, (x, y, z, time).
+    config : Config
+    progress : callable or None
+        Receives progress events (dicts).
+
+    Returns
+    -------
+    list of EncodedSlice
+        One per axial slice; the model is the member of the first.
+    """
     emit = progress or (lambda event: None)
     run = _prepare(volume, config)
     nx, ny, nz, _ = volume.shape
@@ -129,9 +195,19 @@ def encode(volume: Volume4D, config: Config, progress=None) -> list[EncodedSlice
 
 
 def member_bytes(volume: Volume4D, config: Config):
-    """For rate control: a function of the number of units giving the member's bytes for `volume` with
-    untrained spatial networks (whose weights code to about the size of trained ones); the mean frame and
-    the ICA patterns are the real ones."""
+    """Rate control's hook for a ratio target, measured with untrained spatial networks (whose weights code to
+    about the size of trained ones); the mean frame and the ICA patterns are the real ones.
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    callable
+        Units per layer → the member's bytes.
+    """
     import torch
 
     from ..nets import Siren
@@ -189,10 +265,23 @@ def _prepare(volume: Volume4D, config: Config) -> _Run:
 
 
 def signal_mask(data: np.ndarray, z: float) -> np.ndarray:
-    """The voxels (x, y, z) of a run `data` (x, y, z, T) with temporal signal: temporal variance above
-    (1 + z/√T) × the noise variance σ² = mean((x_{t+1} − x_t)²)/2 of the voxel (for white noise the ratio is
-    1 ± 1/√T; slow signal raises the variance, hardly the differences), then grown by one voxel (3×3×3):
-    weak signal beside detected signal is kept too. A constant voxel is in it only beside signal."""
+    """The voxels of a run with temporal signal.
+
+    Temporal variance above (1 + z/√T) × the noise variance σ² = mean((x_{t+1} − x_t)²)/2 of the voxel (for
+    white noise the ratio is 1 ± 1/√T; slow signal raises the variance, hardly the differences), then grown
+    by one voxel (3×3×3): weak signal beside detected signal is kept too. A constant voxel is in it only
+    beside signal.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, T)
+    z : float
+        The threshold's multiple of 1/√T.
+
+    Returns
+    -------
+    ndarray of bool, shape (x, y, z)
+    """
     nt = data.shape[3]
     noise = np.mean(np.diff(data, axis=3) ** 2, axis=3) / 2
     found = np.pad(data.var(axis=3) > (1 + z / math.sqrt(nt)) * noise, 1)
@@ -212,9 +301,25 @@ def _components(config: Config, dynamics: np.ndarray) -> int:
 
 
 def check_slices(config: Config, manifest: dict) -> int:
-    """`ArchiveError` unless every entry is the same valid fmri entry (version 0.3's with the mask's threshold,
-    or a stored mask's with each slice's `constant_voxels`), slice 0's member can hold the model, and the
-    mean frame's coding fits; the work of the mean frame, the mask and the model at every voxel."""
+    """Check the slice entries: every entry the same valid fmri entry (version 0.3's with the mask's
+    threshold, or a stored mask's with each slice's `constant_voxels`), slice 0's member able to hold the
+    model, and the mean frame's coding fitting.
+
+    Parameters
+    ----------
+    config : Config
+    manifest : dict
+
+    Returns
+    -------
+    int
+        The work of the mean frame, the mask and the model at every voxel.
+
+    Raises
+    ------
+    ArchiveError
+        For an invalid entry.
+    """
     nx, ny, nz, nt = manifest["shape"]
     first = manifest["slices"][0]
     old = "threshold" in first
@@ -242,7 +347,26 @@ def check_slices(config: Config, manifest: dict) -> int:
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:
-    """The float64 slice (x, y, time) at the entry's index."""
+    """Decode the slice at the entry's index (numpy only).
+
+    Parameters
+    ----------
+    config : Config
+    entry : dict
+    member : bytes or None
+    shape : tuple of int
+        The volume's shape (x, y, z, volumes).
+
+    Returns
+    -------
+    ndarray, shape (x, y, time)
+        float64.
+
+    Raises
+    ------
+    ArchiveError
+        For a corrupt member.
+    """
     nx, ny, nz, nt = shape
     if entry.get("kind") != "fmri" or member is None:
         raise ArchiveError("an fmri slice needs the shared member")
@@ -265,9 +389,30 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
 
 def fastica(data: np.ndarray, k: int, seed: int = 0, iterations: int = 200,
             tolerance: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
-    """Spatial ICA of `data` (voxels N × time T, zero-mean rows): (maps N × k, patterns k × T) with
-    data ≈ maps @ patterns and maps of unit variance: PCA to k components, then symmetric FastICA
-    (log-cosh contrast) over the voxels."""
+    """Spatial ICA: PCA to k components, then symmetric FastICA (log-cosh contrast) over the voxels.
+
+    FastICA: Hyvärinen, "Fast and robust fixed-point algorithms for independent component analysis",
+    IEEE Trans. Neural Networks 10(3), 1999.
+
+    Parameters
+    ----------
+    data : ndarray, shape (N, T)
+        Voxels × time, zero-mean rows.
+    k : int
+        The number of components.
+    seed : int
+    iterations : int
+        At most this many fixed-point iterations.
+    tolerance : float
+        Stop when 1 − |cos| between every unmixing vector and its update is below this.
+
+    Returns
+    -------
+    maps : ndarray, shape (N, k)
+        Of unit variance.
+    patterns : ndarray, shape (k, T)
+        With data ≈ maps @ patterns.
+    """
     n = data.shape[0]
     u, sigma, vt = np.linalg.svd(data, full_matrices=False)
     k = min(k, int((sigma > sigma[0] * 1e-10).sum()) if sigma.size else 0)

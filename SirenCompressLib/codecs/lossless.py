@@ -74,17 +74,45 @@ class Config(JsonSettings):
 
 
 def default_config() -> Config:
-    """The settings used when none are given: `Config()`."""
+    """The settings used when none are given: `Config()`.
+
+    Returns
+    -------
+    Config
+    """
     return Config()
 
 
 def configure(base: Config, given: dict) -> Config:
-    """`base` with `given` on top."""
+    """`base` with `given` on top.
+
+    Parameters
+    ----------
+    base : Config
+    given : dict
+        Config field name → value.
+
+    Returns
+    -------
+    Config
+    """
     return replace(base, **given)
 
 
 def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
-    """Never: exactness is asked for, not suggested."""
+    """Never: exactness is asked for, not suggested.
+
+    Parameters
+    ----------
+    has_gradients : bool
+    volumes : int
+    diffusion_like : bool
+
+    Returns
+    -------
+    bool
+        False.
+    """
     return False
 
 
@@ -92,7 +120,30 @@ def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
 
 
 def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
-    """Code every slice of `volume` (a Volume4D) losslessly."""
+    """Code every axial slice losslessly.
+
+    Predictors: LOCO-I's median edge detector (Weinberger, Seroussi and Sapiro, "The LOCO-I lossless image
+    compression algorithm", IEEE TIP 2000), least-squares regression on earlier volumes, and q-space PDE
+    inpainting, after the lossless dMRI paper (see the module docstring).
+
+    Parameters
+    ----------
+    volume : Volume4D
+        Integer data, or float data with `config.quantize`.
+    config : Config
+    progress : callable or None
+        Receives progress events (dicts).
+
+    Returns
+    -------
+    list of EncodedSlice
+        One per axial slice, each with its member.
+
+    Raises
+    ------
+    InputError
+        For float data without a quantisation step, a step on integer data, or values that do not fit.
+    """
     data = coded_integers(volume.data, config)
     g = volume.gradients
     bvals, bvecs = (None, None) if g is None else (g.bvals, g.bvecs)
@@ -114,13 +165,39 @@ def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
 
 
 def placeholders(volume, config: Config) -> list[EncodedSlice]:
-    """Lossless coding has no rate to control: entries without members."""
+    """Lossless coding has no rate to control: entries without members.
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    list of EncodedSlice
+    """
     return [EncodedSlice({"kind": "lossless"}, b"") for _ in range(volume.shape[2])]
 
 
 def check_slices(config: Config, manifest: dict) -> int:
-    """`ArchiveError` unless every entry is a lossless entry (coded integers as the settings and dtype
-    imply, a coding order, a SHA-256) with its member; the decoding work."""
+    """Check every entry: a lossless entry (coded integers as the settings and dtype imply, a coding order, a
+    SHA-256) with its member.
+
+    Parameters
+    ----------
+    config : Config
+    manifest : dict
+
+    Returns
+    -------
+    int
+        The decoding work.
+
+    Raises
+    ------
+    ArchiveError
+        For an invalid entry.
+    """
     nx, ny, _, nv = manifest["shape"]
     dtype = np.dtype(manifest["dtype"])
     if (config.quantize is None) != (dtype.kind in "iu"):
@@ -138,13 +215,43 @@ def check_slices(config: Config, manifest: dict) -> int:
 
 
 def decode_work(pixels: int, volumes: int) -> int:
-    """Work of decoding a member: per voxel, every earlier volume as an input and the coder's arithmetic;
-    per volume, its side integers one by one."""
+    """Work of decoding a member: per voxel, every earlier volume as an input and the coder's arithmetic; per
+    volume, its side integers one by one.
+
+    Parameters
+    ----------
+    pixels : int
+        Pixels per slice.
+    volumes : int
+
+    Returns
+    -------
+    int
+    """
     return pixels * volumes * (volumes + 128) + PYTHON_STEP * volumes * (volumes + 32)
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:
-    """The slice's voxels, exactly (the coded integers; times the quantisation step if one was used)."""
+    """Decode the slice's voxels exactly: the coded integers, times the quantisation step if one was used.
+
+    Parameters
+    ----------
+    config : Config
+    entry : dict
+    member : bytes or None
+    shape : tuple of int
+        The volume's shape (x, y, z, volumes).
+
+    Returns
+    -------
+    ndarray, shape (x, y, volumes)
+        In the data's dtype.
+
+    Raises
+    ------
+    ArchiveError
+        For a missing or corrupt member, a bad coding order or voxels that do not match the SHA-256.
+    """
     nx, ny, _, nv = shape
     if member is None:
         raise ArchiveError("a lossless slice has no member")
@@ -159,7 +266,23 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
 
 
 def coded_integers(data: np.ndarray, config: Config) -> np.ndarray:
-    """The integer array the codec codes: the data itself, or round(data / quantize) for float data."""
+    """The integer array the codec codes: the data itself, or round(data / quantize) for float data.
+
+    Parameters
+    ----------
+    data : ndarray
+    config : Config
+
+    Returns
+    -------
+    ndarray
+        Integers.
+
+    Raises
+    ------
+    InputError
+        For a step on integer data, float data without one, non-finite values or a step too small.
+    """
     if data.dtype.kind in "iu":
         if config.quantize is not None:
             raise InputError("--quantize is for float data; integer data is coded as it is")
@@ -193,9 +316,29 @@ class Arithmetic:
         return data.astype(np.int64) if not self.wide else data.view(np.int64).copy()
 
     def restore(self, values: np.ndarray) -> np.ndarray:
+        """Values back in the data's dtype.
+
+        Parameters
+        ----------
+        values : ndarray of int64
+
+        Returns
+        -------
+        ndarray
+        """
         return values.astype(self.dtype) if not self.wide else values.view(self.dtype)
 
     def clip(self, prediction: np.ndarray) -> np.ndarray:
+        """Predictions clipped to the dtype's range (64-bit types: as they are).
+
+        Parameters
+        ----------
+        prediction : ndarray of int64
+
+        Returns
+        -------
+        ndarray of int64
+        """
         return prediction if self.wide else np.clip(prediction, self.lo, self.hi)
 
     def residuals(self, values: np.ndarray, prediction: np.ndarray) -> np.ndarray:
@@ -213,10 +356,30 @@ class Arithmetic:
 
 
 def zigzag(r: np.ndarray) -> np.ndarray:
+    """Signed integers to unsigned: 0, −1, 1, −2, ... → 0, 1, 2, 3, ...
+
+    Parameters
+    ----------
+    r : ndarray of int64
+
+    Returns
+    -------
+    ndarray of uint64
+    """
     return ((r << 1) ^ (r >> 63)).view(np.uint64)
 
 
 def unzigzag(u: np.ndarray) -> np.ndarray:
+    """Inverse of `zigzag`.
+
+    Parameters
+    ----------
+    u : ndarray of uint64
+
+    Returns
+    -------
+    ndarray of int64
+    """
     u = np.asarray(u, dtype=np.uint64)
     return ((u >> np.uint64(1)) ^ (np.uint64(0) - (u & np.uint64(1)))).view(np.int64)
 
@@ -244,9 +407,25 @@ class Step:
 
 def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config: Config,
                  gradients: tuple = (None, None)) -> bytes:
-    """Code one slice (x, y, volumes) of integers; `qspace_rows[t]` is (positions, float weights) of
-    q-space inpainting for coding position t, where available; `gradients` (b-values, directions in voxel
-    axes) are needed only to rotate the directions with `config.motion`."""
+    """Code one slice of integers.
+
+    Parameters
+    ----------
+    image : ndarray, shape (x, y, volumes)
+        Integers.
+    order : list of int
+        The coding order of the volumes.
+    qspace_rows : dict
+        Coding position t → (positions, float weights) of q-space inpainting, where available.
+    config : Config
+    gradients : tuple
+        (b-values, directions in voxel axes), needed only to rotate the directions with `config.motion`.
+
+    Returns
+    -------
+    bytes
+        The member.
+    """
     nx, ny, nv = image.shape
     ar = Arithmetic(image.dtype)
     values = ar.values(image).reshape(nx * ny, nv)[:, order]  # columns in coding order
@@ -279,7 +458,28 @@ def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config:
 
 
 def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int], config: Config) -> np.ndarray:
-    """Inverse of `encode_slice`: the slice (x, y, volumes) in `dtype`."""
+    """Inverse of `encode_slice`.
+
+    Parameters
+    ----------
+    member : bytes
+    shape : tuple of int
+        The slice's shape (x, y, volumes).
+    dtype : numpy.dtype
+    order : list of int
+        The coding order of the volumes.
+    config : Config
+
+    Returns
+    -------
+    ndarray, shape (x, y, volumes)
+        In `dtype`.
+
+    Raises
+    ------
+    ArchiveError
+        For a truncated or malformed member.
+    """
     nx, ny, nv = shape
     ar = Arithmetic(dtype)
     passes = _passes(nx, ny, config.interlace)
@@ -321,6 +521,12 @@ class Magnitudes:
         self.shape, self.total, self.weight = (nx, ny), np.zeros((nx, ny), dtype=np.int64), 0
 
     def add(self, residuals: np.ndarray) -> None:
+        """Take the residuals of the volume just coded into the moving average.
+
+        Parameters
+        ----------
+        residuals : ndarray of int64
+        """
         magnitude = np.minimum(np.abs(residuals), 1 << 30).reshape(self.shape) << 8
         self.total += magnitude - (self.total >> DECAY)
         self.weight += (1 << 8) - (self.weight >> DECAY)

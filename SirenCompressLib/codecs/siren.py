@@ -93,25 +93,67 @@ DEFAULT_PRESET = "compact"  # the best rate-distortion measured (docs/BENCHMARKS
 
 
 def default_config() -> Config:
-    """The settings used when none are given: the DEFAULT_PRESET."""
+    """The settings used when none are given: the DEFAULT_PRESET.
+
+    Returns
+    -------
+    Config
+    """
     return PRESETS[DEFAULT_PRESET]
 
 
 def configure(base: Config, given: dict) -> Config:
-    """`base` with `given` on top; fp16 weights (weight_bits 16) bring the lzma coder unless a coder is given."""
+    """`base` with `given` on top; fp16 weights (weight_bits 16) bring the lzma coder unless a coder is given.
+
+    Parameters
+    ----------
+    base : Config
+    given : dict
+        Config field name → value.
+
+    Returns
+    -------
+    Config
+    """
     if given.get("weight_bits") == 16:
         given = {"coder": "lzma", **given}
     return replace(base, **given)
 
 
 def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
-    """Never over the default (this codec is `DEFAULT`)."""
+    """Never suggested over the default (this codec is `DEFAULT`).
+
+    Parameters
+    ----------
+    has_gradients : bool
+    volumes : int
+    diffusion_like : bool
+
+    Returns
+    -------
+    bool
+        False.
+    """
     return False
 
 
 def member_bytes(volume: Volume4D, config: Config, n_in: int = 2) -> Callable[[int], int]:
-    """Rate control's hook for a ratio target: units per layer → bytes of one network's member, measured on a
-    freshly initialised network (whose weights code to nearly the size of trained ones)."""
+    """Rate control's hook for a ratio target.
+
+    Measured on a freshly initialised network, whose weights code to nearly the size of trained ones.
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+    n_in : int
+        The network's inputs: 2, (x, y).
+
+    Returns
+    -------
+    callable
+        Units per layer → bytes of one network's member.
+    """
     import torch
 
     from ..nets import Siren
@@ -126,8 +168,19 @@ def member_bytes(volume: Volume4D, config: Config, n_in: int = 2) -> Callable[[i
 
 
 def psnr_probe(volume: Volume4D, config: Config) -> Callable[[Config], tuple[float, int]] | None:
-    """Rate control's hook for a PSNR target: trial settings → (PSNR in dB, member bytes) of a network
-    trained on the probe slice (the middle one of those that need a network); None for a constant volume."""
+    """Rate control's hook for a PSNR target, trained on the probe slice (the middle one of those that need a
+    network).
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    callable or None
+        Trial settings → (PSNR in dB, member bytes); None for a constant volume.
+    """
     data = volume.data
     slices = [z for z in range(data.shape[2]) if np.ptp(data[:, :, z]) > 0]
     if not slices:
@@ -143,8 +196,23 @@ def psnr_probe(volume: Volume4D, config: Config) -> Callable[[Config], tuple[flo
 
 
 def layer_shapes(config: Config, n_out: int, n_in: int = 2) -> list[tuple[int, int]]:
-    """(out, in) of each linear map, in evaluation order; `n_in` inputs ((x, y) here). The first
-    `config.layers` are sine layers, the rest linear: the head, and with a q-space basis K the basis map."""
+    """The shape of each linear map, in evaluation order.
+
+    The first `config.layers` are sine layers, the rest linear: the head, and with a q-space basis K the
+    basis map.
+
+    Parameters
+    ----------
+    config : Config
+    n_out : int
+        The outputs: the number of volumes.
+    n_in : int
+        The inputs: 2, (x, y).
+
+    Returns
+    -------
+    list of (out, in)
+    """
     widths = [n_in] + [config.units] * config.layers
     sine = list(zip(widths[1:], widths[:-1]))
     if config.basis:
@@ -153,7 +221,17 @@ def layer_shapes(config: Config, n_out: int, n_in: int = 2) -> list[tuple[int, i
 
 
 def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
-    """The slice entries `encode` makes, with empty members (for rate control)."""
+    """The slice entries `encode` makes, with empty members (for rate control).
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    list of EncodedSlice
+    """
     data = volume.data
     entries = [slice_entry(data[:, :, z]) for z in range(data.shape[2])]
     for item in entries:
@@ -162,8 +240,17 @@ def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
 
 
 def slice_entry(values: np.ndarray) -> EncodedSlice:
-    """The manifest entry of one slice (x, y, volumes) before training: constant, or network with its
-    per-volume normalisation (exactly as it reads back from the manifest)."""
+    """The manifest entry of one slice before training: constant, or network with its per-volume
+    normalisation (exactly as it reads back from the manifest).
+
+    Parameters
+    ----------
+    values : ndarray, shape (x, y, volumes)
+
+    Returns
+    -------
+    EncodedSlice
+    """
     flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
     if np.ptp(flat) == 0:
         return EncodedSlice({"kind": "constant", "value": json_number(flat[0, 0], values.dtype)})
@@ -172,8 +259,24 @@ def slice_entry(values: np.ndarray) -> EncodedSlice:
 
 
 def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
-    """Train one network per axial slice of the volume's data (x, y, z, volumes), `batch_size` slices at a
-    time."""
+    """Train one network per axial slice, `batch_size` slices at a time (imports torch).
+
+    The network is a SIREN (Sitzmann et al., "Implicit neural representations with periodic activation
+    functions", NeurIPS 2020) as the dMRI compression paper of Mancini, Jones and Palombo uses it.
+
+    Parameters
+    ----------
+    volume : Volume4D
+        The data, (x, y, z, volumes).
+    config : Config
+    progress : callable or None
+        Receives progress events (dicts).
+
+    Returns
+    -------
+    list of EncodedSlice
+        One per axial slice.
+    """
     from ..nets import pick_device, use_bf16
 
     data = volume.data
@@ -210,7 +313,21 @@ def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -
 
 def batch_size(config: Config, device, pixels: int, networks: int) -> int:
     """Slices trained together: config.batch_slices, or (0, automatic) 4 on a CPU and on a GPU as many as
-    take about a quarter of its free memory for activations."""
+    take about a quarter of its free memory for activations.
+
+    Parameters
+    ----------
+    config : Config
+    device : torch.device
+    pixels : int
+        Pixels per slice.
+    networks : int
+        Slices to train.
+
+    Returns
+    -------
+    int
+    """
     if config.batch_slices:
         return max(1, min(config.batch_slices, networks))
     if device.type != "cuda":
@@ -223,8 +340,23 @@ def batch_size(config: Config, device, pixels: int, networks: int) -> int:
 
 
 def encode_slice(values: np.ndarray, span: float, config: Config, seed: int) -> tuple[EncodedSlice, float]:
-    """Train the network of one non-constant slice (x, y, volumes) whose volume spans `span` (max − min):
-    its manifest entry and member, and the PSNR of the stored weights in the volume's [0, 1] scaling."""
+    """Train the network of one non-constant slice.
+
+    Parameters
+    ----------
+    values : ndarray, shape (x, y, volumes)
+    span : float
+        max − min of the whole volume.
+    config : Config
+    seed : int
+
+    Returns
+    -------
+    EncodedSlice
+        Its manifest entry and member.
+    float
+        The PSNR (dB) of the stored weights in the volume's [0, 1] scaling.
+    """
     nx, ny, nv = values.shape
     item = slice_entry(values)
     [(item.member, psnr)] = fit_networks(grid(nx, ny), [values.reshape(nx * ny, nv)], [item.entry], span, config,
@@ -234,10 +366,29 @@ def encode_slice(values: np.ndarray, span: float, config: Config, seed: int) -> 
 
 def fit_networks(coords: np.ndarray, values: list[np.ndarray], entries: list[dict], span: float, config: Config,
                  seeds: list[int], report=None) -> list[tuple[bytes, float]]:
-    """Train networks (together) from `coords` (N, inputs) to each of `values` (N, volumes), each volume
-    min–max normalised with its entry's "min" and "max", network s initialised with seeds[s]: the packed
-    weights of each and the PSNR of its stored weights, errors scored in the volume's [0, 1] scaling
-    (`span` = max − min of the whole volume)."""
+    """Train networks together, one per target, each volume min–max normalised with its entry's "min" and
+    "max"; errors are scored in the volume's [0, 1] scaling.
+
+    Parameters
+    ----------
+    coords : ndarray, shape (N, inputs)
+    values : list of ndarray, shape (N, volumes)
+        The targets.
+    entries : list of dict
+        Their manifest entries.
+    span : float
+        max − min of the whole volume.
+    config : Config
+    seeds : list of int
+        Network s is initialised with seeds[s].
+    report : callable or None
+        Called as report(epoch, loss, psnr).
+
+    Returns
+    -------
+    list of (bytes, float)
+        Each network's packed weights and the PSNR (dB) of its stored weights.
+    """
     import torch
 
     from ..nets import Siren, pick_device, use_bf16
@@ -264,14 +415,38 @@ def fit_networks(coords: np.ndarray, values: list[np.ndarray], entries: list[dic
 
 
 def volume_span(data: np.ndarray) -> float:
-    """max − min of the whole volume (1 when constant): the scale in which errors are scored."""
+    """max − min of the whole volume (1 when constant): the scale in which errors are scored.
+
+    Parameters
+    ----------
+    data : ndarray
+
+    Returns
+    -------
+    float
+    """
     span = float(data.max()) - float(data.min())
     return span if span > 0 else 1.0
 
 
 def check_slices(config: Config, manifest: dict) -> int:
-    """`ArchiveError` unless every entry is a valid constant or network entry whose member can hold the
-    network; the work of the forward passes."""
+    """Check every slice entry: a valid constant or network entry whose member can hold the network.
+
+    Parameters
+    ----------
+    config : Config
+    manifest : dict
+
+    Returns
+    -------
+    int
+        The work of the forward passes (multiply-adds).
+
+    Raises
+    ------
+    ArchiveError
+        For an invalid entry.
+    """
     nx, ny, _, nv = manifest["shape"]
     shapes = layer_shapes(config, nv)
     return sum(nx * ny * network_params(shapes, entry) for entry in manifest["slices"]
@@ -279,7 +454,23 @@ def check_slices(config: Config, manifest: dict) -> int:
 
 
 def check_entry(entry: dict, n_volumes: int) -> str:
-    """The kind ("constant" or "network") of a valid slice entry; else `ArchiveError`."""
+    """The kind of a valid slice entry.
+
+    Parameters
+    ----------
+    entry : dict
+    n_volumes : int
+
+    Returns
+    -------
+    str
+        "constant" or "network".
+
+    Raises
+    ------
+    ArchiveError
+        For an invalid entry.
+    """
     z, kind, own = entry["index"], entry["kind"], codec_keys(entry)
     if kind == "constant":
         if own != {"value"} or not is_number(entry["value"]) or entry["member"] is not None:
@@ -296,8 +487,23 @@ def check_entry(entry: dict, n_volumes: int) -> str:
 
 
 def network_params(shapes: list[tuple[int, int]], entry: dict) -> int:
-    """The number of weights of a network of `shapes` (out, in), whose biases are stored too; `ArchiveError`
-    unless the entry's member can hold it (the decode budget)."""
+    """The number of weights of a network, its biases included.
+
+    Parameters
+    ----------
+    shapes : list of (out, in)
+    entry : dict
+        The slice entry whose member holds it.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ArchiveError
+        Unless the entry's member can hold it (the decode budget).
+    """
     weights = sum(out * inp for out, inp in shapes)
     if weights + sum(out for out, _ in shapes) > PARAMS_FLOOR + PARAMS_PER_BYTE * entry["bytes"]:
         raise ArchiveError(f"slice {entry['index']}: the settings declare a network of {weights:,} weights, "
@@ -306,7 +512,21 @@ def network_params(shapes: list[tuple[int, int]], entry: dict) -> int:
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple[int, ...]) -> np.ndarray:
-    """The float64 slice (x, y, volumes) described by a manifest entry and its member."""
+    """Decode one slice from its manifest entry and member (numpy only).
+
+    Parameters
+    ----------
+    config : Config
+    entry : dict
+    member : bytes or None
+    shape : tuple of int
+        The volume's shape (x, y, z, volumes).
+
+    Returns
+    -------
+    ndarray, shape (x, y, volumes)
+        float64.
+    """
     nx, ny, _, nv = shape
     if entry.get("kind") == "constant":
         return np.full((nx, ny, nv), float(entry["value"]))
@@ -315,8 +535,21 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
 
 def decode_network(config: Config, entry: dict, member: bytes | None, coords: np.ndarray,
                    n_volumes: int) -> np.ndarray:
-    """The float64 values (N, n_volumes) of the network in `member` at `coords` (N, inputs), undoing the
-    entry's per-volume normalisation."""
+    """Evaluate the network in `member`, undoing the entry's per-volume normalisation.
+
+    Parameters
+    ----------
+    config : Config
+    entry : dict
+    member : bytes or None
+    coords : ndarray, shape (N, inputs)
+    n_volumes : int
+
+    Returns
+    -------
+    ndarray, shape (N, n_volumes)
+        float64.
+    """
     if entry.get("kind") != "network" or member is None:
         raise ArchiveError(f"slice entry of unknown kind {entry.get('kind')!r}")
     vmin, vmax = (np.asarray(entry[k], dtype=np.float64) for k in ("min", "max"))

@@ -52,17 +52,47 @@ PRESETS = {name: Config(**preset.to_json()) for name, preset in siren.PRESETS.it
 
 
 def default_config() -> Config:
-    """The settings used when none are given: the DEFAULT_PRESET."""
+    """The settings used when none are given: the DEFAULT_PRESET.
+
+    Returns
+    -------
+    Config
+    """
     return PRESETS[DEFAULT_PRESET]
 
 
 def member_bytes(volume: Volume4D, config: Config) -> Callable[[int], int]:
-    """Rate control's hook for a ratio target: units per layer → bytes of the (x, y, z) network's member."""
+    """Rate control's hook for a ratio target.
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    callable
+        Units per layer → bytes of the (x, y, z) network's member.
+    """
     return _siren_member_bytes(volume, config, n_in=3)
 
 
 def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
-    """Train one network on every voxel of the volume's data (x, y, z, volumes)."""
+    """Train one network on every voxel of the volume (imports torch).
+
+    Parameters
+    ----------
+    volume : Volume4D
+        The data, (x, y, z, volumes).
+    config : Config
+    progress : callable or None
+        Receives progress events (dicts).
+
+    Returns
+    -------
+    list of EncodedSlice
+        One per axial slice; the member is stored with the first.
+    """
     from ..nets import pick_device, use_bf16
 
     data = volume.data
@@ -90,7 +120,17 @@ def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -
 
 def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
     """The slice entries `encode` makes: all constant for a constant volume, else the whole volume's
-    normalisation in every entry and one (here empty) member with the first slice."""
+    normalisation in every entry and one (here empty) member with the first slice.
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    list of EncodedSlice
+    """
     data = volume.data
     whole = slice_entry(data)
     if whole.entry["kind"] == "constant":
@@ -100,8 +140,23 @@ def placeholders(volume: Volume4D, config: Config) -> list[EncodedSlice]:
 
 
 def check_slices(config: Config, manifest: dict) -> int:
-    """`ArchiveError` unless the entries are all constant, or all network entries with slice 0's member
-    holding the network; the work of evaluating it at every voxel."""
+    """Check the slice entries: all constant, or all network entries with slice 0's member holding the network.
+
+    Parameters
+    ----------
+    config : Config
+    manifest : dict
+
+    Returns
+    -------
+    int
+        The work of evaluating the network at every voxel (multiply-adds).
+
+    Raises
+    ------
+    ArchiveError
+        For an invalid entry.
+    """
     nx, ny, nz, nv = manifest["shape"]
     slices = manifest["slices"]
     kinds = {check_entry(entry, nv) for entry in slices}
@@ -113,7 +168,22 @@ def check_slices(config: Config, manifest: dict) -> int:
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple[int, ...]) -> np.ndarray:
-    """The float64 slice (x, y, volumes) at the entry's index."""
+    """Decode the slice at the entry's index (numpy only).
+
+    Parameters
+    ----------
+    config : Config
+    entry : dict
+    member : bytes or None
+        The shared member.
+    shape : tuple of int
+        The volume's shape (x, y, z, volumes).
+
+    Returns
+    -------
+    ndarray, shape (x, y, volumes)
+        float64.
+    """
     nx, ny, nz, nv = shape
     if entry.get("kind") == "constant":
         return np.full((nx, ny, nv), float(entry["value"]))
