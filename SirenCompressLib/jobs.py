@@ -158,9 +158,15 @@ class CompressJob:
 
 
 def popen_options() -> dict:
-    """Platform options for the child: its own session (POSIX), or its own process group and no console
-    window (Windows: STARTUPINFO with STARTF_USESHOWWINDOW and SW_HIDE, as Slicer's
-    `slicer.util.launchConsoleProcess` does)."""
+    """Platform options for the child process: its own session (POSIX), or its own process group and no
+    console window (Windows: STARTUPINFO with STARTF_USESHOWWINDOW and SW_HIDE, as Slicer's
+    `slicer.util.launchConsoleProcess` does).
+
+    Returns
+    -------
+    dict
+        Keyword arguments for `subprocess.Popen`.
+    """
     if os.name == "posix":
         return {"start_new_session": True, "preexec_fn": _die_with_parent}
     startup = subprocess.STARTUPINFO()

@@ -18,22 +18,64 @@ LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
 
 def layer_activations(activation: str, layers: int) -> list[str]:
-    """The activation of each hidden layer: all sine, all relu or tanh, or sine then relu ("sine-relu")."""
+    """The activation of each hidden layer: all sine, all relu or tanh, or sine then relu ("sine-relu").
+
+    Parameters
+    ----------
+    activation : str
+        "sine", "relu", "tanh" or "sine-relu".
+    layers : int
+
+    Returns
+    -------
+    list of str
+    """
     if activation == "sine-relu":
         return ["sine"] + ["relu"] * (layers - 1)
     return [activation] * layers
 
 
 def grid(*sizes: int) -> np.ndarray:
-    """Pixel coordinates in [−1, 1] (both ends included), (prod(sizes), len(sizes)), first axis slowest."""
+    """Pixel coordinates in [−1, 1], both ends included, first axis slowest.
+
+    Parameters
+    ----------
+    *sizes : int
+        The grid's size along each axis.
+
+    Returns
+    -------
+    ndarray, shape (prod(sizes), len(sizes))
+    """
     axes = np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in sizes], indexing="ij")
     return np.stack([a.ravel() for a in axes], axis=1).astype(np.float32)
 
 
 def forward(arrays: list[np.ndarray], coords: np.ndarray, w0: float, final_activation: str,
             hidden: list[str], chunk: int = 65536) -> np.ndarray:
-    """Numpy forward pass in float32 over (N, 2) coordinates, `chunk` rows at a time: the first
-    len(hidden) (W, b) pairs are hidden layers with those activations, the others linear."""
+    """Numpy forward pass in float32, `chunk` rows at a time.
+
+    Sine layers compute sin(w0·(W x + b)), as in SIREN (Sitzmann et al., NeurIPS 2020).
+
+    Parameters
+    ----------
+    arrays : list of ndarray
+        (W, b) of each layer, in evaluation order: the first len(hidden) pairs are hidden layers with those
+        activations, the others linear.
+    coords : ndarray, shape (N, inputs)
+    w0 : float
+        The sine frequency.
+    final_activation : str
+        "identity" or "relu", after the last layer.
+    hidden : list of str
+        The hidden layers' activations (see `layer_activations`).
+    chunk : int
+        Rows evaluated at a time.
+
+    Returns
+    -------
+    ndarray, shape (N, outputs)
+    """
     activations = {"sine": lambda z: np.sin(np.float32(w0) * z), "relu": lambda z: np.maximum(z, 0),
                    "tanh": np.tanh}
     params = [a.astype(np.float32) for a in arrays]
@@ -58,6 +100,18 @@ def pack_weights(arrays: list[np.ndarray], bits: int = 16, coder: str = "lzma") 
     the fp16 bytes, in one raw LZMA2 stream. coder "rans": a uint32 byte count, the symbols (offset by
     2^(bits−1)) in an adaptive rANS stream with one context per W, then the fp16 bytes in an adaptive rANS
     stream with one context for low and one for high bytes (see `entropy`).
+
+    Parameters
+    ----------
+    arrays : list of ndarray
+    bits : int
+        16, or 2 to 8.
+    coder : str
+        "lzma" or "rans".
+
+    Returns
+    -------
+    bytes
     """
     if bits == 16:
         return _lzma(b"".join(np.ascontiguousarray(a, dtype=WEIGHT_DTYPE).tobytes() for a in arrays))
@@ -76,7 +130,26 @@ def pack_weights(arrays: list[np.ndarray], bits: int = 16, coder: str = "lzma") 
 
 def unpack_weights(member: bytes, shapes: list[tuple[int, int]], bits: int = 16,
                    coder: str = "lzma") -> list[np.ndarray]:
-    """Inverse of `pack_weights` (dequantized float32 arrays for bits < 16); every length is checked."""
+    """Inverse of `pack_weights`; every length is checked.
+
+    Parameters
+    ----------
+    member : bytes
+    shapes : list of (out, in)
+        The shape of each W; b has `out` values.
+    bits : int
+    coder : str
+
+    Returns
+    -------
+    list of ndarray
+        W, b, W, b, ... (dequantized float32 for bits < 16).
+
+    Raises
+    ------
+    ArchiveError
+        For a member that does not hold exactly such a network.
+    """
     n_weights = sum(out * inp for out, inp in shapes)
     n_rows = sum(out for out, _ in shapes)
     if bits == 16:

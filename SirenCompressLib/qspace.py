@@ -13,8 +13,19 @@ B0_MAX = 50.0  # s/mm²: volumes at or below this b-value are non-weighted
 
 
 def shells(bvals: np.ndarray, tolerance: float = 0.1) -> np.ndarray:
-    """Shell label per volume: 0 for b ≤ B0_MAX, then 1, 2, … by increasing b (values within
-    `tolerance`·b of a shell's first b-value join it)."""
+    """Shell label per volume: 0 for b ≤ B0_MAX, then 1, 2, … by increasing b.
+
+    Parameters
+    ----------
+    bvals : ndarray, shape (V,)
+        b-values in s/mm².
+    tolerance : float
+        Values within `tolerance`·b of a shell's first b-value join it.
+
+    Returns
+    -------
+    ndarray of int, shape (V,)
+    """
     bvals = np.asarray(bvals, dtype=float)
     labels = np.zeros(bvals.size, dtype=int)
     centres: list[float] = []
@@ -28,8 +39,17 @@ def shells(bvals: np.ndarray, tolerance: float = 0.1) -> np.ndarray:
 
 
 def furthest_first(directions: np.ndarray) -> list[int]:
-    """Order of unit `directions` (n, 3): the first, then each time the one whose smallest angle to the
-    chosen ones (antipodes count as the same direction) is largest."""
+    """Order of unit directions: the first, then each time the one whose smallest angle to the chosen ones
+    (antipodes count as the same direction) is largest.
+
+    Parameters
+    ----------
+    directions : ndarray, shape (n, 3)
+
+    Returns
+    -------
+    list of int
+    """
     n = len(directions)
     if n == 0:
         return []
@@ -46,7 +66,18 @@ def furthest_first(directions: np.ndarray) -> list[int]:
 
 def coding_order(bvals: np.ndarray | None, bvecs: np.ndarray | None, volumes: int) -> list[int]:
     """Volumes in coding order: non-weighted volumes first (file order), then each shell by increasing b in
-    furthest-first order. Without gradients: file order."""
+    furthest-first order. Without gradients: file order.
+
+    Parameters
+    ----------
+    bvals : ndarray, shape (V,), or None
+    bvecs : ndarray, shape (V, 3), or None
+    volumes : int
+
+    Returns
+    -------
+    list of int
+    """
     if bvals is None or bvecs is None:
         return list(range(volumes))
     labels = shells(bvals)
@@ -59,10 +90,27 @@ def coding_order(bvals: np.ndarray | None, bvecs: np.ndarray | None, volumes: in
 
 def inpainting_weights(directions: np.ndarray, known: list[int], target: int,
                        kind: str = "laplace") -> np.ndarray | None:
-    """Weights over `known` (indices into `directions`, unit vectors of one shell) whose sum with the known
-    values predicts the value at `target`: the steady state of Laplace–Beltrami (`laplace`) or biharmonic
-    (`biharmonic`) diffusion on the sphere with the known values fixed. None when the directions do not
-    span a sphere (fewer than 3 known, or a degenerate hull)."""
+    """Weights over the known directions whose sum with the known values predicts the value at `target`.
+
+    The steady state of Laplace–Beltrami (`laplace`) or biharmonic (`biharmonic`) diffusion on the sphere
+    with the known values fixed (PDE inpainting in q-space, after the lossless dMRI paper).
+
+    Parameters
+    ----------
+    directions : ndarray, shape (n, 3)
+        Unit vectors of one shell.
+    known : list of int
+        Indices into `directions` whose values are known.
+    target : int
+        The index to predict.
+    kind : str
+        "laplace" or "biharmonic".
+
+    Returns
+    -------
+    ndarray, shape (len(known),), or None
+        None when the directions do not span a sphere (fewer than 3 known, or a degenerate hull).
+    """
     from scipy.spatial import ConvexHull, QhullError
 
     directions = _unit(directions)

@@ -11,30 +11,84 @@ import numpy as np
 
 
 def levels(bits: int) -> int:
-    """Largest integer magnitude at `bits` bits (symmetric, so −0 is never used)."""
+    """Largest integer magnitude at `bits` bits (symmetric, so −0 is never used).
+
+    Parameters
+    ----------
+    bits : int
+
+    Returns
+    -------
+    int
+    """
     return 2 ** (bits - 1) - 1
 
 
 def channel_scales(w: np.ndarray, bits: int) -> np.ndarray:
-    """fp16 scale per row: max |w| of the row over the largest level (1 for all-zero rows)."""
+    """fp16 scale per row: max |w| of the row over the largest level (1 for all-zero rows).
+
+    Parameters
+    ----------
+    w : ndarray, shape (out, in)
+    bits : int
+
+    Returns
+    -------
+    ndarray of float16, shape (out,)
+    """
     peak = np.abs(w).max(axis=1)
     scales = (peak / levels(bits)).astype(np.float16)
     return np.where(scales > 0, scales, np.float16(1))
 
 
 def quantize(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(integers, fp16 scales) of a weight matrix."""
+    """Per-row symmetric quantisation of a weight matrix.
+
+    Parameters
+    ----------
+    w : ndarray, shape (out, in)
+    bits : int
+
+    Returns
+    -------
+    q : ndarray of int32, shape (out, in)
+        Integers in [−levels(bits), levels(bits)].
+    scales : ndarray of float16, shape (out,)
+    """
     scales = channel_scales(w, bits)
     q = np.clip(np.rint(w / scales[:, None].astype(np.float32)), -levels(bits), levels(bits))
     return q.astype(np.int32), scales
 
 
 def dequantize(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Inverse of `quantize` (up to rounding).
+
+    Parameters
+    ----------
+    q : ndarray, shape (out, in)
+    scales : ndarray, shape (out,)
+
+    Returns
+    -------
+    ndarray of float32, shape (out, in)
+    """
     return q.astype(np.float32) * scales.astype(np.float32)[:, None]
 
 
 def fake_quantize(w, bits: int):
-    """torch: the dequantized weights in the forward pass, identity gradient in the backward pass."""
+    """Quantisation-aware training: the dequantized weights in the forward pass, identity gradient in the
+    backward pass: the straight-through estimator (Bengio, Léonard and Courville, "Estimating or propagating
+    gradients through stochastic neurons for conditional computation", arXiv:1308.3432, 2013).
+
+    Parameters
+    ----------
+    w : torch.Tensor, shape (out, in)
+    bits : int
+
+    Returns
+    -------
+    torch.Tensor
+    """
     import torch
 
     peak = w.detach().abs().amax(dim=1)

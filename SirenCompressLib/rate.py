@@ -14,7 +14,20 @@ INTEGER_BITS = (8, 6)  # bit depths tried for integer weights
 
 
 def supports(codec: str, target: str) -> None:
-    """`InputError` unless codec `codec` can aim at `target` ("ratio" or "psnr")."""
+    """Check that a codec can aim at a rate target.
+
+    Parameters
+    ----------
+    codec : str
+        A key of `codecs.REGISTRY`.
+    target : str
+        "ratio" or "psnr".
+
+    Raises
+    ------
+    InputError
+        Unless the codec's `RATE_CONTROL` has `target` (the message names the codecs that can).
+    """
     if target not in get_codec(codec).RATE_CONTROL:
         able = [name for name in REGISTRY if target in get_codec(name).RATE_CONTROL]
         raise InputError(f"the {codec} codec cannot aim at a {'PSNR' if target == 'psnr' else 'compression ratio'}"

@@ -19,7 +19,17 @@ SAMPLE_FILES = {"b1k_b2k.nii.gz": "b1k_b2k_example_slices_24_38.nii.gz",
 
 
 def sample_folder() -> Path:
-    """Where mdt keeps the sample; `InputError` if mdt is not installed."""
+    """Where the mdt package keeps the in-vivo dMRI sample.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        When mdt is not installed or has no sample data.
+    """
     spec = importlib.util.find_spec("mdt")
     if spec is None or not spec.submodule_search_locations:
         raise InputError("the bundled sample needs the mdt package: pip install --no-deps mdt")
@@ -30,7 +40,27 @@ def sample_folder() -> Path:
 
 
 def copy_sample(destination: str | Path, force: bool = False) -> Path:
-    """Copy the sample into `destination` as b1k_b2k.nii.gz/.bval/.bvec; returns the image path."""
+    """Copy the sample into a folder as b1k_b2k.nii.gz, .bval and .bvec.
+
+    Parameters
+    ----------
+    destination : str or Path
+        The folder (created if needed).
+    force : bool
+        Replace existing files.
+
+    Returns
+    -------
+    Path
+        The image's path.
+
+    Raises
+    ------
+    InputError
+        When the sample is not available.
+    OutputError
+        When a file exists (without `force`) or cannot be written.
+    """
     source, destination = sample_folder(), Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
     targets = [destination / name for name in SAMPLE_FILES]

@@ -270,12 +270,12 @@ class JsonSettings:
             raise ArchiveError(f"bad {cls.__module__.rsplit('.', 1)[-1]} settings in the archive: {exc}") from None
 
 
-def checked_json(cls, d: dict) -> dict:
+def checked_json(config_class: type, d: dict) -> dict:
     """Check settings read from JSON against a settings class.
 
     Parameters
     ----------
-    cls : type
+    config_class : type
         A `JsonSettings` dataclass.
     d : dict
         Field name → JSON value.
@@ -288,10 +288,10 @@ def checked_json(cls, d: dict) -> dict:
     Raises
     ------
     InputError
-        Naming the first key that is not a field of `cls` or value not of its field's JSON type.
+        Naming the first key that is not a field of `config_class` or value not of its field's JSON type.
     """
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    hints = typing.get_type_hints(config_class)
+    unknown = sorted(set(d) - {f.name for f in fields(config_class)})
     if unknown:
         raise InputError(f"unknown settings: {', '.join(unknown)}")
     for name, value in d.items():
