@@ -25,7 +25,22 @@ COUNT_LIMIT = 1 << 16  # counts of a context with an increment above 1 are halve
 
 
 def encode(symbols: np.ndarray, alphabet: int, contexts: np.ndarray | None = None, n_contexts: int = 1) -> bytes:
-    """Code integer `symbols` in [0, alphabet), each with its context in [0, n_contexts) (default: all 0)."""
+    """Code integer symbols with adaptive interleaved rANS (Duda, "Asymmetric numeral systems", arXiv:1311.2540,
+    2013).
+
+    Parameters
+    ----------
+    symbols : ndarray of int
+        Values in [0, alphabet).
+    alphabet : int
+    contexts : ndarray of int or None
+        Each symbol's context in [0, n_contexts); None: all 0.
+    n_contexts : int
+
+    Returns
+    -------
+    bytes
+    """
     count = np.asarray(symbols).size
     symbols, contexts, lanes = _layout(symbols, alphabet, contexts, n_contexts)
     return _encode_grid(symbols, contexts, np.ones(symbols.shape, dtype=bool), alphabet, n_contexts, count)
@@ -33,7 +48,26 @@ def encode(symbols: np.ndarray, alphabet: int, contexts: np.ndarray | None = Non
 
 def decode(data: bytes, count: int, alphabet: int, contexts: np.ndarray | None = None,
            n_contexts: int = 1) -> np.ndarray:
-    """The `count` symbols coded by `encode` with the same alphabet and contexts (int64)."""
+    """The symbols coded by `encode` with the same alphabet and contexts.
+
+    Parameters
+    ----------
+    data : bytes
+    count : int
+        The number of symbols.
+    alphabet : int
+    contexts : ndarray of int or None
+    n_contexts : int
+
+    Returns
+    -------
+    ndarray of int64, shape (count,)
+
+    Raises
+    ------
+    ArchiveError
+        For a stream that is corrupt or not read to its end.
+    """
     lanes = _lanes(count)
     decoder = _Decoder(data, count, lanes, alphabet, n_contexts)
     contexts = _contexts(contexts, count, n_contexts).reshape(-1, lanes)
@@ -45,10 +79,29 @@ def decode(data: bytes, count: int, alphabet: int, contexts: np.ndarray | None =
 
 def encode_chunks(symbols: np.ndarray, alphabet: int, contexts: np.ndarray, n_contexts: int,
                   chunks: list[int], lanes: int, increment: int = 1) -> bytes:
-    """Like `encode`, for symbols that a decoder reads chunk by chunk (`ChunkDecoder`): the contexts of a
-    chunk may depend on the symbols of earlier chunks. Each chunk fills whole steps of `lanes` symbols; the
-    unused places of its last step cost nothing. The adaptive model carries over from chunk to chunk; each
-    symbol adds `increment` to its count (above 1, counts are halved past COUNT_LIMIT: faster adaptation)."""
+    """Like `encode`, for symbols that a decoder reads chunk by chunk (`ChunkDecoder`).
+
+    The contexts of a chunk may depend on the symbols of earlier chunks. Each chunk fills whole steps of
+    `lanes` symbols; the unused places of its last step cost nothing. The adaptive model carries over from
+    chunk to chunk.
+
+    Parameters
+    ----------
+    symbols : ndarray of int
+    alphabet : int
+    contexts : ndarray of int
+    n_contexts : int
+    chunks : list of int
+        The chunks' lengths.
+    lanes : int
+        Interleaved streams.
+    increment : int
+        What each symbol adds to its count (above 1, counts are halved past COUNT_LIMIT: faster adaptation).
+
+    Returns
+    -------
+    bytes
+    """
     symbols, contexts = np.asarray(symbols).ravel(), np.asarray(contexts).ravel()
     if sum(chunks) != symbols.size or contexts.size != symbols.size:
         raise ValueError("chunk sizes must add up to the number of symbols and contexts")
@@ -76,6 +129,17 @@ class ChunkDecoder:
         self._count, self._lanes, self._read = count, lanes, 0
 
     def next(self, contexts: np.ndarray) -> np.ndarray:
+        """The symbols of the next chunk.
+
+        Parameters
+        ----------
+        contexts : ndarray of int
+            One per symbol of the chunk.
+
+        Returns
+        -------
+        ndarray of int64
+        """
         contexts = np.asarray(contexts, dtype=np.int64).ravel()
         n, lanes = contexts.size, self._lanes
         if self._read + n > self._count:
@@ -92,6 +156,13 @@ class ChunkDecoder:
         return out.ravel()[:n]
 
     def close(self) -> None:
+        """Check that the whole stream was used.
+
+        Raises
+        ------
+        ArchiveError
+            When it was not read to its end.
+        """
         if self._read != self._count:
             raise ArchiveError("entropy-coded stream was not read to its end")
         self._decoder.close()
@@ -240,11 +311,20 @@ TOKENS = TOKEN_DIRECT + ((64 - 4) << TOKEN_MANTISSA)  # alphabet of `split_integ
 
 
 def split_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Binarise unsigned integers (uint64) for an adaptive coder: (token, extra-bit count, extra bits).
+    """Binarise unsigned integers for an adaptive coder.
 
     u < 16 is its own token. Otherwise, with e the index of u's highest set bit, the token holds e and the
     TOKEN_MANTISSA bits below the highest, and the lower bits travel verbatim: tokens stay below `TOKENS`
-    however wide the integers are, and the verbatim bits cost exactly their count."""
+    however wide the integers are, and the verbatim bits cost exactly their count.
+
+    Parameters
+    ----------
+    values : ndarray of uint64
+
+    Returns
+    -------
+    tokens, extra_count, extra_bits : ndarray
+    """
     u = np.asarray(values, dtype=np.uint64).ravel()
     top = _highest_bit(u)
     big = u >= TOKEN_DIRECT
@@ -257,13 +337,33 @@ def split_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def token_bits(tokens: np.ndarray) -> np.ndarray:
-    """Extra-bit count of each token (see `split_integers`)."""
+    """Extra-bit count of each token (see `split_integers`).
+
+    Parameters
+    ----------
+    tokens : ndarray of int
+
+    Returns
+    -------
+    ndarray of int
+    """
     tokens = np.asarray(tokens, dtype=np.int64)
     return np.where(tokens >= TOKEN_DIRECT, ((tokens - TOKEN_DIRECT) >> TOKEN_MANTISSA) + 4 - TOKEN_MANTISSA, 0)
 
 
 def join_integers(tokens: np.ndarray, extra: np.ndarray) -> np.ndarray:
-    """Inverse of `split_integers` (uint64)."""
+    """Inverse of `split_integers`.
+
+    Parameters
+    ----------
+    tokens : ndarray of int
+    extra : ndarray
+        The extra bits of each token.
+
+    Returns
+    -------
+    ndarray of uint64
+    """
     tokens = np.asarray(tokens, dtype=np.int64)
     big = tokens >= TOKEN_DIRECT
     nbits = token_bits(tokens).astype(np.uint64)
@@ -272,7 +372,17 @@ def join_integers(tokens: np.ndarray, extra: np.ndarray) -> np.ndarray:
 
 
 def pack_bits(values: np.ndarray, nbits: np.ndarray) -> bytes:
-    """The low `nbits[i]` bits of each value, most significant first, concatenated and byte-padded."""
+    """The low `nbits[i]` bits of each value, most significant first, concatenated and byte-padded.
+
+    Parameters
+    ----------
+    values : ndarray of uint64
+    nbits : ndarray of int
+
+    Returns
+    -------
+    bytes
+    """
     values, nbits = np.asarray(values, dtype=np.uint64).ravel(), np.asarray(nbits, dtype=np.int64).ravel()
     ends = np.cumsum(nbits)
     bits = np.zeros(int(ends[-1]) if ends.size else 0, dtype=np.uint8)
@@ -289,6 +399,22 @@ class BitReader:
         self.bits, self.at = np.unpackbits(np.frombuffer(data, dtype=np.uint8)), 0
 
     def read(self, nbits: np.ndarray) -> np.ndarray:
+        """The next group of fields.
+
+        Parameters
+        ----------
+        nbits : ndarray of int
+            Each field's width.
+
+        Returns
+        -------
+        ndarray of uint64
+
+        Raises
+        ------
+        ArchiveError
+            When the stream is shorter than the fields.
+        """
         nbits = np.asarray(nbits, dtype=np.int64).ravel()
         ends = self.at + np.cumsum(nbits)
         if ends.size and ends[-1] > self.bits.size:
@@ -301,6 +427,13 @@ class BitReader:
         return out
 
     def close(self) -> None:
+        """Check that no whole byte is left over.
+
+        Raises
+        ------
+        ArchiveError
+            When the stream is longer than its fields.
+        """
         if self.bits.size - self.at >= 8:
             raise ArchiveError("verbatim bit stream is longer than its fields")
 
