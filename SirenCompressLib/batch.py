@@ -51,7 +51,22 @@ class Outcome:
 
 
 def read_manifest(path: str | os.PathLike) -> list[Subject]:
-    """The subjects of a CSV/TSV manifest (delimiter from the extension: .tsv → tab, else comma)."""
+    """The subjects of a CSV/TSV manifest (delimiter from the extension: .tsv → tab, else comma).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    list of Subject
+
+    Raises
+    ------
+    InputError
+        For a missing file, no input and output columns, an empty input or output, or two subjects
+        writing the same output.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such manifest")
@@ -72,8 +87,17 @@ def read_manifest(path: str | os.PathLike) -> list[Subject]:
 
 
 def verified(subject: Subject) -> Outcome | None:
-    """The outcome of an earlier run if the subject's archive exists, reads back intact and was made from
-    this input file (same name and size); else None."""
+    """The outcome of an earlier run if the subject's archive exists, reads back intact and was made from this
+    input file (same name and size).
+
+    Parameters
+    ----------
+    subject : Subject
+
+    Returns
+    -------
+    Outcome or None
+    """
     if not subject.output.is_file() or not subject.input.is_file():
         return None
     try:
@@ -89,8 +113,17 @@ def verified(subject: Subject) -> Outcome | None:
 
 
 def compress_subject(subject: Subject) -> Outcome:
-    """Compress one subject in a child process (runs on a worker, which creates the output's folders);
-    failures become a failed Outcome."""
+    """Compress one subject in a child process (runs on a worker, which creates the output's folders).
+
+    Parameters
+    ----------
+    subject : Subject
+
+    Returns
+    -------
+    Outcome
+        Failures become a failed Outcome.
+    """
     try:
         subject.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -122,8 +155,21 @@ def compress_subject(subject: Subject) -> Outcome:
 
 def run(subjects: list[Subject], client, retries: int = 2,
         report: Callable[[Outcome, int, int], None] | None = None) -> list[Outcome]:
-    """Compress every subject not verified done on the Dask `client`; `report(outcome, finished, total)`
-    after each. A task is retried `retries` times when its worker fails (dies or raises)."""
+    """Compress every subject not verified done on a Dask client.
+
+    Parameters
+    ----------
+    subjects : list of Subject
+    client : distributed.Client
+    retries : int
+        Times a task is retried when its worker fails (dies or raises).
+    report : callable or None
+        Called as report(outcome, finished, total) after each subject.
+
+    Returns
+    -------
+    list of Outcome
+    """
     from distributed import as_completed
 
     outcomes: list[Outcome] = []
@@ -151,7 +197,13 @@ def run(subjects: list[Subject], client, retries: int = 2,
 
 
 def write_results(outcomes: Iterable[Outcome], path: str | os.PathLike) -> None:
-    """The results table, atomically: CSV, or Parquet (needs pyarrow) for a .parquet path."""
+    """Write the results table atomically: CSV, or Parquet (needs pyarrow) for a .parquet path.
+
+    Parameters
+    ----------
+    outcomes : iterable of Outcome
+    path : str or os.PathLike
+    """
     rows = [asdict(o) for o in outcomes]
     names = [f.name for f in fields(Outcome)]
     path = Path(path)
@@ -171,7 +223,18 @@ def write_results(outcomes: Iterable[Outcome], path: str | os.PathLike) -> None:
 
 
 def local_client(workers: int, threads_per_worker: int = 1):
-    """A Dask client on a local cluster of `workers` processes."""
+    """A Dask client on a local cluster.
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes.
+    threads_per_worker : int
+
+    Returns
+    -------
+    distributed.Client
+    """
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
@@ -180,8 +243,24 @@ def local_client(workers: int, threads_per_worker: int = 1):
 
 
 def slurm_cluster(cores: int, memory: str, gpus: int = 0, queue: str | None = None, walltime: str = "24:00:00"):
-    """A dask-jobqueue SLURM cluster (not yet scaled): each job one worker with `cores` cores, `memory` and
-    `gpus` GPUs (requested with --gres=gpu:N). Site settings come from dask-jobqueue's configuration."""
+    """A dask-jobqueue SLURM cluster (not yet scaled). Site settings come from dask-jobqueue's configuration.
+
+    Parameters
+    ----------
+    cores : int
+        Cores of each job (one worker per job).
+    memory : str
+        Memory of each job, e.g. "16GB".
+    gpus : int
+        GPUs of each job, requested with --gres=gpu:N.
+    queue : str or None
+        The SLURM partition.
+    walltime : str
+
+    Returns
+    -------
+    dask_jobqueue.SLURMCluster
+    """
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
