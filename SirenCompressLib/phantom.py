@@ -196,27 +196,33 @@ def _protocol(bvalues: tuple[float, ...], directions: int, b0s: int) -> tuple[np
 def _tissue_fractions(shape: tuple[int, int, int], ijk_to_ras: np.ndarray) -> tuple[np.ndarray, ...]:
     """Grey matter, white matter and CSF fractions on the grid, each (x, y, z) float32 in [0, 1].
 
-    The 1 mm MNI152 2009a maps (Fonov et al. 2011, NeuroImage 54:313) are smoothed with a Gaussian of
-    FWHM one target voxel (the partial volume of a larger voxel) and sampled trilinearly. CSF is what is
-    left of the brain mask (T1 template > 0).
+    The 1 mm MNI152 2009a maps (Fonov et al. 2011, NeuroImage 54:313) interpolated linearly at ≤ 1 mm
+    steps inside each target voxel and averaged (the partial volume of a box-shaped voxel); both grids are
+    axis-aligned, so this is one weight matrix per axis. CSF is what is left of the brain mask (T1 template
+    > 0, the ventricles included).
     """
     import nibabel as nib
-    from scipy import ndimage
 
     folder = _nilearn_data()
     images = {name: nib.load(folder / file) for name, file in MNI_FILES.items()}
     to_template = np.linalg.inv(images["t1"].affine) @ ijk_to_ras
-    grid = np.indices(shape, np.float32).reshape(3, -1)
-    coordinates = to_template[:3, :3] @ grid + to_template[:3, 3:]
-    fwhm = np.abs(to_template[:3, :3]).sum(axis=1)  # template voxels per target voxel, per template axis
-    maps = {}
-    for name in ("gm", "wm"):
-        tissue = np.asarray(images[name].dataobj, np.float32) / 255
-        maps[name] = ndimage.gaussian_filter(tissue, fwhm / 2.355)
-    brain = (np.asarray(images["t1"].dataobj) > 0).astype(np.float32)  # brain-extracted, ventricles included
-    maps["csf"] = np.clip(ndimage.gaussian_filter(brain, fwhm / 2.355) - maps["gm"] - maps["wm"], 0, 1)
-    return tuple(np.clip(ndimage.map_coordinates(maps[name], coordinates, order=1), 0, 1).reshape(shape)
-                 for name in ("gm", "wm", "csf"))
+    weights = [_axis_weights(n, to_template[a, a], to_template[a, 3], size)
+               for a, (n, size) in enumerate(zip(shape, images["t1"].shape))]
+
+    def resampled(template: np.ndarray) -> np.ndarray:
+        return np.einsum("ia,jb,kc,abc->ijk", *weights, template, optimize=True).astype(np.float32)
+
+    gm, wm = (resampled(np.asarray(images[name].dataobj) / np.float32(255)) for name in ("gm", "wm"))
+    brain = resampled(np.asarray(images["t1"].dataobj) > 0)
+    return np.clip(gm, 0, 1), np.clip(wm, 0, 1), np.clip(brain - gm - wm, 0, 1)
+
+
+def _axis_weights(n: int, scale: float, shift: float, size: int) -> np.ndarray:
+    """Along one axis, (n, size): the mean of linear interpolations at ⌈|scale|⌉ evenly spaced points in
+    each of `n` target voxels, target index i at template index scale · i + shift."""
+    steps = int(np.ceil(abs(scale)))
+    points = scale * (np.arange(n)[:, None] + (np.arange(steps) + 0.5) / steps - 0.5) + shift
+    return np.maximum(0, 1 - np.abs(points[..., None] - np.arange(size))).mean(axis=1)
 
 
 def _nilearn_data() -> Path:
@@ -239,3 +245,42 @@ def _coil_bias(shape: tuple[int, int, int]) -> np.ndarray:
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / (np.linalg.norm(vectors, axis=-1, keepdims=True) + 1e-12)
+
+
+PHANTOMS = {"small": ((64, 64, 4), 50.0), "full": ((104, 104, 72), 60.0)}  # name: default shape and SNR
+
+
+def named_phantom(name: str, shape: tuple[int, int, int] | None = None, snr: float | None = None,
+                  seed: int = 0) -> tuple[Volume4D, np.ndarray, str]:
+    """A phantom of `sirencompress sample --phantom` and `bench --phantom`, int16.
+
+    Parameters
+    ----------
+    name : "small", `dwi_phantom` 64×64×4 × 61 volumes (30 directions at b = 1000 and 2000 s/mm²), or
+        "full", `brain_phantom` 104×104×72 × 105 volumes.
+    shape : voxels (x, y, z) instead of the phantom's default.
+    snr : b=0 signal / σ instead of the default (50 for "small": σ 2 % of the signal; 60 for "full").
+    seed : the random seed.
+
+    Returns
+    -------
+    (noisy volume, noise-free data (x, y, z, volumes), a one-line description)
+
+    Raises
+    ------
+    InputError : an unknown name, or a size or SNR that is not positive.
+    """
+    if name not in PHANTOMS:
+        raise InputError(f"unknown phantom {name!r}; choose one of {', '.join(PHANTOMS)}")
+    shape = shape or PHANTOMS[name][0]
+    snr = snr or PHANTOMS[name][1]
+    if name == "small":
+        if min(shape) < 1 or snr <= 0:
+            raise InputError("the phantom needs positive sizes and SNR")
+        options = dict(shape=shape, directions=30, bvalues=(1000.0, 2000.0), seed=seed)
+        volume, clean = dwi_phantom(noise=1 / snr, **options), dwi_phantom(noise=0.0, **options).data
+    else:
+        phantom = brain_phantom(shape, snr=snr, seed=seed)
+        volume, clean = phantom.volume, phantom.clean
+    size = f"{'×'.join(map(str, volume.shape[:3]))} × {volume.shape[3]} volumes"
+    return volume, clean, f"{name} DWI phantom {size} (b = 0, 1000, 2000), SNR {snr:g}, seed {seed}, int16"
