@@ -31,7 +31,7 @@ from .phantom import PHANTOMS, named_phantom
 from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
 from .progress import Bar, JsonLines
 from .rate import config_for_psnr, config_for_ratio, supports
-from .sample import SAMPLE_FILES, copy_sample, sample_folder
+from .sample import SAMPLES, copy_sample, sample_files
 from .version import __version__
 from .volume import FrameIndex, Volume4D
 
@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = commands.add_parser("sample", help="copy the bundled real dMRI sample into a folder, or write a phantom")
     s.add_argument("folder", type=Path)
+    s.add_argument("--real", choices=list(SAMPLES),
+                   help="which real sample (default: b1k_b2k; multishell_b6k_max: the same subject, 114 volumes "
+                        "on 8 shells up to b = 6000)")
     _add_phantom_flags(s, "write a synthetic DWI phantom (NIfTI int16 + .bval/.bvec) instead")
     s.add_argument("--force", action="store_true")
     s.set_defaults(run=_sample)
@@ -426,7 +429,7 @@ def _bench(args: argparse.Namespace) -> None:
     if phantom:
         volume, clean, data_name = phantom
     else:
-        files = [args.input] if args.input else [sample_folder() / name for name in SAMPLE_FILES.values()]
+        files = [args.input] if args.input else sample_files()
         path = files[0]
         volume = read_volume(*files)
         data_name = f"{path.name}, {'×'.join(map(str, volume.shape))}"
@@ -496,13 +499,15 @@ def _device_name() -> str:
 
 
 def _sample(args: argparse.Namespace) -> None:
+    if args.phantom and args.real:
+        raise InputError("give --real or --phantom, not both")
     path = args.folder / f"phantom_{args.phantom}.nii.gz"
     if args.phantom:
         args.folder.mkdir(parents=True, exist_ok=True)
         check_outputs([path, *fsl_gradient_paths(path)], args.force)
     phantom = _phantom(args)
     if phantom is None:
-        print(copy_sample(args.folder, args.force))
+        print(copy_sample(args.folder, args.force, args.real or "b1k_b2k"))
         return
     print(write_volume(phantom[0], path, args.force)[0])
 

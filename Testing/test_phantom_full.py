@@ -105,3 +105,12 @@ def test_sample_writes_a_phantom(tmp_path):
 def test_phantom_flags_need_a_phantom(tmp_path):
     r = run_cli("sample", tmp_path, "--snr", "30")
     assert r.returncode == 2 and "apply to a --phantom" in r.stderr
+
+
+def test_sample_copies_the_multishell_sample(tmp_path):
+    r = run_cli("sample", tmp_path, "--real", "multishell_b6k_max")
+    assert r.returncode == 0, r.stderr
+    volume = read_volume(tmp_path / "multishell_b6k_max.nii.gz")
+    assert volume.shape == (104, 104, 2, 114) and volume.gradients.bvals.max() == 6000
+    r = run_cli("sample", tmp_path, "--real", "b1k_b2k", "--phantom", "full")
+    assert r.returncode == 2 and "not both" in r.stderr
