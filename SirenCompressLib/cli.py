@@ -15,6 +15,8 @@ import sys
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 from . import batch, headers
 from .archive import read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
@@ -23,15 +25,15 @@ from .errors import InputError, SirenCompressError, SubjectsFailed
 from .evaluate import dmri as dmri_eval
 from .evaluate import dmri_report, rd
 from .evaluate.rd import CLASSICAL
-from .io import diffusion_hint, image_format, read_map, read_volume, unstorable, write_volume
+from .io import diffusion_hint, fsl_gradient_paths, image_format, read_map, read_volume, unstorable, write_volume
 from .metrics import Comparison, compare
-from .phantom import dwi_phantom
+from .phantom import PHANTOMS, named_phantom
 from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
 from .progress import Bar, JsonLines
 from .rate import config_for_psnr, config_for_ratio, supports
-from .sample import SAMPLE_FILES, copy_sample, sample_folder
+from .sample import SAMPLES, copy_sample, sample_files
 from .version import __version__
-from .volume import FrameIndex
+from .volume import FrameIndex, Volume4D
 
 FORMAT_NAMES = {"nifti": "NIfTI", "nrrd": "NRRD"}
 
@@ -151,8 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = commands.add_parser("bench", help="rate-distortion table and plot: siren presets against classical "
                                           "codecs at the same compression ratios")
     b.add_argument("input", nargs="?", type=Path, help="a 4D image (default: the bundled real sample)")
-    b.add_argument("--phantom", action="store_true",
-                   help="use a synthetic DWI phantom instead; PSNR also against its noise-free version")
+    _add_phantom_flags(b, "use a synthetic DWI phantom instead; PSNR also against its noise-free version")
     b.add_argument("--ratios", type=float, nargs="+", default=[10.0, 20.0, 40.0])
     b.add_argument("--presets", nargs="+", choices=sorted(_presets()), help="presets of the codecs (default: all)")
     b.add_argument("--codecs", nargs="+", choices=[n for n in REGISTRY if get_codec(n).PRESETS], default=[DEFAULT],
@@ -182,11 +183,35 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--retries", type=int, default=2, help="tries again when a subject's worker dies or fails")
     t.set_defaults(run=_batch)
 
-    s = commands.add_parser("sample", help="copy the bundled real dMRI sample into a folder")
+    s = commands.add_parser("sample", help="copy the bundled real dMRI sample into a folder, or write a phantom")
     s.add_argument("folder", type=Path)
+    s.add_argument("--real", choices=list(SAMPLES),
+                   help="which real sample (default: b1k_b2k; multishell_b6k_max: the same subject, 114 volumes "
+                        "on 8 shells up to b = 6000)")
+    _add_phantom_flags(s, "write a synthetic DWI phantom (NIfTI int16 + .bval/.bvec) instead")
     s.add_argument("--force", action="store_true")
     s.set_defaults(run=_sample)
     return parser
+
+
+def _add_phantom_flags(parser: argparse.ArgumentParser, help: str) -> None:
+    group = parser.add_argument_group("phantom")
+    group.add_argument("--phantom", nargs="?", const="small", choices=list(PHANTOMS),
+                       help=help + ": small (64×64×4 × 61 volumes, the default) or full (a whole brain on the "
+                                   "MNI152 maps, 104×104×72 × 105 volumes of 2 mm; needs nilearn)")
+    group.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                       help="the phantom's voxels (the full phantom keeps its 208×208×144 mm field of view)")
+    group.add_argument("--snr", type=float, help="b=0 signal / noise σ (default: small 50, full 60)")
+    group.add_argument("--seed", type=int, default=0, help="seeds the phantom's noise (and the full one's fibres)")
+
+
+def _phantom(args: argparse.Namespace) -> tuple[Volume4D, np.ndarray, str] | None:
+    """The phantom the flags ask for, or None without --phantom."""
+    if args.phantom is None:
+        if args.shape or args.snr or args.seed:
+            raise InputError("--shape, --snr and --seed apply to a --phantom")
+        return None
+    return named_phantom(args.phantom, args.shape and tuple(args.shape), args.snr, args.seed)
 
 
 def _compress(args: argparse.Namespace) -> None:
@@ -400,12 +425,11 @@ def _bench(args: argparse.Namespace) -> None:
     outputs = [args.output / name for name in ("rd.md", "rd.json", "rd.png")]
     check_outputs(outputs, args.force)
     clean = None
-    if args.phantom:
-        volume = dwi_phantom(shape=(64, 64, 4), directions=30, bvalues=(1000.0, 2000.0), noise=0.02)
-        clean = dwi_phantom(shape=(64, 64, 4), directions=30, bvalues=(1000.0, 2000.0), noise=0.0).data
-        data_name = "DWI phantom 64×64×4 × 61 volumes (b = 0, 1000, 2000), Rician noise 2 %, int16"
+    phantom = _phantom(args)
+    if phantom:
+        volume, clean, data_name = phantom
     else:
-        files = [args.input] if args.input else [sample_folder() / name for name in SAMPLE_FILES.values()]
+        files = [args.input] if args.input else sample_files()
         path = files[0]
         volume = read_volume(*files)
         data_name = f"{path.name}, {'×'.join(map(str, volume.shape))}"
@@ -475,7 +499,17 @@ def _device_name() -> str:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    print(copy_sample(args.folder, args.force))
+    if args.phantom and args.real:
+        raise InputError("give --real or --phantom, not both")
+    path = args.folder / f"phantom_{args.phantom}.nii.gz"
+    if args.phantom:
+        args.folder.mkdir(parents=True, exist_ok=True)
+        check_outputs([path, *fsl_gradient_paths(path)], args.force)
+    phantom = _phantom(args)
+    if phantom is None:
+        print(copy_sample(args.folder, args.force, args.real or "b1k_b2k"))
+        return
+    print(write_volume(phantom[0], path, args.force)[0])
 
 
 def _print_table(comparison: Comparison, kinds: list[str] | None = None, nbytes: list[int] | None = None) -> None:
