@@ -20,7 +20,7 @@ from ..metrics import compare
 from ..pipeline import compress, decompress
 from ..rate import config_for_ratio
 from ..volume import Volume4D
-from .classical import Coded, images_at_size, klt_at_size
+from .classical import Coded, hevc_at_size, images_at_size, klt_at_size
 
 CLASSICAL = {
     "JPEG 2000 tiled": lambda d, t: images_at_size(d, t, "JPEG 2000", "tiled"),
@@ -29,6 +29,7 @@ CLASSICAL = {
     "JPEG XL tiled": lambda d, t: images_at_size(d, t, "JPEG XL", "tiled"),
     "JPEG XL per-image": lambda d, t: images_at_size(d, t, "JPEG XL", "per-image"),
     "KLT + JPEG 2000": lambda d, t: klt_at_size(d, t),
+    "HEVC 12-bit": hevc_at_size,
 }
 
 
