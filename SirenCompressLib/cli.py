@@ -26,7 +26,8 @@ from .evaluate import dmri as dmri_eval
 from .evaluate import dmri_report, rd
 from .evaluate.rd import CLASSICAL
 from .io import diffusion_hint, fsl_gradient_paths, image_format, read_map, read_volume, unstorable, write_volume
-from .metrics import Comparison, compare
+from .metrics import Comparison, compare, value_range
+from .noise import NoiseBound, estimate_sigma
 from .phantom import PHANTOMS, named_phantom
 from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
 from .progress import Bar, JsonLines
@@ -150,17 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     fmri.add_argument("--contrast", help="trial type of the GLM contrast (default: the first in --events)")
     e.set_defaults(run=_evaluate)
 
-    b = commands.add_parser("bench", help="rate-distortion table and plot: siren presets against classical "
-                                          "codecs at the same compression ratios")
+    b = commands.add_parser("bench", help="rate-distortion table and plot: our codecs against classical codecs at "
+                                          "the same compression ratios, with the noise bound")
     b.add_argument("input", nargs="?", type=Path, help="a 4D image (default: the bundled real sample)")
     _add_phantom_flags(b, "use a synthetic DWI phantom instead; PSNR also against its noise-free version")
     b.add_argument("--ratios", type=float, nargs="+", default=[10.0, 20.0, 40.0])
     b.add_argument("--presets", nargs="+", choices=sorted(_presets()), help="presets of the codecs (default: all)")
-    b.add_argument("--codecs", nargs="+", choices=[n for n in REGISTRY if get_codec(n).PRESETS], default=[DEFAULT],
-                   help="codecs with presets, each run with every preset (default: %(default)s)")
+    b.add_argument("--codecs", nargs="*", choices=[n for n in REGISTRY if "ratio" in get_codec(n).RATE_CONTROL],
+                   default=[DEFAULT], help="codecs that can aim at a compression ratio, each run with every preset "
+                   "it has (or its defaults); none: classical codecs only (default: %(default)s)")
     b.add_argument("--classical", nargs="+", choices=list(CLASSICAL), default=list(CLASSICAL))
-    b.add_argument("--epochs", type=int, help="override the presets' epochs (for quick runs)")
-    b.add_argument("--precision", help="override the presets' training precision")
+    b.add_argument("--epochs", type=int, help="override the codecs' epochs (for quick runs)")
+    b.add_argument("--precision", help="override the codecs' training precision")
     b.add_argument("-o", "--output", type=Path, required=True, help="folder for rd.md, rd.json and rd.png")
     b.add_argument("--force", action="store_true", help="replace existing outputs")
     b.set_defaults(run=_bench)
@@ -437,16 +439,22 @@ def _bench(args: argparse.Namespace) -> None:
     if rounded:
         data_name += ", rounded to int16 before every codec"
     overrides = {k: v for k, v in (("epochs", args.epochs), ("precision", args.precision)) if v is not None}
-    sirens = {f"{codec} {name}": (codec, configure(codec, overrides, name))
-              for codec in args.codecs for name in args.presets or sorted(get_codec(codec).PRESETS)}
+    codecs = {" ".join(filter(None, (codec, preset))): (codec, configure(codec, overrides, preset))
+              for codec in args.codecs for preset in args.presets or sorted(get_codec(codec).PRESETS) or [None]}
     print(f"data: {data_name}", flush=True)
-    rows = rd.run(volume, args.ratios, sirens, args.classical, clean, log=lambda line: print(line, flush=True))
+    lo, hi = value_range(volume.data)
+    sigma = estimate_sigma(volume.data)
+    bound = NoiseBound(sigma, hi - lo) if sigma > 0 else None
+    print(f"noise σ {sigma:.4g}" + (f", noise PSNR {bound.noise_psnr:.2f} dB" if bound else ""), flush=True)
+    rows = rd.run(volume, args.ratios, codecs, args.classical, clean, log=lambda line: print(line, flush=True))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch device {_device_name()}"
+    head = f"Data: {data_name}. Machine: {machine}. Our codecs' settings: those that differ from their defaults."
     with atomic_outputs(outputs, args.force) as (md, js, png):
-        md.write_text(f"Data: {data_name}. Machine: {machine}.\n\n" + rd.markdown(rows, clean is not None))
-        rd.to_json(rows, str(js), data=data_name, machine=machine, ratios=args.ratios)
-        rd.plot(rows, str(png), data_name)
-    print(rd.markdown(rows, clean is not None))
+        md.write_text(f"{head}\n\n" + rd.markdown(rows, clean is not None, bound))
+        rd.to_json(rows, str(js), data=data_name, machine=machine, ratios=args.ratios, noise_sigma=sigma,
+                   data_range=hi - lo)
+        rd.plot(rows, str(png), data_name, bound)
+    print(rd.markdown(rows, clean is not None, bound))
     print("wrote " + ", ".join(map(str, outputs)))
 
 

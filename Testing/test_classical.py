@@ -7,7 +7,7 @@ import pytest
 
 from conftest import phantom
 from SirenCompressLib import compare
-from SirenCompressLib.evaluate.classical import gzip_coded, images_at_size, klt_at_size, mosaic, unmosaic
+from SirenCompressLib.evaluate.classical import gzip_coded, hevc_at_size, images_at_size, klt_at_size, mosaic, unmosaic
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +38,16 @@ def test_klt_meets_the_target_and_beats_no_klt_on_low_rank_data(data):
     assert coded.nbytes <= 1.05 * target and "components" in coded.name
     plain = images_at_size(data, target, "JPEG 2000", "per-image", tolerance=0.05)
     assert compare(data, coded.decoded).whole.psnr > compare(data, plain.decoded).whole.psnr
+
+
+def test_hevc_meets_the_target_size_and_gains_with_it():
+    pytest.importorskip("av", reason="HEVC through x265 needs PyAV: pip install 'sirencompress[bench]'")
+    data = phantom(shape=(30, 13, 2), noise=0.05).data  # 13 pixels: padded for x265 and cropped back
+    psnrs = []
+    for target in (gzip_coded(data).nbytes // 8, gzip_coded(data).nbytes // 4):
+        coded = hevc_at_size(data, target)
+        assert abs(coded.nbytes - target) <= 0.01 * target, (coded.nbytes, target)
+        assert coded.decoded.shape == data.shape and coded.decoded.dtype == data.dtype
+        assert coded.name.startswith("HEVC 12-bit, CRF ")
+        psnrs.append(compare(data, coded.decoded).whole.psnr)
+    assert 25 < psnrs[0] < psnrs[1] < 80, psnrs

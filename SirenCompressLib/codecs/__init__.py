@@ -246,6 +246,21 @@ class JsonSettings:
         """
         return asdict(self)
 
+    def summary(self) -> str:
+        """The flagged settings that differ from the class defaults, in words.
+
+        Returns
+        -------
+        str
+            E.g. "units 96, weight bits 8, basis 24"; "defaults" when none differs.
+        """
+        words = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if "flag" in f.metadata and value != f.default:
+                words.append(f"{f.name.replace('_', ' ')} {format(value, 'g') if isinstance(value, float) else value}")
+        return ", ".join(words) or "defaults"
+
     @classmethod
     def from_json(cls, d: dict):
         """The settings from the manifest: known keys only (absent keys take their defaults), each of its field's

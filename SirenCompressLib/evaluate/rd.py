@@ -1,4 +1,5 @@
-"""Rate–distortion benchmark: siren settings and classical codecs at the same compression ratios.
+"""Rate–distortion benchmark: the registry's codecs and classical codecs at the same compression ratios,
+with the noise bound (`SirenCompressLib.noise`).
 
 Every codec sees the same integer data (float input is rounded to int16 first, and the report says so);
 the compression ratio counts every byte a decoder needs (raw 16-bit bytes / coded bytes).
@@ -15,12 +16,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..archive import to_bytes
-from ..codecs.siren import Config
+from ..codecs import JsonSettings
 from ..metrics import compare
+from ..noise import NoiseBound
 from ..pipeline import compress, decompress
 from ..rate import config_for_ratio
 from ..volume import Volume4D
-from .classical import Coded, images_at_size, klt_at_size
+from .classical import Coded, hevc_at_size, images_at_size, klt_at_size
 
 CLASSICAL = {
     "JPEG 2000 tiled": lambda d, t: images_at_size(d, t, "JPEG 2000", "tiled"),
@@ -29,6 +31,7 @@ CLASSICAL = {
     "JPEG XL tiled": lambda d, t: images_at_size(d, t, "JPEG XL", "tiled"),
     "JPEG XL per-image": lambda d, t: images_at_size(d, t, "JPEG XL", "per-image"),
     "KLT + JPEG 2000": lambda d, t: klt_at_size(d, t),
+    "HEVC 12-bit": hevc_at_size,
 }
 
 
@@ -54,15 +57,35 @@ def integer_volume(volume: Volume4D) -> tuple[Volume4D, bool]:
     return Volume4D(data, volume.ijk_to_ras, volume.gradients, frames=volume.frames), True
 
 
-def run(volume: Volume4D, ratios: list[float], sirens: dict[str, tuple[str, Config]], classical: list[str],
+def run(volume: Volume4D, ratios: list[float], codecs: dict[str, tuple[str, JsonSettings]], classical: list[str],
         clean: np.ndarray | None = None, log: Callable[[str], None] = print) -> list[Row]:
-    """All codecs at every ratio; `sirens` maps a row name to (codec, settings); `volume` must hold
-    integers (see `integer_volume`)."""
+    """Every codec at every ratio.
+
+    Parameters
+    ----------
+    volume : Volume4D
+        Integer data (see `integer_volume`).
+    ratios : list of float
+        Target compression ratios.
+    codecs : dict
+        Row name → (registry codec, its settings); each codec must support a target ratio.
+    classical : list of str
+        Keys of `CLASSICAL`.
+    clean : ndarray or None
+        The noise-free data, when known (a phantom's).
+    log : callable
+        Receives one line per row.
+
+    Returns
+    -------
+    list of Row
+        Per ratio, the registry codecs' rows, then the classical ones.
+    """
     data = volume.data
     raw = data.size * 2
     rows = []
     for ratio in ratios:
-        for name, (codec, base) in sirens.items():
+        for name, (codec, base) in codecs.items():
             config = config_for_ratio(base, volume, ratio, codec)
             start = time.perf_counter()
             archive = compress(volume, codec, config)
@@ -70,10 +93,8 @@ def run(volume: Volume4D, ratios: list[float], sirens: dict[str, tuple[str, Conf
             start = time.perf_counter()
             decoded = decompress(archive).data
             decode_s = time.perf_counter() - start
-            settings = f"{config.layers}×{config.units}, {config.weight_bits}-bit, basis {config.basis or 'none'}, " \
-                       f"{config.epochs}+{config.qat_epochs} epochs, {config.precision}"
             rows.append(_row(name, ratio, len(to_bytes(archive)), raw, data, decoded, clean, encode_s, decode_s,
-                             settings))
+                             config.summary()))
             log(_line(rows[-1]))
         for name in classical:
             start = time.perf_counter()
@@ -85,8 +106,21 @@ def run(volume: Volume4D, ratios: list[float], sirens: dict[str, tuple[str, Conf
     return rows
 
 
-def markdown(rows: list[Row], clean: bool) -> str:
-    """The table, one block of rows per target ratio, best PSNR in bold."""
+def markdown(rows: list[Row], clean: bool, bound: NoiseBound | None = None) -> str:
+    """The table, one block of rows per target ratio, best PSNR in bold, the noise bound last.
+
+    Parameters
+    ----------
+    rows : list of Row
+    clean : bool
+        Whether the rows have a PSNR against noise-free data.
+    bound : NoiseBound or None
+        The noise bound, a row per ratio.
+
+    Returns
+    -------
+    str
+    """
     head = "| target CR | codec | CR | PSNR dB | SSIM |" + (" PSNR vs noise-free dB |" if clean else "") \
         + " encode s | decode s | settings |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -100,11 +134,27 @@ def markdown(rows: list[Row], clean: bool) -> str:
                 cells.append(f"{r.psnr_clean:.2f}")
             cells += [f"{r.encode_s:.1f}", "" if r.decode_s is None else f"{r.decode_s:.2f}", r.settings]
             lines.append("| " + " | ".join(cells) + " |")
+        if bound is not None:
+            cells = [f"{ratio:g}", "noise bound", f"{ratio:g}", f"{bound.psnr(ratio):.2f}", ""] + [""] * clean \
+                + ["", "", f"white Gaussian noise σ = {bound.sigma:.3g} (noise PSNR {bound.noise_psnr:.2f} dB) "
+                           f"at {16 / ratio:.3g} bits per voxel"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[Row], path: str, title: str) -> None:
-    """PSNR against compression ratio, one line per codec (PNG)."""
+def plot(rows: list[Row], path: str, title: str, bound: NoiseBound | None = None) -> None:
+    """PSNR against compression ratio, one line per codec (PNG): the registry's codecs solid, classical
+    codecs dashed with markers, the noise bound dashed in black.
+
+    Parameters
+    ----------
+    rows : list of Row
+    path : str
+        The PNG to write.
+    title : str
+    bound : NoiseBound or None
+        The noise bound to draw.
+    """
     import matplotlib
     import matplotlib.ticker
 
@@ -114,7 +164,10 @@ def plot(rows: list[Row], path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for codec in dict.fromkeys(r.codec for r in rows):
         points = sorted((r.ratio, r.psnr) for r in rows if r.codec == codec)
-        ax.plot(*zip(*points), marker="o", linestyle="-" if codec.startswith("siren") else "--", label=codec)
+        ax.plot(*zip(*points), marker="o", linestyle="--" if codec in CLASSICAL else "-", label=codec)
+    if bound is not None:
+        ratios = np.geomspace(min(r.ratio for r in rows), max(r.ratio for r in rows), 50)
+        ax.plot(ratios, [bound.psnr(r) for r in ratios], "k--", label=f"noise bound (σ = {bound.sigma:.3g})")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -130,6 +183,16 @@ def plot(rows: list[Row], path: str, title: str) -> None:
 
 
 def to_json(rows: list[Row], path: str, **context) -> None:
+    """The rows and `context` (JSON values: data, machine, the noise σ, ...) as a JSON object.
+
+    Parameters
+    ----------
+    rows : list of Row
+    path : str
+        The file to write.
+    **context
+        More top-level keys.
+    """
     with open(path, "w") as f:
         json.dump({**context, "rows": [asdict(r) for r in rows]}, f, indent=1)
 

@@ -1,0 +1,96 @@
+"""The noise level of 4D data, and the bound it puts on any codec's PSNR (drawn by `sirencompress bench`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+
+def estimate_sigma(data: np.ndarray) -> float:
+    """The noise standard deviation of 4D data by Marchenko–Pastur PCA, over the voxels × volumes of each slice.
+
+    For each axial slice, the eigenvalues of the volumes' covariance over its voxels are split into signal and
+    noise by the Marchenko–Pastur criterion of MP-PCA (Veraart et al., "Denoising of diffusion MRI using random
+    matrix theory", NeuroImage 142, 2016), as dipy implements it (`dipy.denoise.localpca._pca_classifier`, the
+    classifier of its `mppca`); the noise eigenvalues' mean is the noise variance. The result is the square root
+    of the median over slices.
+
+    It estimates the noise as it is in the voxels, that is where a codec spends bits on it: for magnitude data
+    with Rician noise of parameter σ, less than σ in the background (Rayleigh, standard deviation 0.655 σ). On
+    `sirencompress bench --phantom` (σ = 20) it gives 16.5, against 16.7 for the root mean square over voxels
+    of the noise about each voxel's expected value (measured over 12 noise draws); scikit-image's wavelet
+    estimate (`skimage.restoration.estimate_sigma`, Donoho's median absolute deviation of the finest diagonal
+    wavelet band), median over the 2D images, gives 18.6 there.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, volumes)
+        Any real dtype.
+
+    Returns
+    -------
+    float
+        The noise standard deviation, in the data's units.
+
+    Raises
+    ------
+    InputError
+        Unless the data are 4D with at least 2 volumes.
+    """
+    from dipy.denoise.localpca import _pca_classifier
+
+    if data.ndim != 4 or data.shape[3] < 2:
+        raise InputError("the noise estimate needs 4D data with at least 2 volumes")
+    nx, ny, nz, nv = data.shape
+    variances = []
+    for z in range(nz):
+        x = data[:, :, z].reshape(nx * ny, nv).astype(np.float64)
+        x -= x.mean(axis=0)
+        variance, _ = _pca_classifier(np.linalg.eigvalsh(x.T @ x / x.shape[0]), x.shape[0])
+        variances.append(variance)
+    return math.sqrt(max(float(np.median(variances)), 0.0))
+
+
+@dataclass(frozen=True)
+class NoiseBound:
+    """The Shannon bound of coding white Gaussian noise of standard deviation `sigma`, as a PSNR.
+
+    At R bits per voxel the least mean squared error is σ²·2^(−2R), so no codec of data holding such noise
+    reaches more than PSNR = 20·log10(range / σ) + 20·log10(2)·R (6.02 dB per bit), with the range of the
+    PSNR's definition (`SirenCompressLib.metrics`: the data's maximum − minimum).
+
+    Attributes
+    ----------
+    sigma : float
+        The noise standard deviation (`estimate_sigma`).
+    data_range : float
+        The data's maximum − minimum.
+    """
+
+    sigma: float
+    data_range: float
+
+    @property
+    def noise_psnr(self) -> float:
+        """The PSNR of the noise itself, 20·log10(range / σ), in dB."""
+        return 20 * math.log10(self.data_range / self.sigma)
+
+    def psnr(self, ratio: float, bits: int = 16) -> float:
+        """The bound in dB at a compression ratio.
+
+        Parameters
+        ----------
+        ratio : float
+            Raw bytes over coded bytes.
+        bits : int
+            Bits per raw voxel: R = bits / ratio.
+
+        Returns
+        -------
+        float
+        """
+        return self.noise_psnr + 20 * math.log10(2) * bits / ratio
