@@ -20,7 +20,17 @@ import numpy as np
 from . import batch, headers
 from .archive import read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
-from .codecs import DEFAULT, REGISTRY, add_flags, configure, get_codec, given_settings, read_settings_document, suggest
+from .codecs import (
+    DEFAULT,
+    REGISTRY,
+    add_flags,
+    configure,
+    get_codec,
+    given_settings,
+    read_settings_document,
+    suggest,
+    summary,
+)
 from .errors import InputError, SirenCompressError, SubjectsFailed
 from .evaluate import dmri as dmri_eval
 from .evaluate import dmri_report, rd
@@ -83,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--codec", choices=tuple(REGISTRY),
                    help=f"default: the codec suggested for the input ({DEFAULT} unless a codec suits it better, "
                         "e.g. a long time series without gradients); " + "; ".join(
-                            f"{name}: {get_codec(name).__doc__.splitlines()[0].split(': ', 1)[-1]}"
+                            f"{name}: {summary(name).rstrip('.')}"
                             for name in REGISTRY))
     c.add_argument("--preset", choices=sorted(_presets()),
                    help="base settings of a codec that has presets (default: its default preset), which the flags "

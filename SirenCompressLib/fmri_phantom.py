@@ -20,7 +20,7 @@ from .volume import FrameIndex, Volume4D
 
 @dataclass
 class FmriPhantom:
-    """The run (x, y, z, time) and what it was made of."""
+    """A synthetic fMRI run (x, y, z, time) and what it was made of."""
 
     volume: Volume4D
     tr: float  # seconds between frames
@@ -29,7 +29,25 @@ class FmriPhantom:
     task_regions: tuple[int, ...]  # labels of the regions that respond to the task
 
     def write_events(self, path: str | Path, force: bool = False) -> Path:
-        """The events as a BIDS-style TSV (onset, duration, trial_type)."""
+        """Write the events as a BIDS events TSV (columns onset, duration, trial_type; seconds).
+
+        Parameters
+        ----------
+        path : str or Path
+            The file to write (atomically).
+        force : bool
+            Overwrite an existing file.
+
+        Returns
+        -------
+        Path
+            `path`.
+
+        Raises
+        ------
+        OutputError
+            When the file exists and `force` is False, or cannot be written.
+        """
         path = Path(path)
         with atomic_outputs([path], force) as [temp]:
             with open(temp, "w", newline="") as f:
@@ -40,7 +58,23 @@ class FmriPhantom:
 
 
 def hrf(tr: float, length: float = 32.0) -> np.ndarray:
-    """The canonical double-gamma haemodynamic response sampled every `tr` seconds (peak 1)."""
+    """The canonical double-gamma haemodynamic response function, with the parameters of SPM's `spm_hrf`.
+
+    h(t) = Γ(t; 6) − Γ(t; 16) / 6, gamma densities of shape 6 and 16 with unit scale (response peak near
+    5 s, undershoot near 15 s; Friston et al. 1998, NeuroImage 7:30), scaled to a peak of 1.
+
+    Parameters
+    ----------
+    tr : float
+        The sampling interval, seconds.
+    length : float
+        The duration covered, seconds.
+
+    Returns
+    -------
+    numpy.ndarray
+        (ceil(length / tr),) float64, h at t = 0, tr, 2 tr, …
+    """
     from scipy.stats import gamma
 
     t = np.arange(0.0, length, tr)
@@ -51,9 +85,37 @@ def hrf(tr: float, length: float = 32.0) -> np.ndarray:
 def fmri_phantom(shape: tuple[int, int, int] = (32, 32, 8), frames: int = 120, tr: float = 2.0,
                  block: float = 20.0, bold: float = 0.03, noise: float = 0.01, dim: float = 1.0,
                  seed: int = 0) -> FmriPhantom:
-    """A task run: `block` seconds of task, `block` of rest, repeated; task regions change by `bold`
-    (relative) at the HRF's peak; `noise` is the Gaussian noise σ relative to the baseline (1000); the
-    baseline of region 1 is scaled by `dim` while its response keeps its size in signal units."""
+    """A synthetic task fMRI run with known activation and connectivity.
+
+    The design starts with `block` seconds of rest, then alternates `block` seconds of task and of rest; it
+    is convolved with `hrf`. Regions 1 and 2 respond to the task; regions 3–4 and 5–6 share slow
+    fluctuations. 3 mm isotropic voxels, RAS-aligned; values rounded to int16.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Voxels (x, y, z).
+    frames : int
+        The number of volumes (time points).
+    tr : float
+        The repetition time, seconds.
+    block : float
+        The length of each task and rest block, seconds.
+    bold : float
+        The task regions' signal change relative to their baseline at the HRF's peak (0.03 = 3 %).
+    noise : float
+        σ of the Gaussian noise relative to the baseline level 1000.
+    dim : float
+        Scales the baseline of region 1 (signal dropout when < 1) while its response keeps its size in
+        signal units.
+    seed : int
+        Seeds the noise and the slow fluctuations.
+
+    Returns
+    -------
+    FmriPhantom
+        The run (with a time frame index, seconds), TR, events, region labels and the task regions (1, 2).
+    """
     rng = np.random.default_rng(seed)
     nx, ny, nz = shape
     x, y, z = np.meshgrid(np.linspace(-1, 1, nx), np.linspace(-1, 1, ny), np.linspace(-1, 1, nz), indexing="ij")

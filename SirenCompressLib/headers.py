@@ -52,7 +52,22 @@ NRRD_SPACE_UNITS = {"": 1.0, "mm": 1.0, "m": 1000.0, "cm": 10.0, "um": 1e-3, "µ
 
 
 def nifti_header(header, extensions) -> dict:
-    """The `"nifti"` entry of a nibabel `Nifti1Header` / `Nifti2Header` and its extension list."""
+    """The `"nifti"` entry of a nibabel `Nifti1Header` / `Nifti2Header` and its extension list.
+
+    Parameters
+    ----------
+    header : nibabel.nifti1.Nifti1Header or nibabel.nifti2.Nifti2Header
+        The header as read (NIfTI-1 or -2, told apart by `sizeof_hdr`: 348 or 540 bytes).
+    extensions : iterable of nibabel.nifti1.Nifti1Extension
+        The header extensions (`header.extensions`).
+
+    Returns
+    -------
+    dict
+        `{"version": 1 | 2, "fields": {name: value}, "extensions": [[code, base64], ...]}`: the fields of
+        `NIFTI_FIELDS` as JSON values (text fields decoded as Latin-1 with trailing NULs stripped, codes as
+        int, the rest as float or lists of float), each extension's code and its content in base64.
+    """
     fields = {}
     for name in NIFTI_FIELDS:
         value = header[name]
@@ -68,7 +83,20 @@ def nifti_header(header, extensions) -> dict:
 
 
 def apply_nifti(header, entry: dict):
-    """Write the fields of a `"nifti"` entry into a nibabel header; returns the extension objects."""
+    """Write the fields of a `"nifti"` entry into a nibabel header.
+
+    Parameters
+    ----------
+    header : nibabel.nifti1.Nifti1Header or nibabel.nifti2.Nifti2Header
+        Changed in place: every field the entry holds.
+    entry : dict
+        A `"nifti"` entry, as `nifti_header` makes it (and `check` accepts).
+
+    Returns
+    -------
+    list of nibabel.nifti1.Nifti1Extension
+        The entry's header extensions, for the caller to attach to the image.
+    """
     import nibabel as nib
 
     for name, value in entry["fields"].items():
@@ -77,18 +105,58 @@ def apply_nifti(header, entry: dict):
 
 
 def nifti_space_scale(fields: dict) -> float:
-    """Millimetres per unit of the header's spatial unit (xyzt_units & 7; unknown is taken as mm)."""
+    """Millimetres per unit of the header's spatial unit.
+
+    Parameters
+    ----------
+    fields : dict
+        The `"fields"` of a `"nifti"` entry; only `xyzt_units` is read (its bits 0–2, NIfTI-1 standard
+        `XYZT_TO_SPACE`: 1 metre, 2 mm, 3 µm).
+
+    Returns
+    -------
+    float
+        1000 for metres, 1 for mm, 0.001 for µm; 1 when the unit is unknown (0) or not a spatial code.
+    """
     return NIFTI_SPACE_UNITS.get(int(fields["xyzt_units"]) & 7, 1.0)
 
 
 def nifti_time_unit(fields: dict) -> str | None:
-    """"s", "ms" or "us" from xyzt_units & 56, else None."""
+    """The header's temporal unit.
+
+    Parameters
+    ----------
+    fields : dict
+        The `"fields"` of a `"nifti"` entry; only `xyzt_units` is read (its bits 3–5, NIfTI-1 standard
+        `XYZT_TO_TIME`: 8 s, 16 ms, 24 µs).
+
+    Returns
+    -------
+    str or None
+        "s", "ms" or "us"; None for unknown (0) or a code that is not a time unit (Hz, ppm, rad/s).
+    """
     return NIFTI_TIME_UNITS.get(int(fields["xyzt_units"]) & 56)
 
 
 def nrrd_header(header: dict, list_axis: int, dropped_keys) -> dict:
-    """The `"nrrd"` entry of a pynrrd header whose volume axis is `list_axis`; `dropped_keys` are key/value
-    pairs rebuilt from elsewhere (gradients, frame index)."""
+    """The `"nrrd"` entry of a pynrrd header.
+
+    Parameters
+    ----------
+    header : dict
+        The header as `nrrd.read` returns it (NRRD file format 5).
+    list_axis : int
+        The position (0–3) of the volume axis among the file's axes.
+    dropped_keys : collection of str
+        Key/value pairs (NRRD 5 "key/value pairs") rebuilt from elsewhere (gradients, frame index), not kept.
+
+    Returns
+    -------
+    dict
+        `{"space": str or None, "list_axis": int, "fields": {...}, "keys": {...}}`: the fields of
+        `NRRD_FIELDS` (aliases under their spelled-out names) as JSON values, non-finite numbers as None, and
+        the other key/value pairs as text; the structural fields (`NRRD_STRUCTURE`) are left out.
+    """
     fields = {}
     for key, value in header.items():
         name = NRRD_ALIASES.get(key, key)
@@ -102,7 +170,19 @@ def nrrd_header(header: dict, list_axis: int, dropped_keys) -> dict:
 
 
 def nrrd_fields_for_writing(entry: dict) -> dict:
-    """The kept NRRD fields as pynrrd writes them (numbers as arrays, None back to NaN)."""
+    """The kept NRRD fields as pynrrd writes them.
+
+    Parameters
+    ----------
+    entry : dict
+        A `"nrrd"` entry, as `nrrd_header` makes it.
+
+    Returns
+    -------
+    dict
+        Field name → value: the per-axis number lists (`NRRD_NUMBER_LISTS`) as float64 arrays with None back
+        to NaN, the measurement frame as a (3, 3) float64 array, the rest as stored.
+    """
     out = dict(entry["fields"])
     for name in NRRD_NUMBER_LISTS:
         if name in out:
@@ -125,7 +205,21 @@ def _json_ready(value):
 
 
 def check(header) -> None:
-    """Raise ValueError unless `header` is a well-formed `Volume4D.header` (as read from an archive)."""
+    """Check that `header` is a well-formed `Volume4D.header` (as read from an archive).
+
+    Parameters
+    ----------
+    header : object
+        The parsed JSON: `{}` or a dict with `"nifti"`, `"nrrd"` and/or `"sidecar"` entries, laid out as the
+        module docstring says.
+
+    Raises
+    ------
+    ValueError
+        For any other key or layout, a field of the wrong type, length or range (NIfTI text fields: at most
+        80 Latin-1 characters; integers: 32-bit), extension content that is not base64, or extensions over
+        1 MiB in all.
+    """
     if not isinstance(header, dict) or not set(header) <= {"nifti", "nrrd", "sidecar"}:
         raise ValueError("header must be an object with nifti, nrrd or sidecar entries")
     if "nifti" in header:
@@ -189,7 +283,19 @@ def _check_nrrd(entry) -> None:
 
 
 def kept(header: dict) -> list[str]:
-    """What the header keeps, in words (for `sirencompress info`)."""
+    """What the header keeps, in words (for `sirencompress info`).
+
+    Parameters
+    ----------
+    header : dict
+        A `Volume4D.header` that `check` accepts.
+
+    Returns
+    -------
+    list of str
+        One line per entry (NIfTI, NRRD, sidecar), e.g. "NIfTI-1, qform scanner (code 1), sform aligned
+        (code 2), voxel 2 × 2 × 2, TR 3 s"; empty for `{}`.
+    """
     out = []
     if "nifti" in header:
         f = header["nifti"]["fields"]

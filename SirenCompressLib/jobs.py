@@ -93,10 +93,13 @@ class CompressJob:
 
     @property
     def running(self) -> bool:
+        """Whether the child process has started and not yet ended."""
         return self.process is not None and self.process.poll() is None
 
     @property
     def returncode(self) -> int | None:
+        """The child's exit status: None before it starts and while it runs; negative N if signal N ended it
+        (POSIX)."""
         return None if self.process is None else self.process.poll()
 
     def poll(self) -> list[dict]:

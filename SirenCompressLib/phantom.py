@@ -23,7 +23,19 @@ WM_EIGENVALUES = (1.7e-3, 0.3e-3, 0.3e-3)
 
 
 def hemisphere_directions(n: int) -> np.ndarray:
-    """`n` unit vectors spread over the upper half sphere (Fibonacci lattice), (n, 3)."""
+    """Unit vectors spread evenly over the upper half sphere (a Fibonacci lattice: z evenly spaced in (0, 1],
+    azimuth stepped by the golden angle).
+
+    Parameters
+    ----------
+    n : int
+        The number of directions.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 3) float64 unit vectors, z ≥ 0.
+    """
     i = np.arange(n) + 0.5
     z = 1.0 - i / n
     phi = np.pi * (1 + 5**0.5) * i
@@ -34,12 +46,36 @@ def hemisphere_directions(n: int) -> np.ndarray:
 def dwi_phantom(shape: tuple[int, int, int] = (32, 32, 4), directions: int = 12,
                 bvalues: tuple[float, ...] = (1000.0,), b0s: int = 1, s0: float = 1000.0,
                 noise: float = 0.0, dtype: str = "int16", seed: int = 0) -> Volume4D:
-    """A DWI phantom with `b0s` b=0 volumes and `directions` gradients per non-zero b-value.
+    """A small DWI phantom: the diffusion tensor model on `tissue_tensors`, S = S0 · exp(−b gᵀDg).
 
-    `noise` is the Rician noise level relative to `s0` (0 gives the noise-free phantom; with the same
-    `seed` the noisy and noise-free phantoms share everything else). Voxels 2 mm isotropic, LAS orientation
-    (IJK→RAS with a negative determinant), so that the FSL b-vectors are the gradient directions in voxel
-    axes, the frame of `tissue_tensors`.
+    Voxels 2 mm isotropic, LAS orientation (IJK→RAS with a negative determinant), so that the FSL b-vectors
+    are the gradient directions in voxel axes, the frame of `tissue_tensors`. The b=0 volumes come first,
+    then each shell with the same `hemisphere_directions(directions)`.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Voxels (x, y, z).
+    directions : int
+        Gradient directions per non-zero b-value.
+    bvalues : tuple of float
+        The non-zero b-values (shells), s/mm².
+    b0s : int
+        The number of b=0 volumes.
+    s0 : float
+        The b=0 signal inside the brain (0 outside).
+    noise : float
+        Rician noise: σ of the real and imaginary Gaussian noise relative to `s0`; 0 gives the noise-free
+        phantom (with the same `seed`, the noisy and noise-free phantoms share everything else).
+    dtype : str
+        The data type; integer types are rounded (not clipped).
+    seed : int
+        Seeds the noise.
+
+    Returns
+    -------
+    Volume4D
+        (x, y, z, b0s + directions × len(bvalues)), with FSL-convention gradients.
     """
     nx, ny, nz = shape
     dirs = hemisphere_directions(directions)
@@ -61,7 +97,21 @@ def dwi_phantom(shape: tuple[int, int, int] = (32, 32, 4), directions: int = 12,
 
 
 def tissue_tensors(shape: tuple[int, int, int]) -> np.ndarray:
-    """The phantom's diffusion tensors, (x, y, z, 3, 3) in voxel axes; zero outside the brain."""
+    """The diffusion tensors of `dwi_phantom`, the same in every slice.
+
+    An ellipse of grey matter (isotropic, `GM_DIFFUSIVITY`), two CSF "ventricles" (isotropic,
+    `CSF_DIFFUSIVITY`) and a ring of white matter whose fibres run around the ring (`WM_EIGENVALUES`).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Voxels (x, y, z).
+
+    Returns
+    -------
+    numpy.ndarray
+        (x, y, z, 3, 3) float64 tensors in voxel axes, mm²/s; zero outside the brain.
+    """
     nx, ny, nz = shape
     x, y = np.meshgrid(np.linspace(-1, 1, nx), np.linspace(-1, 1, ny), indexing="ij")
     radius = np.hypot(x / 0.9, y / 0.75)
@@ -117,22 +167,33 @@ def brain_phantom(shape: tuple[int, int, int] = (104, 104, 72), bvalues: tuple[f
 
     Parameters
     ----------
-    shape : voxels (x, y, z) over the field of view.
-    bvalues : the non-zero b-values (shells), s/mm².
-    directions : gradient directions per shell.
-    b0s : number of b=0 volumes.
-    s0 : b=0 signal of pure white matter (CSF is 5.1 times brighter, grey matter 1.7 times).
-    snr : `s0` / σ. The default 60 gives σ ≈ 0.35 % of the intensity range, as on the real sample.
-    dtype : dtype of the noisy volume; integer types are rounded and clipped to the type's range.
-    seed : seeds the fibre fields and the noise; the clean signal depends only on `seed` and the sizes.
+    shape : tuple of int
+        Voxels (x, y, z) over the field of view.
+    bvalues : tuple of float
+        The non-zero b-values (shells), s/mm².
+    directions : int
+        Gradient directions per shell.
+    b0s : int
+        The number of b=0 volumes.
+    s0 : float
+        The b=0 signal of pure white matter (CSF is 5.1 times brighter, grey matter 1.7 times).
+    snr : float
+        `s0` / σ. The default 60 gives σ ≈ 0.35 % of the intensity range, as on the real sample.
+    dtype : str
+        The dtype of the noisy volume; integer types are rounded and clipped to the type's range.
+    seed : int
+        Seeds the fibre fields and the noise; the clean signal depends only on `seed` and the sizes.
 
     Returns
     -------
-    BrainPhantom : the noisy `Volume4D` with gradients, its noise-free signal and σ.
+    BrainPhantom
+        The noisy `Volume4D` with gradients, its noise-free signal and σ.
 
     Raises
     ------
-    InputError : nilearn (the source of the maps) is not installed, or a size is not positive.
+    InputError
+        When nilearn (the source of the maps) is not installed, or a size, `directions` or `snr` is not
+        positive.
     """
     if min(shape) < 1 or directions < 1 or b0s < 0 or snr <= 0:
         raise InputError("the phantom needs positive sizes, directions and SNR")
@@ -256,19 +317,29 @@ def named_phantom(name: str, shape: tuple[int, int, int] | None = None, snr: flo
 
     Parameters
     ----------
-    name : "small", `dwi_phantom` 64×64×4 × 61 volumes (30 directions at b = 1000 and 2000 s/mm²), or
-        "full", `brain_phantom` 104×104×72 × 105 volumes.
-    shape : voxels (x, y, z) instead of the phantom's default.
-    snr : b=0 signal / σ instead of the default (50 for "small": σ 2 % of the signal; 60 for "full").
-    seed : the random seed.
+    name : {"small", "full"}
+        "small": `dwi_phantom`, 64×64×4 × 61 volumes (30 directions at b = 1000 and 2000 s/mm²);
+        "full": `brain_phantom`, 104×104×72 × 105 volumes.
+    shape : tuple of int or None
+        Voxels (x, y, z) instead of the phantom's default.
+    snr : float or None
+        b=0 signal / σ instead of the default (50 for "small": σ 2 % of the signal; 60 for "full").
+    seed : int
+        The random seed.
 
     Returns
     -------
-    (noisy volume, noise-free data (x, y, z, volumes), a one-line description)
+    volume : Volume4D
+        The noisy phantom, int16, with gradients.
+    clean : numpy.ndarray
+        The noise-free data, (x, y, z, volumes).
+    description : str
+        One line naming the phantom, its size, SNR and seed.
 
     Raises
     ------
-    InputError : an unknown name, or a size or SNR that is not positive.
+    InputError
+        For an unknown name, or a size or SNR that is not positive.
     """
     if name not in PHANTOMS:
         raise InputError(f"unknown phantom {name!r}; choose one of {', '.join(PHANTOMS)}")

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import gzip
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .archive import FORMAT_NAME, FORMAT_VERSION, Archive, check_archive, json_number, slice_member_name
-from .codecs import DEFAULT, EncodedSlice, get_codec, sha256_hex
+from .codecs import DEFAULT, EncodedSlice, JsonSettings, get_codec, sha256_hex
 from .errors import ArchiveError, InputError
 from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
 from .version import __version__
 from .volume import FrameIndex, Gradients, Volume4D
 
 
-def compress(volume: Volume4D, codec: str = DEFAULT, config=None, progress=None,
-             source: dict | None = None) -> Archive:
+def compress(volume: Volume4D, codec: str = DEFAULT, config: JsonSettings | None = None,
+             progress: Callable[[dict], None] | None = None, source: dict | None = None) -> Archive:
     """Encode a volume into an archive.
 
     The per-slice metrics in the manifest are measured on the archive's own decode, exactly what `decompress`

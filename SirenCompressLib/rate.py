@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from .codecs import REGISTRY, EncodedSlice, get_codec
+from .codecs import REGISTRY, EncodedSlice, JsonSettings, get_codec
 from .errors import InputError
+from .volume import Volume4D
+
+_Settings = TypeVar("_Settings", bound=JsonSettings)  # a codec's Config; the functions return the same class
 
 UNITS_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 INTEGER_BITS = (8, 6)  # bit depths tried for integer weights
@@ -34,7 +38,7 @@ def supports(codec: str, target: str) -> None:
                          f" (codecs that can: {', '.join(able) or 'none'})")
 
 
-def config_for_ratio(config, volume, ratio: float, codec: str):
+def config_for_ratio(config: _Settings, volume: Volume4D, ratio: float, codec: str) -> _Settings:
     """The settings with the most units per layer whose archive meets a compression ratio.
 
     Network sizes come from the codec's `member_bytes` hook (freshly initialised networks code to nearly the
@@ -93,8 +97,8 @@ class Probe:
         return f"{layers}×{self.units} {self.weight_bits}-bit: {self.psnr:.2f} dB, {self.bytes:,} B"
 
 
-def config_for_psnr(config, volume, psnr: float, codec: str, units: bool = True, bits: bool = True,
-                    report: Callable[[Probe], None] | None = None) -> tuple:
+def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str, units: bool = True,
+                    bits: bool = True, report: Callable[[Probe], None] | None = None) -> tuple[_Settings, list[Probe]]:
     """The smallest network (units, and bit depth for integer weights) whose probe slice reaches a PSNR, with
     training stopping early at that PSNR (which chooses the epochs, slice by slice).
 

@@ -24,6 +24,7 @@ from SirenCompressLib.codecs import (
     get_codec,
     given_settings,
     setting_type,
+    summary,
 )
 from SirenCompressLib.errors import ArchiveError, InputError
 from SirenCompressLib.metrics import compare
@@ -160,3 +161,18 @@ def test_rate_control_where_declared(coded):
     else:
         with pytest.raises(InputError, match="cannot aim"):
             config_for_psnr(config, volume, 30.0, name)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_summary_is_whole_in_the_help(name, capsys):
+    """`compress --help` shows each codec's whole summary (the first paragraph of its docstring, which may wrap
+    over several lines), not just its first line."""
+    from SirenCompressLib.cli import main
+
+    text = summary(name)
+    assert text and "\n" not in text and not text.startswith("Codec ")
+    first_paragraph = get_codec(name).__doc__.strip().split("\n\n")[0]
+    assert text.split()[-1] == first_paragraph.split()[-1]
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    assert f"{name}: {text.rstrip('.')}" in " ".join(capsys.readouterr().out.split())

@@ -16,6 +16,8 @@ MODULES = [
     "SirenCompressLib.archive", "SirenCompressLib.pipeline", "SirenCompressLib.metrics", "SirenCompressLib.volume",
     "SirenCompressLib.rate", "SirenCompressLib.batch", "SirenCompressLib.jobs", "SirenCompressLib.entropy",
     "SirenCompressLib.qspace", "SirenCompressLib.quantize", "SirenCompressLib.network", "SirenCompressLib.sample",
+    "SirenCompressLib.headers", "SirenCompressLib.motion", "SirenCompressLib.phantom", "SirenCompressLib.fmri_phantom",
+    "SirenCompressLib.evaluate.dmri", "SirenCompressLib.evaluate.dmri_report", "SirenCompressLib.evaluate.fmri",
 ]
 # numpydoc's codes: no docstring; a parameter undocumented or unknown; no Returns (Yields) though it returns (yields)
 FUNCTION_CHECKS = {"GL08", "PR01", "PR02", "RT01", "YD01"}

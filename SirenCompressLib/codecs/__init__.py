@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import json
 import math
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -40,6 +41,9 @@ class EncodedSlice:
 
 class Codec(Protocol):
     """What every codec module provides (a module satisfies this protocol; see `get_codec`).
+
+    The module's docstring opens with `Codec "NAME": ` and a one-paragraph summary, which help texts show
+    (see `summary`).
 
     Attributes
     ----------
@@ -376,6 +380,32 @@ def get_codec(name: str) -> Codec:
     if name not in REGISTRY:
         raise InputError(f"unknown codec {name!r}; known: {', '.join(REGISTRY)}")
     return importlib.import_module(REGISTRY[name])
+
+
+def summary(name: str) -> str:
+    """A codec's one-line description, for help texts: the first paragraph of its module docstring.
+
+    A codec module's docstring opens with `Codec "NAME": ` and a summary paragraph, which may wrap over
+    several lines; the lines are joined with single spaces and the `Codec "NAME": ` prefix is dropped.
+
+    Parameters
+    ----------
+    name : str
+        A key of `REGISTRY`.
+
+    Returns
+    -------
+    str
+        The summary on one line, e.g. "bit-exact coding of integer 4D data (dMRI first), after the lossless
+        dMRI paper."; empty when the module has no docstring.
+
+    Raises
+    ------
+    InputError
+        For a name not registered.
+    """
+    paragraph = (get_codec(name).__doc__ or "").strip().split("\n\n", 1)[0]
+    return re.sub(rf'^Codec "{re.escape(name)}":\s*', "", " ".join(paragraph.split()))
 
 
 def codec_of(config, name: str | None = None) -> str:

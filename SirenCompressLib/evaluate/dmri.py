@@ -73,6 +73,8 @@ class Maps:
 
 @dataclass
 class Stat:
+    """Statistics of one error over one tissue's voxels."""
+
     mean: float  # % (relative errors) or degrees (angles); NaN when no voxel counts
     std: float
     mean_abs: float
@@ -93,6 +95,8 @@ class Row:
 
 @dataclass
 class Fidelity:
+    """The result of `dmri_fidelity`: one `Row` per compared image, the tissue labels and the settings used."""
+
     rows: list[Row]  # the decoded image first, then the references
     tissues: np.ndarray  # labels (x, y, z): 0 outside the brain, LABELS otherwise
     ijk_to_ras: np.ndarray
@@ -100,7 +104,15 @@ class Fidelity:
     original: Maps = field(repr=False)  # the original's maps, which every row is scored against
 
     def to_json(self) -> dict:
-        """Everything but the maps; NaN as null."""
+        """Everything but the maps, as JSON values.
+
+        Returns
+        -------
+        dict
+            `{"settings", "tissue_voxels", "rows"}`: the settings, the voxel count of each tissue, and per row
+            its name, kind, note, WM angular error (degrees) and relative errors (%) per metric and tissue;
+            NaN as None.
+        """
         def stat(s: Stat) -> dict:
             return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in vars(s).items()}
 
@@ -117,9 +129,45 @@ def dmri_fidelity(original: Volume4D, decoded: Volume4D, mask: np.ndarray | None
                   name: str = "decoded") -> Fidelity:
     """DTI and RISH errors of `decoded` against `original` per tissue, and of the references when asked.
 
-    `original` must carry gradients; `decoded` must have its shape (its own gradients are not used).
-    `mask` (x, y, z) and `labels` (x, y, z) are optional; see the module docstring for the defaults.
-    The JPEG 2000 reference needs `archive_bytes` (the size it must match); without it that row is left out.
+    Follows the comparison of the SIREN dMRI compression paper's Table 1 (Mancini, Jones, Palombo); the
+    definitions (mask, tissues, fits, error statistics, references) are in the module docstring.
+
+    Parameters
+    ----------
+    original : Volume4D
+        The uncompressed image (x, y, z, volumes); it must carry gradients.
+    decoded : Volume4D
+        The image to score, the same shape (its own gradients are not used).
+    mask : numpy.ndarray or None
+        Brain mask (x, y, z), non-zero inside; None: `brain_mask` of the original.
+    labels : numpy.ndarray or None
+        Tissue labels (x, y, z): 1 CSF, 2 GM, 3 WM (FSL FAST's `_seg`), other values ignored; None:
+        `tissue_labels` of the original's fit.
+    shell : float
+        The b-value of the DTI shell, s/mm².
+    tolerance : float
+        How far a volume's b-value may be from a shell's and still belong to it, s/mm².
+    sh_shell : float or None
+        The b-value of the spherical-harmonics shell, s/mm²; None: the highest.
+    references : bool
+        Also score MP-PCA denoising, Gaussian smoothing and (with `archive_bytes`) JPEG 2000 of the original.
+    archive_bytes : int or None
+        The archive's size in bytes, which the JPEG 2000 reference must match; None leaves that row out.
+    name : str
+        The name of the decoded image's row.
+
+    Returns
+    -------
+    Fidelity
+        The decoded image's row first, then the references.
+
+    Raises
+    ------
+    InputError
+        When the original has no gradients, the shapes differ, the mask is empty, a mask or label image
+        has another shape, or the shells are missing or have too few directions (see `select_shells`).
+    SirenCompressError
+        When dipy (or, for the JPEG 2000 reference, imagecodecs) is not installed.
     """
     _require_dipy()
     if original.gradients is None:
@@ -172,7 +220,30 @@ def dmri_fidelity(original: Volume4D, decoded: Volume4D, mask: np.ndarray | None
 
 
 def select_shells(bvals: np.ndarray, shell: float, tolerance: float, sh_shell: float | None = None) -> Shells:
-    """b=0 volumes, the DTI shell (`shell` ± `tolerance`) and the SH shell (`sh_shell`, default the highest)."""
+    """The volumes of each fit: b=0, the DTI shell and the spherical-harmonics shell.
+
+    Parameters
+    ----------
+    bvals : numpy.ndarray
+        (volumes,) b-values, s/mm²; below `B0_MAX` (50) counts as b=0.
+    shell : float
+        The DTI shell's b-value, s/mm².
+    tolerance : float
+        The largest |b − shell| of a volume in a shell, s/mm².
+    sh_shell : float or None
+        The SH shell's b-value, s/mm²; None: the highest b-value present.
+
+    Returns
+    -------
+    Shells
+        The indices of each set and the mean b-value of each shell.
+
+    Raises
+    ------
+    InputError
+        When there is no b=0 volume, a shell has no volume, the DTI shell has fewer than 6 directions or
+        the SH shell fewer than 15 (the coefficients of order 4).
+    """
     bvals = np.asarray(bvals, dtype=float)
     b0 = np.flatnonzero(bvals < B0_MAX)
     present = ", ".join(f"{b:g}" for b in sorted({round(b, -1) for b in bvals}))
@@ -196,13 +267,43 @@ def select_shells(bvals: np.ndarray, shell: float, tolerance: float, sh_shell: f
 
 
 def physical(volume: Volume4D) -> np.ndarray:
-    """The stored values with the volume's scaling applied, float64."""
+    """The stored values with the volume's scaling applied.
+
+    Parameters
+    ----------
+    volume : Volume4D
+        The data and its (slope, intercept) scaling.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the shape of the data: data × slope + intercept.
+    """
     slope, intercept = volume.scaling
     return volume.data.astype(np.float64) * slope + intercept
 
 
 def brain_mask(b0: np.ndarray) -> np.ndarray:
-    """dipy's median_otsu on the mean of the b=0 volumes (x, y, z, n), holes filled in each slice."""
+    """A brain mask from the b=0 volumes.
+
+    dipy's `median_otsu` (median filter radius 4, 4 passes, then Otsu's threshold) on their mean, holes
+    filled in each axial slice (so that a head coil's darker centre does not cut the ventricles out).
+
+    Parameters
+    ----------
+    b0 : numpy.ndarray
+        (x, y, z, n) the b=0 volumes.
+
+    Returns
+    -------
+    numpy.ndarray
+        (x, y, z) bool.
+
+    Raises
+    ------
+    SirenCompressError
+        When dipy is not installed.
+    """
     from scipy.ndimage import binary_fill_holes
 
     with warnings.catch_warnings():  # scikit-image takes a 3-slice image for an RGB one and says so
@@ -235,8 +336,20 @@ class _Fitter:
 
 
 def tissue_labels(maps: Maps, mask: np.ndarray) -> np.ndarray:
-    """CSF where MD > CSF_MIN_MD, else WM where FA > WM_MIN_FA, else GM; 0 outside the mask and where
-    MD < TISSUE_MIN_MD."""
+    """Tissue labels from DTI maps: CSF where MD > 2.0·10⁻³ mm²/s, else WM where FA > 0.3, else GM.
+
+    Parameters
+    ----------
+    maps : Maps
+        The maps of the original (its "MD" in mm²/s and "FA" are read).
+    mask : numpy.ndarray
+        (x, y, z) bool brain mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        (x, y, z) int: `LABELS` (1 CSF, 2 GM, 3 WM); 0 outside the mask and where MD < 10⁻⁴ mm²/s.
+    """
     md, fa = maps.values["MD"], maps.values["FA"]
     labels = np.where(fa > WM_MIN_FA, LABELS["WM"], LABELS["GM"])
     labels[md > CSF_MIN_MD] = LABELS["CSF"]
@@ -245,7 +358,33 @@ def tissue_labels(maps: Maps, mask: np.ndarray) -> np.ndarray:
 
 def compare_maps(name: str, kind: str, reference: Maps, other: Maps, tissues: np.ndarray, mask: np.ndarray,
                  note: str = "") -> Row:
-    """Relative errors per metric and tissue, and the WM angular error, of `other` against `reference`."""
+    """Relative errors per metric and tissue, and the WM angular error, of `other` against `reference`.
+
+    Parameters
+    ----------
+    name : str
+        The row's name.
+    kind : str
+        "compression" or "pre-processing".
+    reference : Maps
+        The original's maps.
+    other : Maps
+        The maps of the image scored.
+    tissues : numpy.ndarray
+        (x, y, z) int labels, `LABELS`.
+    mask : numpy.ndarray
+        (x, y, z) bool brain mask.
+    note : str
+        Shown beside the row in the report.
+
+    Returns
+    -------
+    Row
+        Per metric, the signed relative error 100·(other − reference) / reference in % per voxel (0 where
+        left out: outside the mask and where |reference| is at most `EXCLUDE_BELOW` × its 99th percentile
+        in the mask, squared for RISH) and its statistics per tissue; the angle between the principal
+        eigenvectors (0–90°, sign-invariant) per voxel and over WM.
+    """
     errors, maps = {}, {}
     for metric in METRICS:
         x, y = reference.values[metric], other.values[metric]
@@ -261,8 +400,21 @@ def compare_maps(name: str, kind: str, reference: Maps, other: Maps, tissues: np
 
 
 def mppca_patch_radius(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """Radius 2 (5×5×5 patches), cut along z to fit the slices, the in-plane radius raised (within the image)
-    until a patch has more voxels than there are volumes."""
+    """The MP-PCA patch radius for an image.
+
+    Radius 2 (5×5×5 patches), cut along z to fit the slices, the in-plane radius raised (while the patch
+    fits in the image) until a patch has more voxels than there are volumes.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The image's (x, y, z, volumes).
+
+    Returns
+    -------
+    tuple of int
+        The radius along (x, y, z), voxels.
+    """
     nx, ny, nz, nv = shape
     rz = min(2, (nz - 1) // 2)
     r = 2
@@ -272,7 +424,30 @@ def mppca_patch_radius(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def mppca(signal: np.ndarray, mask: np.ndarray, patch_radius: tuple[int, int, int]) -> np.ndarray:
-    """dipy's MP-PCA denoising of all volumes inside the mask (zero outside)."""
+    """dipy's MP-PCA denoising of all volumes inside the mask.
+
+    Marchenko–Pastur PCA on local patches (Veraart et al. 2016, NeuroImage 142:394), dipy's
+    `denoise.localpca.mppca`, with one BLAS thread.
+
+    Parameters
+    ----------
+    signal : numpy.ndarray
+        (x, y, z, volumes) float.
+    mask : numpy.ndarray
+        (x, y, z) bool; voxels outside are not denoised.
+    patch_radius : tuple of int
+        The patch radius along (x, y, z), voxels (see `mppca_patch_radius`).
+
+    Returns
+    -------
+    numpy.ndarray
+        The denoised signal, the shape of `signal`; zero outside the mask, NaN replaced by 0.
+
+    Raises
+    ------
+    SirenCompressError
+        When dipy or threadpoolctl is not installed.
+    """
     dipy = _require_dipy()
     # One BLAS thread: the patches' eigen-decompositions are small (~100×100), and threads competing for
     # busy cores made them 30 times slower in our measurements.
@@ -284,7 +459,20 @@ def mppca(signal: np.ndarray, mask: np.ndarray, patch_radius: tuple[int, int, in
 
 
 def smoothed(signal: np.ndarray, fwhm: float = SMOOTHING_FWHM) -> np.ndarray:
-    """Gaussian smoothing of each slice and volume in-plane, FWHM in voxels."""
+    """Gaussian smoothing of each slice and volume, in-plane (2D), edges repeated.
+
+    Parameters
+    ----------
+    signal : numpy.ndarray
+        (x, y, z, volumes).
+    fwhm : float
+        Full width at half maximum, voxels (σ = FWHM / 2.3548).
+
+    Returns
+    -------
+    numpy.ndarray
+        The smoothed signal, the shape of `signal`.
+    """
     from scipy.ndimage import gaussian_filter
 
     sigma = fwhm / (2 * math.sqrt(2 * math.log(2)))
@@ -292,8 +480,31 @@ def smoothed(signal: np.ndarray, fwhm: float = SMOOTHING_FWHM) -> np.ndarray:
 
 
 def jpeg2000_same_size(original: Volume4D, target_bytes: int) -> tuple[np.ndarray, int]:
-    """JPEG 2000 (tiled) of the original rounded to int16 (as the RD benchmark), sized to `target_bytes`:
-    the decoded physical values and the bytes."""
+    """The JPEG 2000 reference: the original coded to about the archive's size.
+
+    The original with integer voxels as the rate–distortion benchmark codes it (`rd.integer_volume`: float
+    data rounded to int16), coded with OpenJPEG in the tiled layout to about `target_bytes`
+    (`classical.jpeg2000_at_size`).
+
+    Parameters
+    ----------
+    original : Volume4D
+        The image (x, y, z, volumes).
+    target_bytes : int
+        The size to match, bytes.
+
+    Returns
+    -------
+    decoded : numpy.ndarray
+        (x, y, z, volumes) float64, the decoded values with the original's scaling applied.
+    nbytes : int
+        The coded size, bytes.
+
+    Raises
+    ------
+    SirenCompressError
+        When imagecodecs is not installed.
+    """
     from .classical import jpeg2000_at_size
     from .rd import integer_volume
 

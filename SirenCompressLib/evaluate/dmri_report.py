@@ -20,15 +20,49 @@ MAP_NAMES = METRICS + ("angle",)
 
 
 def map_files(row: Row) -> dict[str, str]:
-    """Error-map file names of a row: metric (and "angle") → `<row>_<metric>.nii.gz`."""
+    """The error-map file names of a row.
+
+    Parameters
+    ----------
+    row : Row
+        A row of a `Fidelity`; its name, lower-cased with runs of other characters than a–z and 0–9 as "-",
+        makes the file names' stem.
+
+    Returns
+    -------
+    dict of str to str
+        Metric (and "angle") → `<stem>_<metric>.nii.gz`.
+    """
     slug = re.sub(r"[^a-z0-9]+", "-", row.name.lower()).strip("-") or "row"
     return {m: f"{slug}_{m}.nii.gz" for m in MAP_NAMES}
 
 
 def write_fidelity_report(result: Fidelity, folder: str | os.PathLike, force: bool = False) -> list[Path]:
-    """Write report.md, fidelity.json, error_maps.png, histograms.png, tissues.nii.gz and one NIfTI per row and
-    metric (signed relative error in %, angle in degrees; 0 outside the brain) into `folder`, atomically.
-    Returns the paths written."""
+    """Write the dMRI fidelity report into a folder, all files or none.
+
+    report.md (`markdown`), fidelity.json (`Fidelity.to_json` and the file names), error_maps.png
+    (`plot_maps`), histograms.png (`plot_histograms`), tissues.nii.gz (the labels) and one NIfTI per row and
+    metric (signed relative error in %, angle in degrees; 0 outside the brain; float32), named by `map_files`.
+
+    Parameters
+    ----------
+    result : Fidelity
+        What `dmri_fidelity` returned.
+    folder : str or os.PathLike
+        The folder, created if missing.
+    force : bool
+        Replace files that exist.
+
+    Returns
+    -------
+    list of Path
+        The paths written.
+
+    Raises
+    ------
+    OutputError
+        When the folder cannot be created, a file exists and `force` is False, or a file cannot be written.
+    """
     import nibabel as nib
 
     folder = Path(folder)
@@ -54,7 +88,23 @@ def write_fidelity_report(result: Fidelity, folder: str | os.PathLike, force: bo
 
 
 def markdown(result: Fidelity) -> str:
-    """The report: settings, the relative-error table (paper's Table 1 layout), mean absolute errors, angles."""
+    """The report as markdown.
+
+    The settings, the table of signed relative errors per metric, method and tissue (laid out as Table 1 of
+    the SIREN dMRI compression paper: pre-processing references first, then compressions), the mean absolute
+    errors with the WM angular error, and (when MP-PCA was scored) the decoded image against MP-PCA in white
+    matter.
+
+    Parameters
+    ----------
+    result : Fidelity
+        What `dmri_fidelity` returned.
+
+    Returns
+    -------
+    str
+        The markdown text, ending in a newline.
+    """
     s = result.settings
     lines = ["# dMRI fidelity", "",
              f"- Image: {'×'.join(map(str, s['shape']))}; DTI on b ≈ {s['dti_shell_b']:.0f} s/mm² "
@@ -94,7 +144,18 @@ def markdown(result: Fidelity) -> str:
 
 
 def plot_maps(result: Fidelity, path: str | os.PathLike) -> None:
-    """Error maps of the central slice: one row per method, one column per metric (and the angle)."""
+    """Plot the error maps of the central axial slice: one row per method, one column per metric and the angle.
+
+    Colour scales are shared per column: ± the 95th percentile of |error| over the labelled tissues and all
+    methods (0 to it for angles).
+
+    Parameters
+    ----------
+    result : Fidelity
+        What `dmri_fidelity` returned.
+    path : str or os.PathLike
+        The PNG to write (80 dpi).
+    """
     plt = _pyplot()
     z = result.tissues.shape[2] // 2
     fig, axes = plt.subplots(len(result.rows), len(MAP_NAMES), figsize=(2.6 * len(MAP_NAMES), 2.2 * len(result.rows)),
@@ -121,7 +182,18 @@ def plot_maps(result: Fidelity, path: str | os.PathLike) -> None:
 
 
 def plot_histograms(result: Fidelity, path: str | os.PathLike) -> None:
-    """Histograms of the signed relative errors (and angles) over white matter, one line per method."""
+    """Plot histograms of the signed relative errors (and angles) over white matter, one line per method.
+
+    Each panel spans ± the 99th percentile of |error| over the methods (0 to it for angles), 40 bins;
+    values outside fall in the end bins.
+
+    Parameters
+    ----------
+    result : Fidelity
+        What `dmri_fidelity` returned.
+    path : str or os.PathLike
+        The PNG to write (100 dpi).
+    """
     plt = _pyplot()
     wm = result.tissues == LABELS["WM"]
     fig, axes = plt.subplots(1, len(MAP_NAMES), figsize=(3.2 * len(MAP_NAMES), 3))

@@ -32,6 +32,8 @@ MASK_FRACTION = 0.2  # of the mean frame's 99th percentile
 
 @dataclass
 class FmriFidelity:
+    """What `fmri_fidelity` measures; None where it was not measured (no events, no labels)."""
+
     psnr: float
     ssim: float | None
     contrast: str | None
@@ -39,13 +41,27 @@ class FmriFidelity:
     z_correlation: float | None
     z_agreement: float | None  # fraction of mask voxels on the same side of |z| = 3.1
     connectivity_mad: float | None  # mean |Δr| over region pairs
-    regions: int
+    regions: int  # regions in the label image (0 without one)
 
     def to_json(self) -> dict:
+        """The measures as JSON values.
+
+        Returns
+        -------
+        dict
+            Field name → value; NaN and infinities as None.
+        """
         d = asdict(self)
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
 
     def markdown(self) -> str:
+        """The measures as a markdown table.
+
+        Returns
+        -------
+        str
+            A two-column table (measure, value), "n/a" where not measured; no trailing newline.
+        """
         def num(v, fmt):
             return "n/a" if v is None else format(v, fmt)
 
@@ -58,7 +74,25 @@ class FmriFidelity:
 
 
 def read_events(path: str | Path) -> list[tuple[float, float, str]]:
-    """A BIDS events TSV: onset, duration and (optional, default "task") trial_type columns."""
+    """Read a BIDS events file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A tab-separated file with a header row and the columns onset and duration (seconds) and, optionally,
+        trial_type (BIDS specification, "Task events").
+
+    Returns
+    -------
+    list of tuple
+        (onset s, duration s, trial type) per row; the trial type "task" where the column is missing or
+        empty.
+
+    Raises
+    ------
+    InputError
+        When the file cannot be read, lacks a column, or holds a value that is not a number.
+    """
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
@@ -70,8 +104,40 @@ def read_events(path: str | Path) -> list[tuple[float, float, str]]:
 def fmri_fidelity(original: Volume4D, decoded: Volume4D, tr: float,
                   events: list[tuple[float, float, str]] | None = None, labels: np.ndarray | None = None,
                   mask: np.ndarray | None = None, contrast: str | None = None) -> FmriFidelity:
-    """Compare `decoded` with `original` (same shape): PSNR/SSIM always; the GLM with `events`; the
-    connectivity with `labels` (x, y, z integer regions, 0 = none)."""
+    """What compression changes in an fMRI run: PSNR and SSIM, a first-level GLM, functional connectivity.
+
+    The definitions are in the module docstring (nilearn `FirstLevelModel` with the SPM HRF and a 128 s
+    cosine high-pass; `NiftiLabelsMasker` region means; Pearson correlations).
+
+    Parameters
+    ----------
+    original : Volume4D
+        The uncompressed run (x, y, z, time).
+    decoded : Volume4D
+        The run to score, the same shape.
+    tr : float
+        The repetition time, seconds.
+    events : list of tuple or None
+        (onset s, duration s, trial type) of the task (see `read_events`); None or empty: no GLM.
+    labels : numpy.ndarray or None
+        (x, y, z) integer regions, 0 = none; None: no connectivity.
+    mask : numpy.ndarray or None
+        (x, y, z) brain mask, non-zero inside; None: the original's mean frame above 20 % of its 99th
+        percentile.
+    contrast : str or None
+        The trial type whose z-map is compared; None: the first event's.
+
+    Returns
+    -------
+    FmriFidelity
+        PSNR (dB) and SSIM over the whole run, and the GLM and connectivity measures where asked.
+
+    Raises
+    ------
+    InputError
+        When the shapes differ, `tr` is not positive, the mask is empty, or `contrast` is not a trial type
+        of the events.
+    """
     if original.shape != decoded.shape:
         raise InputError(f"shapes differ: {original.shape} vs {decoded.shape}")
     if not tr > 0:
