@@ -14,13 +14,13 @@ import pytest
 from conftest import FAST, leftovers, phantom, run_cli
 from SirenCompressLib import read_volume, write_volume
 from SirenCompressLib.archive import read_archive, write_archive
-from SirenCompressLib.codecs import fmri, lossless
+from SirenCompressLib.codecs import fmri, lossless, siren3d
 from SirenCompressLib.io import diffusion_hint, unstorable
 from SirenCompressLib.pipeline import compress, decompress
 
 TINY = {
     "siren": FAST.__class__(**{**FAST.to_json(), "epochs": 3, "units": 16}),
-    "siren3d": FAST.__class__(**{**FAST.to_json(), "epochs": 3, "units": 16}),
+    "siren3d": siren3d.Config(**{**FAST.to_json(), "epochs": 3, "units": 16}),
     "fmri": fmri.Config(units=16, layers=2, epochs=3, qat_epochs=1, components=3, device="cpu"),
     "lossless": lossless.Config(),
 }
