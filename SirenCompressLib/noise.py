@@ -15,8 +15,9 @@ def estimate_sigma(data: np.ndarray) -> float:
 
     For each axial slice, the eigenvalues of the volumes' covariance over its voxels are split into signal and
     noise by the Marchenko–Pastur criterion of MP-PCA (Veraart et al., "Denoising of diffusion MRI using random
-    matrix theory", NeuroImage 142, 2016), as dipy implements it (`dipy.denoise.localpca._pca_classifier`, the
-    classifier of its `mppca`); the noise eigenvalues' mean is the noise variance. The result is the square root
+    matrix theory", NeuroImage 142, 2016; the form of its equation 12 that dipy's `mppca` uses): the most
+    eigenvalues whose spread stays within the Marchenko–Pastur width of their mean are noise, and that mean is
+    the noise variance (`marchenko_pastur_variance`). The result is the square root
     of the median over slices.
 
     It estimates the noise as it is in the voxels, that is where a codec spends bits on it: for magnitude data
@@ -41,8 +42,6 @@ def estimate_sigma(data: np.ndarray) -> float:
     InputError
         Unless the data are 4D with at least 2 volumes.
     """
-    from dipy.denoise.localpca import _pca_classifier
-
     if data.ndim != 4 or data.shape[3] < 2:
         raise InputError("the noise estimate needs 4D data with at least 2 volumes")
     nx, ny, nz, nv = data.shape
@@ -50,9 +49,33 @@ def estimate_sigma(data: np.ndarray) -> float:
     for z in range(nz):
         x = data[:, :, z].reshape(nx * ny, nv).astype(np.float64)
         x -= x.mean(axis=0)
-        variance, _ = _pca_classifier(np.linalg.eigvalsh(x.T @ x / x.shape[0]), x.shape[0])
+        variance = marchenko_pastur_variance(np.linalg.eigvalsh(x.T @ x / x.shape[0]), x.shape[0])
         variances.append(variance)
     return math.sqrt(max(float(np.median(variances)), 0.0))
+
+
+def marchenko_pastur_variance(eigenvalues: np.ndarray, samples: int) -> float:
+    """The noise variance from the eigenvalues of a sample covariance (Veraart et al. 2016, see `estimate_sigma`).
+
+    With the eigenvalues ascending, λ_1 ≤ … ≤ λ_M, the noise ones are the first n for the largest n with
+    λ_n − λ_1 ≤ 4·√(n / samples)·mean(λ_1 … λ_n); that mean is returned.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray, shape (M,)
+        Of the covariance of `samples` centred observations, ascending.
+    samples : int
+        The number of observations (voxels).
+
+    Returns
+    -------
+    float
+    """
+    values = np.asarray(eigenvalues, dtype=np.float64)[-max(samples - 1, 1):]  # the centring's zero is no noise
+    n = np.arange(1, values.size + 1)
+    means = np.cumsum(values) / n
+    noise = values - values[0] <= 4 * np.sqrt(n / samples) * means
+    return float(means[np.flatnonzero(noise)[-1]])
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def supports(codec: str, target: str) -> None:
 
 
 def config_for_ratio(config: _Settings, volume: Volume4D, ratio: float, codec: str) -> _Settings:
-    """The settings with the most units per layer whose archive meets a compression ratio.
+    """The settings whose archive meets a compression ratio: the most units per layer for a network codec, or
+    what the codec's own `settings_for_bytes` hook finds.
 
     Network sizes come from the codec's `member_bytes` hook (freshly initialised networks code to nearly the
     size of trained ones); the container is measured on a stand-in.
@@ -68,6 +69,10 @@ def config_for_ratio(config: _Settings, volume: Volume4D, ratio: float, codec: s
     nx, ny, nz, nv = volume.shape
     module = get_codec(codec)
     placeholders = module.placeholders(volume, config)
+    if hasattr(module, "settings_for_bytes"):  # a codec that searches its own settings
+        target = nx * ny * nz * nv * 2 / ratio
+        return module.settings_for_bytes(volume, config, int(target - _container_bytes(volume, codec, config,
+                                                                                           placeholders)))
     networks = sum(item.member is not None for item in placeholders)
     target = nx * ny * nz * nv * 2 / ratio
     budget = (target - _container_bytes(volume, codec, config, placeholders)) / max(networks, 1)
@@ -134,7 +139,10 @@ def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str
     supports(codec, "psnr")
     if not psnr > 0:
         raise InputError("the target PSNR must be positive")
-    trial_of = get_codec(codec).psnr_probe(volume, config)
+    module = get_codec(codec)
+    if hasattr(module, "settings_for_psnr"):  # a codec that searches its own settings
+        return module.settings_for_psnr(volume, config, psnr), []
+    trial_of = module.psnr_probe(volume, config)
     if trial_of is None:
         return replace(config, target_psnr=psnr), []
     probes: list[Probe] = []

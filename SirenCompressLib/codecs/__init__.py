@@ -24,7 +24,8 @@ import numpy as np
 from ..errors import ArchiveError, InputError
 
 REGISTRY = {"siren": "SirenCompressLib.codecs.siren", "siren3d": "SirenCompressLib.codecs.siren3d",
-            "lossless": "SirenCompressLib.codecs.lossless", "fmri": "SirenCompressLib.codecs.fmri"}
+            "lossless": "SirenCompressLib.codecs.lossless", "fmri": "SirenCompressLib.codecs.fmri",
+            "transform": "SirenCompressLib.codecs.transform"}
 DEFAULT = "siren"  # the codec for any input that no codec's `preferred` claims
 RATE_TARGETS = ("ratio", "psnr")  # what `Codec.RATE_CONTROL` may name
 
@@ -57,7 +58,9 @@ class Codec(Protocol):
     SHARED_MEMBER : bool
         True when one member, stored with slice 0, serves every slice (each entry names it).
     RATE_CONTROL : frozenset of str
-        The rate targets it supports, from `RATE_TARGETS`: "ratio" needs `member_bytes`, "psnr" `psnr_probe`.
+        The rate targets it supports, from `RATE_TARGETS`: "ratio" needs the hook `member_bytes` (network
+        codecs: `rate` sizes the network) or `settings_for_bytes(volume, config, budget) -> Config` (a codec
+        that searches its own settings); "psnr" needs `psnr_probe` or `settings_for_psnr(volume, config, psnr)`.
     PRESETS : dict of str to Config
         Named settings (may be empty); `DEFAULT_PRESET` names the one `default_config` returns, or is None.
     """

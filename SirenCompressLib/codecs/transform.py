@@ -1,0 +1,656 @@
+"""transform: q-space transform coding with a learned entropy model — the smallest lossy dMRI files at equal PSNR.
+
+Per axial slice: a KLT across the volumes (principal components of the slice's voxels; the mean and the basis
+quantised to the precision each component needs and entropy-coded), the leading component maps optionally
+through an orthonormal in-plane wavelet (`wavelet`, where it lowers the rate), every coefficient quantised
+with one common step Δ (a deadzone quantiser: |c|/Δ rounds up from `rounding`, and decodes to the mean of
+its interval, stored per magnitude class), and the quantised maps coded by adaptive rANS with contexts chosen
+by a small network trained on the data at encode time (`context_model`). Components whose coding costs more
+than it gains at the step's rate–distortion slope are left out. One step for every slice and component
+gives every coefficient the same squared error, the allocation that minimises the total error at a given
+rate for an orthonormal transform (reverse water-filling; Cover and Thomas, *Elements of Information Theory*,
+§10.3). Decoding needs numpy alone; the symbols decode bit-identically everywhere (integer arithmetic), the
+values to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .. import context_model as cm
+from .. import entropy, wavelet
+from ..archive import codec_keys, is_int
+from ..errors import ArchiveError, InputError
+from . import EncodedSlice, JsonSettings, setting
+
+NAME = "transform"
+EXACT = False
+SHARED_MEMBER = False
+RATE_CONTROL = frozenset({"ratio", "psnr"})
+PRESETS: dict = {}
+DEFAULT_PRESET = None
+
+MEAN_STEPS = 8  # the volume means are stored in Δ/8
+BASIS_PRECISION = 24.0  # a basis row of coefficient deviation s is stored in steps of about Δ / (24 s)
+EXPONENTS = (1, 15)  # basis rows in 2^-e, e within these bounds
+OFFSET_UNITS = 64  # reconstruction offsets in 1/64 of a step, one per magnitude class 1, 2, ≥ 3
+CLASSES = 3
+SIDE_CONTEXTS = 4  # side stream: means, exponents and flags, basis, reserved
+HEADER = np.dtype("<u4")
+INCREMENT = 24  # adaptation speed of the coefficient coder's counts (see entropy.encode_chunks)
+RD_SLOPE = 2 * math.log(2) / 12  # λ = this × Δ²: squared error per bit at a uniform quantiser's slope
+MIN_LANES, MAX_LANES = 16, 4096
+LANE_SHARE = 0.01
+SIDE_LANES = 256
+RATE_SLICES = 8  # slices the rate search encodes
+RATE_ROUNDS = 3  # whole encodes that correct the step
+RATE_TOLERANCE = 0.01
+RATE_EXPONENT = 1.2  # bytes fall about as Δ^-1.2 near the targets (a correction's step)
+
+
+@dataclass(frozen=True)
+class Config(JsonSettings):
+    """Settings of the transform codec."""
+
+    step: float | None = setting(None, "--step", "quantiser step Δ in the data's units (default: the noise σ "
+                                 "of the data); larger: smaller files", above=0)
+    rounding: float = setting(0.38, "--rounding", "deadzone: |c|/Δ rounds up from this fraction (0.5: plain "
+                              "rounding)", min=0.05, max=0.5)
+    components: int = setting(0, "--components", "[transform] most KLT components kept per slice (0: as the "
+                              "rate–distortion slope decides)", min=0, max=4096)
+    context_units: int = setting(12, "--context-units", "hidden units of the learned entropy model", min=1,
+                                 max=64)
+    seed: int = setting(0, "--seed", "seed of the entropy model's training", min=0)
+
+
+def default_config() -> Config:
+    """The settings used when none are given: `Config()`.
+
+    Returns
+    -------
+    Config
+    """
+    return Config()
+
+
+def configure(base: Config, given: dict) -> Config:
+    """`base` with `given` on top.
+
+    Parameters
+    ----------
+    base : Config
+    given : dict
+        Config field name → value.
+
+    Returns
+    -------
+    Config
+    """
+    return replace(base, **given)
+
+
+def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
+    """For diffusion data: any input with gradients, or that looks like diffusion data.
+
+    Parameters
+    ----------
+    has_gradients : bool
+    volumes : int
+    diffusion_like : bool
+
+    Returns
+    -------
+    bool
+    """
+    return (has_gradients or diffusion_like) and volumes >= 2
+
+
+# --- encoding -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Quantised:
+    """One slice after the transform and the quantiser, before entropy coding."""
+
+    means: np.ndarray  # (volumes,) int64, in Δ / MEAN_STEPS
+    exponents: np.ndarray  # (K,) int64: basis row k in 2^-e_k
+    basis: np.ndarray  # (K, volumes) int64
+    in_plane: np.ndarray  # (K,) bool: map through the wavelet
+    symbols: np.ndarray  # (K, x', y') int64, x', y' padded for the wavelet
+    offsets: np.ndarray  # (CLASSES,) int64, in 1/OFFSET_UNITS of a step
+
+
+def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
+    """Code every axial slice.
+
+    Parameters
+    ----------
+    volume : Volume4D
+        The data, (x, y, z, volumes), integer or float.
+    config : Config
+    progress : callable or None
+        Receives progress events (dicts).
+
+    Returns
+    -------
+    list of EncodedSlice
+        One per axial slice, each with its member.
+
+    Raises
+    ------
+    InputError
+        For data that are not finite.
+    """
+    data = volume.data
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise InputError("the transform codec needs finite data (no NaN or infinity)")
+    step = resolved_step(data, config)
+    emit = progress or (lambda event: None)
+    nz = data.shape[2]
+    emit({"event": "start", "slices": nz, "networks": 0, "epochs": 0, "device": "cpu"})
+    slices = [quantise(data[:, :, z].astype(np.float64), step, config) for z in range(nz)]
+    network = train_model(slices, config)
+    out = []
+    for z, q in enumerate(slices):
+        member = network.to_bytes() + write_slice(q, network)
+        out.append(EncodedSlice(entry_of(q, step), member))
+        emit({"event": "slice", "slice": z, "slices": nz, "kind": NAME, "bytes": len(member)})
+    return out
+
+
+def resolved_step(data: np.ndarray, config: Config) -> float:
+    """Δ: the configured step, or the noise σ of the data (1 for noise-free data).
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, volumes)
+    config : Config
+
+    Returns
+    -------
+    float
+    """
+    if config.step is not None:
+        return float(config.step)
+    from ..noise import estimate_sigma
+
+    sigma = estimate_sigma(data) if data.shape[3] >= 2 else 0.0
+    return sigma if sigma > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Klt:
+    """The principal components of one slice's voxels: volume means (volumes,), the eigenvectors as rows
+    (volumes, volumes) and the coefficients' standard deviations (volumes,), largest first."""
+
+    means: np.ndarray
+    vectors: np.ndarray
+    deviations: np.ndarray
+
+
+def klt(image: np.ndarray) -> Klt:
+    """The KLT of one slice (x, y, volumes) across its volumes."""
+    x = image.reshape(-1, image.shape[2]).astype(np.float64)
+    means = x.mean(axis=0)
+    centred = x - means
+    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred / centred.shape[0])
+    order = np.argsort(eigenvalues)[::-1]
+    return Klt(means, vectors[:, order].T, np.sqrt(np.maximum(eigenvalues[order], 0)))
+
+
+def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | None = None) -> Quantised:
+    """The KLT (`transform`, computed if not given), the in-plane wavelet where it pays and the deadzone
+    quantiser of one slice (x, y, volumes)."""
+    transform = transform or klt(image)
+    nx, ny, nv = image.shape
+    means = np.rint(transform.means / step * MEAN_STEPS).astype(np.int64)
+    centred = image.reshape(nx * ny, nv) - means * (step / MEAN_STEPS)
+    limit = min(nv, config.components or nv)
+    exponents = np.clip(np.ceil(np.log2(np.maximum(transform.deviations[:limit], 1e-300) * BASIS_PRECISION / step)),
+                        *EXPONENTS).astype(np.int64)
+    basis = np.rint(transform.vectors[:limit] * 2.0 ** exponents[:, None]).astype(np.int64)
+    coefficients = _project(centred, _basis_values(basis, exponents))  # (voxels, K)
+    maps = _padded(coefficients.T.reshape(limit, nx, ny))
+    waves = wavelet.forward(maps)
+    plain_q, wave_q = _deadzone(maps / step, config.rounding), _deadzone(waves / step, config.rounding)
+    in_plane = _cost(wave_q) < _cost(plain_q)
+    values = np.where(in_plane[:, None, None], waves, maps) / step
+    symbols = np.where(in_plane[:, None, None], wave_q, plain_q)
+    keep = _kept_components(values, symbols, basis, exponents, step)
+    symbols, values = symbols[:keep], values[:keep]
+    return Quantised(means, exponents[:keep], basis[:keep], in_plane[:keep], symbols, _offsets(values, symbols))
+
+
+def _project(centred: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients of the rows of `centred` on the (quantised, nearly orthonormal) basis rows."""
+    if not basis.size:
+        return np.zeros((centred.shape[0], 0))
+    return np.linalg.solve(basis @ basis.T, basis @ centred.T).T
+
+
+def _basis_values(basis: np.ndarray, exponents: np.ndarray) -> np.ndarray:
+    return basis / 2.0 ** exponents[:, None]
+
+
+def _padded(maps: np.ndarray) -> np.ndarray:
+    """Maps (K, x, y) mirrored out to sizes the wavelet takes 3 levels of, where it can (see `padded_size`)."""
+    px, py = padded_size(maps.shape[1]), padded_size(maps.shape[2])
+    return np.pad(maps, [(0, 0), (0, px - maps.shape[1]), (0, py - maps.shape[2])], mode="symmetric")
+
+
+def padded_size(n: int) -> int:
+    """The axis length a map of `n` samples is coded at: a multiple of 8 for n ≥ 16, else n.
+
+    Parameters
+    ----------
+    n : int
+
+    Returns
+    -------
+    int
+    """
+    return -(-n // 8) * 8 if n >= 2 * wavelet.LOW_PASS.size else n
+
+
+def _deadzone(scaled: np.ndarray, rounding: float) -> np.ndarray:
+    return (np.sign(scaled) * np.floor(np.abs(scaled) + rounding)).astype(np.int64)
+
+
+def _cost(symbols: np.ndarray) -> np.ndarray:
+    """A rate proxy per map: the summed log-magnitudes (K,)."""
+    return np.log2(1.0 + np.abs(symbols)).sum(axis=(1, 2))
+
+
+def _kept_components(values: np.ndarray, symbols: np.ndarray, basis: np.ndarray, exponents: np.ndarray,
+                     step: float) -> int:
+    """The number of leading components worth coding: the last whose squared error saved exceeds λ × its bits
+    (order-0 entropy of its symbols, a sign per non-zero, its basis row), all in units of Δ²."""
+    if not symbols.shape[0]:
+        return 0
+    saved = (values ** 2).sum(axis=(1, 2)) - ((values - symbols) ** 2).sum(axis=(1, 2))
+    bits = np.array([_entropy_bits(s) for s in symbols]) + (symbols != 0).sum(axis=(1, 2))
+    bits = bits + basis.shape[1] * (exponents + 1)
+    worth = np.flatnonzero(saved > RD_SLOPE * bits)
+    return int(worth[-1]) + 1 if worth.size else 0
+
+
+def _entropy_bits(symbols: np.ndarray) -> float:
+    counts = np.unique(np.abs(symbols), return_counts=True)[1]
+    p = counts / counts.sum()
+    return float(-(counts * np.log2(p)).sum())
+
+
+def _offsets(values: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """Per magnitude class (1, 2, ≥ 3): the mean of |c|/Δ − |q| over the coefficients of that class."""
+    magnitude = np.abs(symbols)
+    out = np.zeros(CLASSES, dtype=np.int64)
+    for m in range(1, CLASSES + 1):
+        chosen = magnitude == m if m < CLASSES else magnitude >= m
+        if chosen.any():
+            gap = np.abs(values[chosen]) - magnitude[chosen]
+            out[m - 1] = int(np.clip(np.rint(gap.mean() * OFFSET_UNITS), -OFFSET_UNITS // 2, OFFSET_UNITS // 2))
+    return out
+
+
+def train_model(slices: list[Quantised], config: Config) -> cm.Network:
+    """The entropy model, trained on the symbols of up to 8 slices spread over the volume."""
+    features, buckets, targets = [], [], []
+    for q in slices[:: max(1, len(slices) // 8)]:
+        for k, where, stack, bucket in _passes(q.symbols):
+            features.append(stack[:, where].T)
+            buckets.append(np.full(int(where.sum()), bucket))
+            targets.append(cm.log_magnitude(q.symbols[k][where]))
+    if not features:  # nothing to code: an untrained network
+        return cm.train(np.zeros((1, cm.FEATURES), dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1),
+                        config.context_units, steps=0, seed=config.seed)
+    return cm.train(np.concatenate(features), np.concatenate(buckets), np.concatenate(targets),
+                    config.context_units, seed=config.seed)
+
+
+def _passes(symbols: np.ndarray):
+    """Per map k and pass, as the decoder meets them: (k, where (x, y) bool, features (FEATURES, x, y), bucket)."""
+    _, nx, ny = symbols.shape
+    first = cm.anchors(nx, ny)
+    features = cm.Features(nx, ny)
+    for k in range(symbols.shape[0]):
+        log_map = cm.log_magnitude(symbols[k])
+        for where, own in ((first, None), (~first, np.where(first, log_map, 0))):
+            stack, bucket = features.of(own is None, own)
+            yield k, where, stack, bucket
+        features.add(log_map)
+
+
+def write_slice(q: Quantised, network: cm.Network) -> bytes:
+    """The slice's streams: side information and coefficient tokens (each after its uint32 length), then the
+    verbatim bits (extra bits and signs, pass by pass)."""
+    side = _side_stream(q)
+    tokens, contexts, chunks, bits, nbits = [], [], [], [], []
+    for k, where, stack, bucket in _passes(q.symbols):
+        chosen = q.symbols[k][where]
+        token, count, extra = entropy.split_integers(np.abs(chosen))
+        tokens.append(token)
+        contexts.append(cm.contexts(network, stack[:, where], bucket))
+        chunks.append(chosen.size)
+        signs = chosen[chosen != 0] < 0
+        bits += [extra, signs.astype(np.uint64)]
+        nbits += [count, np.ones(signs.size, dtype=np.int64)]
+    tokens = np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int64)
+    alphabet = int(tokens.max(initial=0)) + 1
+    contexts = np.concatenate(contexts) if contexts else tokens
+    probe = entropy.encode_chunks(tokens, alphabet, contexts, cm.CONTEXTS, chunks, MAX_LANES, INCREMENT)
+    coded = entropy.encode_chunks(tokens, alphabet, contexts, cm.CONTEXTS, chunks,
+                                  _lanes(len(probe) - 4 * MAX_LANES), INCREMENT)
+    verbatim = entropy.pack_bits(np.concatenate(bits or [np.zeros(0)]), np.concatenate(nbits or [np.zeros(0)]))
+    return _sized(side) + _sized(bytes([alphabet]) + coded) + verbatim
+
+
+def _lanes(nbytes: int) -> int:
+    """Lanes of the coefficient coder for a stream of about `nbytes`: the most (a power of 2, MIN_LANES to
+    MAX_LANES) whose final states (4 bytes a lane) take at most LANE_SHARE of it. More lanes decode faster."""
+    lanes = MIN_LANES
+    while lanes < MAX_LANES and 8 * lanes <= LANE_SHARE * nbytes:
+        lanes *= 2
+    return lanes
+
+
+def _sized(part: bytes) -> bytes:
+    return np.array([len(part)], dtype=HEADER).tobytes() + part
+
+
+def _side_stream(q: Quantised) -> bytes:
+    """Means, exponents, wavelet flags and reconstruction offsets, then the basis: zigzag integers, rANS-coded
+    (context per kind) with their verbatim bits."""
+    parts = [(q.means, 0), (np.concatenate([q.exponents, q.in_plane.astype(np.int64), q.offsets]), 1),
+             (q.basis.ravel(), 2)]
+    values = np.concatenate([p for p, _ in parts])
+    kinds = np.concatenate([np.full(p.size, kind) for p, kind in parts])
+    tokens, nbits, extra = entropy.split_integers(_zigzag(values))
+    coded = entropy.encode_chunks(tokens, entropy.TOKENS, kinds, SIDE_CONTEXTS, [tokens.size], SIDE_LANES)
+    return _sized(coded) + entropy.pack_bits(extra, nbits)
+
+
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.int64)
+    return ((v << 1) ^ (v >> 63)).astype(np.uint64)
+
+
+def _unzigzag(u: np.ndarray) -> np.ndarray:
+    u = np.asarray(u, dtype=np.uint64)
+    return ((u >> np.uint64(1)).astype(np.int64)) ^ -((u & np.uint64(1)).astype(np.int64))
+
+
+def entry_of(q: Quantised, step: float) -> dict:
+    """The manifest entry of a coded slice: its step, kept components and coded map size."""
+    return {"kind": NAME, "step": step, "components": int(q.symbols.shape[0])}
+
+
+def placeholders(volume, config: Config) -> list[EncodedSlice]:
+    """The entries `encode` makes, with empty members (for the container's size).
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    list of EncodedSlice
+    """
+    nv = volume.shape[3]
+    return [EncodedSlice({"kind": NAME, "step": 1.2345678901234567, "components": nv}, b"")
+            for _ in range(volume.shape[2])]
+
+
+# --- rate control ---------------------------------------------------------------------------------------
+
+
+def settings_for_bytes(volume, config: Config, budget: int) -> Config:
+    """The settings whose members total about `budget` bytes: the step Δ, found by bisection.
+
+    The bisection encodes up to `RATE_SLICES` slices spread over the volume with an entropy model trained once
+    (at the noise σ, or the configured step), scales their bytes to the volume, then corrects the step with
+    whole encodes (at most `RATE_ROUNDS`) until the members are within 1 % of the budget.
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+    budget : int
+        Bytes for all slices' members.
+
+    Returns
+    -------
+    Config
+        With `step` set.
+
+    Raises
+    ------
+    InputError
+        When even the coarsest step does not fit the budget.
+    """
+    data = volume.data
+    nz = data.shape[2]
+    picked = list(range(0, nz, max(1, -(-nz // RATE_SLICES))))
+    transforms = {z: klt(data[:, :, z]) for z in picked}
+    start = resolved_step(data, config)
+    network = train_model([quantise(data[:, :, z].astype(np.float64), start, config, transforms[z]) for z in picked],
+                          config)
+
+    def estimate(step: float) -> float:
+        sizes = [len(network.to_bytes()) + len(write_slice(quantise(data[:, :, z].astype(np.float64), step, config,
+                                                                       transforms[z]), network)) for z in picked]
+        return sum(sizes) * nz / len(picked)
+
+    step = _bisect_step(estimate, budget, start)
+    for _ in range(RATE_ROUNDS):
+        actual = sum(len(item.member) for item in encode(volume, replace(config, step=step)))
+        if abs(actual - budget) <= RATE_TOLERANCE * budget:
+            break
+        step *= (actual / budget) ** (1 / RATE_EXPONENT)
+    return replace(config, step=float(step))
+
+
+def settings_for_psnr(volume, config: Config, psnr: float) -> Config:
+    """The largest step Δ whose decoded volume reaches `psnr` (dB, the project's definition), by bisection on
+    the quantiser alone (no entropy coding needed: the error does not depend on it).
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+    psnr : float
+
+    Returns
+    -------
+    Config
+        With `step` set.
+    """
+    from ..metrics import psnr_from_mse, value_range
+
+    data = volume.data
+    lo, hi = value_range(data)
+    span = float(hi - lo) or 1.0
+    transforms = [klt(data[:, :, z]) for z in range(data.shape[2])]
+
+    def reached(step: float) -> float:
+        mse = np.mean([np.mean(((reconstruct(quantise(data[:, :, z].astype(np.float64), step, config, t), step,
+                                             data.shape) - data[:, :, z]) / span) ** 2)
+                       for z, t in enumerate(transforms)])
+        return psnr_from_mse(float(mse))
+
+    lo_step, hi_step = 1e-6 * span, span
+    for _ in range(40):
+        middle = math.sqrt(lo_step * hi_step)
+        lo_step, hi_step = (middle, hi_step) if reached(middle) >= psnr else (lo_step, middle)
+    return replace(config, step=float(lo_step))
+
+
+def _bisect_step(size_of, budget: float, start: float) -> float:
+    """The step whose `size_of` is closest to `budget` from below (sizes fall as the step grows)."""
+    lo, hi = start / 64, start * 64
+    for _ in range(24):
+        middle = math.sqrt(lo * hi)
+        lo, hi = (middle, hi) if size_of(middle) > budget else (lo, middle)
+        if hi / lo < 1.002:
+            break
+    if size_of(hi) > budget * (1 + RATE_TOLERANCE):
+        raise InputError("the target ratio is out of reach for the transform codec: choose a lower ratio")
+    return hi
+
+
+# --- decoding -------------------------------------------------------------------------------------------
+
+
+def check_slices(config: Config, manifest: dict) -> int:
+    """Check every entry: a transform entry (a positive finite step, 0 to volumes components) with a member.
+
+    Parameters
+    ----------
+    config : Config
+    manifest : dict
+
+    Returns
+    -------
+    int
+        The decoding work: about the multiply-adds of the entropy model and the inverse transforms.
+
+    Raises
+    ------
+    ArchiveError
+        For an invalid entry.
+    """
+    nx, ny, _, nv = manifest["shape"]
+    px, py = padded_size(nx), padded_size(ny)
+    work = 0
+    for entry in manifest["slices"]:
+        z, step, k = entry["index"], entry.get("step"), entry.get("components")
+        if not (entry["kind"] == NAME and codec_keys(entry) == {"step", "components"} and entry["member"]
+                and isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step)
+                and step > 0 and is_int(k) and 0 <= k <= nv):
+            raise ArchiveError(f"slice {z}: a transform entry needs a positive step, 0 to {nv} components and a "
+                               f"member")
+        work += k * px * py * (cm.FEATURES * 64 + px + py) + nx * ny * k * nv
+    return work
+
+
+def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:
+    """Decode one slice, with numpy only.
+
+    Parameters
+    ----------
+    config : Config
+    entry : dict
+        The slice's manifest entry ("step", "components").
+    member : bytes
+    shape : tuple of int
+        The volume's shape (x, y, z, volumes).
+
+    Returns
+    -------
+    ndarray, shape (x, y, volumes), float64
+
+    Raises
+    ------
+    ArchiveError
+        For a corrupt member.
+    """
+    nx, ny, _, nv = shape
+    k_count, step = int(entry["components"]), float(entry["step"])
+    network, at = cm.Network.from_bytes(member)
+    side, coded, verbatim = _parts(member[at:], 3)
+    means, exponents, in_plane, offsets, basis = _read_side(side, nv, k_count)
+    symbols = _read_symbols(coded, verbatim, network, (k_count, padded_size(nx), padded_size(ny)))
+    return reconstruct(Quantised(means, exponents, basis, in_plane, symbols, offsets), step, shape)
+
+
+def reconstruct(q: Quantised, step: float, shape: tuple) -> np.ndarray:
+    """The slice (x, y, volumes) that quantised coefficients stand for.
+
+    Parameters
+    ----------
+    q : Quantised
+    step : float
+        Δ.
+    shape : tuple of int
+        The volume's shape (x, y, z, volumes).
+
+    Returns
+    -------
+    ndarray, shape (x, y, volumes), float64
+    """
+    nx, ny, _, nv = shape
+    magnitude = np.abs(q.symbols)
+    offset = np.where(magnitude == 0, 0, q.offsets[np.clip(magnitude, 1, CLASSES) - 1] / OFFSET_UNITS)
+    values = np.sign(q.symbols) * (magnitude + offset) * step
+    maps = np.where(q.in_plane[:, None, None], wavelet.inverse(values), values)[:, :nx, :ny]
+    k_count = q.symbols.shape[0]
+    x = maps.reshape(k_count, nx * ny).T @ _basis_values(q.basis, q.exponents) + q.means * (step / MEAN_STEPS)
+    return x.reshape(nx, ny, nv)
+
+
+def _parts(data: bytes, count: int) -> list[bytes]:
+    """`count` length-prefixed parts; the last takes the rest."""
+    parts, at = [], 0
+    for _ in range(count - 1):
+        if len(data) < at + 4:
+            raise ArchiveError("transform member is truncated")
+        size = int(np.frombuffer(data, dtype=HEADER, count=1, offset=at)[0])
+        if len(data) < at + 4 + size:
+            raise ArchiveError("transform member is truncated")
+        parts.append(data[at + 4:at + 4 + size])
+        at += 4 + size
+    return parts + [data[at:]]
+
+
+def _read_side(side: bytes, nv: int, k_count: int) -> tuple:
+    """Means (nv,), exponents (K,), wavelet flags (K,), offsets (CLASSES,), basis (K, nv): all checked."""
+    coded, verbatim = _parts(side, 2)
+    sizes = [nv, 2 * k_count + CLASSES, k_count * nv]
+    kinds = np.concatenate([np.full(n, kind) for kind, n in enumerate(sizes)])
+    decoder = entropy.ChunkDecoder(coded, entropy.TOKENS, SIDE_CONTEXTS, kinds.size, SIDE_LANES)
+    tokens = decoder.next(kinds)
+    decoder.close()
+    reader = entropy.BitReader(verbatim)
+    values = _unzigzag(entropy.join_integers(tokens, reader.read(entropy.token_bits(tokens))))
+    reader.close()
+    means, header, basis = np.split(values, np.cumsum(sizes[:2]))
+    exponents, flags, offsets = np.split(header, [k_count, 2 * k_count])
+    if not (np.all((exponents >= EXPONENTS[0]) & (exponents <= EXPONENTS[1])) and np.all((flags == 0) | (flags == 1))
+            and np.all(np.abs(offsets) <= OFFSET_UNITS // 2) and np.abs(basis).max(initial=0) <= 2 << EXPONENTS[1]
+            and np.abs(means).max(initial=0) < 1 << 53):
+        raise ArchiveError("transform side information is out of range: the archive is damaged")
+    return means, exponents, flags.astype(bool), offsets, basis.reshape(k_count, nv)
+
+
+def _read_symbols(coded: bytes, verbatim: bytes, network: cm.Network, shape: tuple) -> np.ndarray:
+    """The quantised maps (K, x', y'), decoded pass by pass as `_passes` orders them."""
+    k_count, px, py = shape
+    symbols = np.zeros(shape, dtype=np.int64)
+    if not coded:
+        raise ArchiveError("transform member is truncated")
+    alphabet, stream = coded[0], coded[1:]
+    first = cm.anchors(px, py)
+    count = k_count * px * py
+    lanes = int(np.frombuffer(stream[:4].ljust(4, b"\0"), dtype=HEADER)[0])
+    if not MIN_LANES <= lanes <= MAX_LANES:
+        raise ArchiveError("transform member: bad lane count")
+    decoder = entropy.ChunkDecoder(stream, max(alphabet, 1), cm.CONTEXTS, count, lanes, INCREMENT)
+    reader = entropy.BitReader(verbatim)
+    features = cm.Features(px, py)
+    for k in range(k_count):
+        for where in (first, ~first):
+            own = None if where is first else np.where(first, cm.log_magnitude(symbols[k]), 0)
+            stack, bucket = features.of(own is None, own)
+            tokens = decoder.next(cm.contexts(network, stack[:, where], bucket))
+            magnitude = entropy.join_integers(tokens, reader.read(entropy.token_bits(tokens))).astype(np.int64)
+            negative = reader.read(np.ones(int((magnitude != 0).sum()), dtype=np.int64)).astype(bool)
+            signed = magnitude.copy()
+            signed[np.flatnonzero(magnitude)[negative]] *= -1
+            symbols[k][where] = signed
+        features.add(cm.log_magnitude(symbols[k]))
+    decoder.close()
+    reader.close()
+    return symbols

@@ -1,0 +1,188 @@
+"""A learned entropy model for stacks of integer maps: a small network, trained on the data at encode time,
+picks each symbol's context for the adaptive rANS coder (`entropy.encode_chunks`) from what is decoded already.
+
+The maps of a stack (K, x, y) are coded one after the other; each map in two passes over a checkerboard
+(the "anchor" squares first, then the others, as in He et al., "Checkerboard context model for efficient
+learned image compression", CVPR 2021), so that a whole pass is one vectorised step of the coder. The
+features of a symbol are sums of log-magnitudes of decoded symbols: the 3×3 neighbourhood in the previous
+map, in the previous `HISTORY` maps, the same place in the previous map, and (second pass) the four anchor
+neighbours in its own map. A network with one hidden layer of ReLU units (and a learned bias per map index
+and pass) maps them to an estimate of the symbol's log-magnitude; that estimate, cut into `CONTEXTS` bins,
+is the context, whose symbol counts the coder adapts as it goes. Like Cool-chic (Ladune et al., "COOL-CHIC:
+Coordinate-based low complexity hierarchical image codec", ICCV 2023), the network is trained on the data it
+codes and stored with it; it is evaluated in integer arithmetic, so that every machine derives the same
+contexts and decodes the same bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ArchiveError
+
+LOG_SCALE = 16  # log-magnitudes in 1/16 of a bit
+LOG_TABLE = np.floor(LOG_SCALE * np.log2(1.0 + np.arange(4096))).astype(np.int64)  # exact at powers of 2
+HISTORY = 6  # earlier maps summed into one feature
+FEATURES = 4
+MAP_BUCKETS = 16  # maps 0..14 have their own bias, the rest share one
+BUCKETS = 2 * MAP_BUCKETS  # × the two passes
+CONTEXTS = 40
+BINS_PER_BIT = 4  # contexts per bit of predicted log-magnitude
+INPUT_SHIFT = 14  # first-layer weights and biases in 1/2^14
+HIDDEN_SHIFT = 6  # hidden units kept in 1/2^6 after the first layer
+OUTPUT_SHIFT = 8  # output weights in 1/2^8
+WEIGHT_LIMIT = (1 << 15) - 1  # |weight| as stored (int16)
+
+
+@dataclass(frozen=True)
+class Network:
+    """The integer network: `w1` (hidden, FEATURES), `b1` (hidden,), `w2` (hidden,), `b2` (BUCKETS,), all int64
+    in the fixed-point units of the module constants (`b2` in 1/16 of a bit of log-magnitude)."""
+
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+
+    @property
+    def hidden(self) -> int:
+        """The number of hidden units."""
+        return self.w2.size
+
+    def to_bytes(self) -> bytes:
+        """uint8 hidden count, then w1, b1, w2, b2 as little-endian int16."""
+        values = np.concatenate([self.w1.ravel(), self.b1, self.w2, self.b2])
+        return bytes([self.hidden]) + values.astype("<i2").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> tuple[Network, int]:
+        """The network stored at the start of `data`, and the number of bytes it took.
+
+        Raises
+        ------
+        ArchiveError
+            When the bytes are too few or a weight is out of range.
+        """
+        if not data:
+            raise ArchiveError("entropy model is missing")
+        hidden = data[0]
+        count = hidden * (FEATURES + 2) + BUCKETS
+        if len(data) < 1 + 2 * count:
+            raise ArchiveError("entropy model is truncated")
+        values = np.frombuffer(data, dtype="<i2", count=count, offset=1).astype(np.int64)
+        w1, b1, w2, b2 = np.split(values, np.cumsum([hidden * FEATURES, hidden, hidden]))
+        return cls(w1.reshape(hidden, FEATURES), b1, w2, b2), 1 + 2 * count
+
+
+def log_magnitude(symbols: np.ndarray) -> np.ndarray:
+    """⌊16·log2(1 + |q|)⌋ of integer symbols (|q| capped at 4095), int64."""
+    return LOG_TABLE[np.minimum(np.abs(symbols), LOG_TABLE.size - 1)]
+
+
+def anchors(nx: int, ny: int) -> np.ndarray:
+    """(nx, ny) bool: the checkerboard squares coded in the first pass."""
+    return (np.add.outer(np.arange(nx), np.arange(ny)) % 2) == 0
+
+
+def box3(a: np.ndarray) -> np.ndarray:
+    """Sum over the 3×3 neighbourhood of each place of the last two axes (zero outside), int64."""
+    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
+    rows = p[..., :-2, :] + p[..., 1:-1, :] + p[..., 2:, :]
+    return rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+
+
+def cross4(a: np.ndarray) -> np.ndarray:
+    """Sum of the four edge neighbours of each place of the last two axes (zero outside), int64."""
+    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
+    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+
+
+class Features:
+    """The features of the next map's symbols, from the log-magnitudes of the maps decoded so far.
+
+    `of(k, first_pass, own)` gives (FEATURES, x, y) int64 and the bucket of map k's pass; `own` holds the
+    log-magnitudes of map k's anchors (zero elsewhere) for the second pass. `add(L)` appends a decoded map.
+    """
+
+    def __init__(self, nx: int, ny: int) -> None:
+        self.previous = np.zeros((nx, ny), dtype=np.int64)
+        self.recent: list[np.ndarray] = []
+        self.count = 0
+
+    def add(self, log_map: np.ndarray) -> None:
+        self.previous = log_map
+        self.recent = (self.recent + [log_map])[-HISTORY:]
+        self.count += 1
+
+    def of(self, first_pass: bool, own: np.ndarray | None) -> tuple[np.ndarray, int]:
+        history = np.sum(self.recent, axis=0) if self.recent else np.zeros_like(self.previous)
+        inplane = np.zeros_like(self.previous) if first_pass else cross4(own)
+        stack = np.stack([box3(self.previous), box3(history), self.previous, inplane])
+        bucket = 2 * min(self.count, MAP_BUCKETS - 1) + (0 if first_pass else 1)
+        return stack, bucket
+
+
+def contexts(network: Network, features: np.ndarray, bucket: int) -> np.ndarray:
+    """Each symbol's context in [0, CONTEXTS) from its features (FEATURES, n) int64 — integer arithmetic only.
+
+    Parameters
+    ----------
+    network : Network
+    features : ndarray, shape (FEATURES, n), int64
+    bucket : int
+        The map's bucket (its index, capped, and the pass).
+
+    Returns
+    -------
+    ndarray, shape (n,), int64
+    """
+    hidden = np.maximum(network.w1 @ features + network.b1[:, None], 0) >> (INPUT_SHIFT - HIDDEN_SHIFT)
+    out = ((network.w2 @ hidden) >> (HIDDEN_SHIFT + OUTPUT_SHIFT)) + network.b2[bucket]  # in 1/16 bit
+    return np.clip(out * BINS_PER_BIT // LOG_SCALE, 0, CONTEXTS - 1)
+
+
+def train(features: np.ndarray, buckets: np.ndarray, targets: np.ndarray, hidden: int = 12, steps: int = 250,
+          seed: int = 0, samples: int = 50_000) -> Network:
+    """Fit the network to predict log-magnitudes (least squares, Adam), then round it to integers.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n, FEATURES), int64
+    buckets : ndarray, shape (n,), int64
+    targets : ndarray, shape (n,)
+        The symbols' log-magnitudes (`log_magnitude`).
+    hidden : int
+        Hidden units, 1 to 64.
+    steps : int
+        Adam steps over a random subset of at most `samples` symbols.
+    seed : int
+
+    Returns
+    -------
+    Network
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(features.shape[0], min(samples, features.shape[0]), replace=False)
+    scale = np.maximum(features[pick].std(axis=0), 1.0)
+    x = torch.tensor(features[pick] / scale, dtype=torch.float32)
+    b = torch.tensor(buckets[pick])
+    y = torch.tensor(targets[pick] / LOG_SCALE, dtype=torch.float32)  # in bits
+    generator = torch.Generator().manual_seed(seed)
+    w1 = torch.nn.Parameter(torch.randn(hidden, FEATURES, generator=generator) / FEATURES ** 0.5)
+    b1 = torch.nn.Parameter(torch.full((hidden,), 0.1))
+    w2 = torch.nn.Parameter(torch.randn(hidden, generator=generator) / hidden ** 0.5)
+    b2 = torch.nn.Parameter(torch.full((BUCKETS,), float(y.mean())))
+    optimiser = torch.optim.Adam([w1, b1, w2, b2], lr=0.03)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss = torch.mean((torch.relu(x @ w1.T + b1) @ w2 + b2[b] - y) ** 2)
+        loss.backward()
+        optimiser.step()
+    # in integers: hidden = relu(w1·f + b1) in 1/2^14, kept in 1/2^6; w2 in 1/2^8 of 1/16 bit, b2 in 1/16 bit
+    parts = [w1.detach().numpy() / scale * (1 << INPUT_SHIFT), b1.detach().numpy() * (1 << INPUT_SHIFT),
+             w2.detach().numpy() * LOG_SCALE * (1 << OUTPUT_SHIFT), b2.detach().numpy() * LOG_SCALE]
+    return Network(*(np.clip(np.rint(p), -WEIGHT_LIMIT, WEIGHT_LIMIT).astype(np.int64) for p in parts))
