@@ -78,12 +78,14 @@ def decode(data: bytes, count: int, alphabet: int, contexts: np.ndarray | None =
 
 
 def encode_chunks(symbols: np.ndarray, alphabet: int, contexts: np.ndarray, n_contexts: int,
-                  chunks: list[int], lanes: int, increment: int = 1) -> bytes:
+                  chunks: list[int], lanes: int, increment: int = 1, update_every: int = 0) -> bytes:
     """Like `encode`, for symbols that a decoder reads chunk by chunk (`ChunkDecoder`).
 
     The contexts of a chunk may depend on the symbols of earlier chunks. Each chunk fills whole steps of
     `lanes` symbols; the unused places of its last step cost nothing. The adaptive model carries over from
-    chunk to chunk.
+    chunk to chunk; it learns from each step's symbols, or with `update_every` from the symbols of the steps
+    since its last update once they are that many, and at each chunk's end (fewer updates: faster with few
+    lanes).
 
     Parameters
     ----------
@@ -97,6 +99,8 @@ def encode_chunks(symbols: np.ndarray, alphabet: int, contexts: np.ndarray, n_co
         Interleaved streams.
     increment : int
         What each symbol adds to its count (above 1, counts are halved past COUNT_LIMIT: faster adaptation).
+    update_every : int
+        Symbols between model updates (0: every step).
 
     Returns
     -------
@@ -114,8 +118,19 @@ def encode_chunks(symbols: np.ndarray, alphabet: int, contexts: np.ndarray, n_co
     grid[0][places >= 0], grid[1][places >= 0] = symbols, contexts
     active[places >= 0] = True
     shape = (-1, lanes)
+    updates = np.concatenate([_update_steps(n, lanes, update_every) for n in chunks]) if update_every else None
     return _encode_grid(grid[0].reshape(shape), grid[1].reshape(shape), active.reshape(shape), alphabet,
-                        n_contexts, symbols.size, increment)
+                        n_contexts, symbols.size, increment, updates)
+
+
+def _update_steps(n: int, lanes: int, every: int) -> np.ndarray:
+    """For the steps of a chunk of `n` symbols: whether the model learns after each (bool)."""
+    steps = -(-n // lanes)
+    done = np.minimum(np.arange(1, steps + 1) * lanes, n)
+    after = np.diff(done // max(every, 1), prepend=0) > 0
+    if steps:
+        after[-1] = True
+    return after
 
 
 class ChunkDecoder:
@@ -124,9 +139,9 @@ class ChunkDecoder:
     stream, `count` symbols in all, was used."""
 
     def __init__(self, data: bytes, alphabet: int, n_contexts: int, count: int, lanes: int,
-                 increment: int = 1) -> None:
+                 increment: int = 1, update_every: int = 0) -> None:
         self._decoder = _Decoder(data, count, lanes, alphabet, n_contexts, increment)
-        self._count, self._lanes, self._read = count, lanes, 0
+        self._count, self._lanes, self._read, self._every = count, lanes, 0, update_every
 
     def next(self, contexts: np.ndarray) -> np.ndarray:
         """The symbols of the next chunk.
@@ -151,8 +166,14 @@ class ChunkDecoder:
         padded = np.zeros(steps * lanes, dtype=np.int64)
         padded[:n] = contexts
         out = np.empty((steps, lanes), dtype=np.int64)
+        after = _update_steps(n, lanes, self._every) if self._every else np.ones(steps, dtype=bool)
+        first = 0
         for k, row in enumerate(padded.reshape(steps, lanes)):
-            out[k] = self._decoder.step(row, np.arange(k * lanes, (k + 1) * lanes) < n)
+            out[k] = self._decoder.step(row, np.arange(k * lanes, (k + 1) * lanes) < n, not self._every)
+            if self._every and after[k]:
+                end = min((k + 1) * lanes, n)
+                self._decoder.model.update(padded[first:end], out.ravel()[first:end])
+                first = end
         return out.ravel()[:n]
 
     def close(self) -> None:
@@ -169,17 +190,24 @@ class ChunkDecoder:
 
 
 def _encode_grid(symbols: np.ndarray, contexts: np.ndarray, active: np.ndarray, alphabet: int,
-                 n_contexts: int, count: int, increment: int = 1) -> bytes:
-    """rANS-code (steps, lanes) symbols; inactive places are coded with probability 1 (no bits)."""
+                 n_contexts: int, count: int, increment: int = 1, updates: np.ndarray | None = None) -> bytes:
+    """rANS-code (steps, lanes) symbols; inactive places are coded with probability 1 (no bits). The model
+    learns after every step, or only after the steps where `updates` (bool per step) is set, from all steps
+    since the last."""
     steps, lanes = symbols.shape
     model = _Model(alphabet, n_contexts, increment)
     starts = np.zeros(symbols.shape, dtype=np.uint64)
     freqs = np.full(symbols.shape, 1 << PROB_BITS, dtype=np.uint64)
+    after = np.ones(steps, dtype=bool) if updates is None else updates
+    first = 0
     for k in range(steps):
         cum, on = model.cumulative(), active[k]
         starts[k, on] = cum[contexts[k, on], symbols[k, on]]
         freqs[k, on] = cum[contexts[k, on], symbols[k, on] + 1] - starts[k, on]
-        model.update(contexts[k, on], symbols[k, on])
+        if after[k]:
+            on = active[first:k + 1]
+            model.update(contexts[first:k + 1][on], symbols[first:k + 1][on])
+            first = k + 1
     state = np.full(lanes, STATE_LOW, dtype=np.uint64)
     words, emitted = np.zeros((steps, lanes), dtype=np.uint64), np.zeros((steps, lanes), dtype=bool)
     for k in range(steps - 1, -1, -1):
@@ -208,22 +236,25 @@ class _Decoder:
         self.stream = np.frombuffer(data, dtype=WORD, offset=8 + 4 * lanes).astype(np.uint64)
         self.model, self.at = _Model(alphabet, n_contexts, increment), 0
 
-    def step(self, contexts: np.ndarray, active: np.ndarray) -> np.ndarray:
-        lanes, state = self.state.size, self.state
-        cum = self.model.cumulative()[contexts]
-        slot = state & np.uint64((1 << PROB_BITS) - 1)
-        s = np.where(active, (cum[:, 1:] <= slot[:, None]).sum(axis=1), 0)
-        start = np.where(active, cum[np.arange(lanes), s], 0)
-        freq = np.where(active, cum[np.arange(lanes), s + 1] - start, 1 << PROB_BITS).astype(np.uint64)
-        state = freq * (state >> np.uint64(PROB_BITS)) + slot - start
+    def step(self, contexts: np.ndarray, active: np.ndarray, update: bool = True) -> np.ndarray:
+        cum = self.model.cumulative()
+        rows = cum[contexts]  # (lanes, alphabet + 1)
+        slot = self.state & np.uint64((1 << PROB_BITS) - 1)
+        s = np.count_nonzero(rows[:, 1:] <= slot[:, None], axis=1)
+        at = np.arange(rows.shape[0]) * rows.shape[1] + s
+        start, end = rows.ravel()[at], rows.ravel()[at + 1]
+        if not active.all():  # an inactive lane keeps its state: symbol 0 with probability 1
+            s[~active], start[~active], end[~active] = 0, 0, 1 << PROB_BITS
+        state = (end - start) * (self.state >> np.uint64(PROB_BITS)) + slot - start
         need = state < STATE_LOW
-        n = int(need.sum())
+        n = np.count_nonzero(need)
         if self.at + n > self.stream.size:
             raise ArchiveError("entropy-coded stream is truncated")
         state[need] = (state[need] << np.uint64(16)) | self.stream[self.at:self.at + n]
         self.at += n
         self.state = state
-        self.model.update(contexts[active], s[active])
+        if update:
+            self.model.update(contexts[active], s[active])
         return s
 
     def close(self) -> None:
@@ -255,8 +286,10 @@ class _Model:
         return self.cum
 
     def update(self, contexts: np.ndarray, symbols: np.ndarray) -> None:
-        np.add.at(self.counts, (contexts, symbols), self.increment)
-        self.stale = np.unique(contexts)
+        n_contexts, alphabet = self.counts.shape
+        seen = np.bincount(contexts * alphabet + symbols, minlength=n_contexts * alphabet)
+        self.counts += seen.reshape(n_contexts, alphabet) * self.increment
+        self.stale = np.flatnonzero(seen.reshape(n_contexts, alphabet).any(axis=1))
         if self.increment > 1:  # adaptive: halve a context's counts when they grow past COUNT_LIMIT
             full = self.stale[self.counts[self.stale].sum(axis=1) > COUNT_LIMIT]
             self.counts[full] = (self.counts[full] + 1) >> 1

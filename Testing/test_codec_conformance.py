@@ -147,17 +147,21 @@ def test_rate_control_where_declared(coded):
     module = get_codec(name)
     volume = dwi_phantom(shape=(16, 16, 2), directions=30, bvalues=(1000.0,), noise=0.02)  # room for a ratio
     if "ratio" in module.RATE_CONTROL:
-        size = module.member_bytes(volume, config)
-        assert 0 < size(4) < size(64)
+        if hasattr(module, "member_bytes"):  # a network codec: rate control sizes the network
+            size = module.member_bytes(volume, config)
+            assert 0 < size(4) < size(64)
         chosen = config_for_ratio(config, volume, 4.0, name)
         reached = volume.data.size * 2 / len(to_bytes(compress(volume, name, chosen)))
-        assert chosen.units >= 2 and reached == pytest.approx(4.0, rel=0.15)
+        assert chosen != config and reached == pytest.approx(4.0, rel=0.15)
     else:
         with pytest.raises(InputError, match="cannot aim"):
             config_for_ratio(config, volume, 4.0, name)
-    if "psnr" in module.RATE_CONTROL:
+    if "psnr" in module.RATE_CONTROL and hasattr(module, "psnr_probe"):
         reached, nbytes = module.psnr_probe(volume, config)(config)
         assert np.isfinite(reached) and nbytes > 0
+    elif "psnr" in module.RATE_CONTROL:  # a codec that searches its own settings meets the PSNR
+        chosen, _ = config_for_psnr(config, volume, 40.0, name)
+        assert compare(volume.data, decompress(compress(volume, name, chosen)).data).whole.psnr >= 40.0
     else:
         with pytest.raises(InputError, match="cannot aim"):
             config_for_psnr(config, volume, 30.0, name)

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from SirenCompressLib import decompress, read_archive
-from SirenCompressLib.codecs import REGISTRY
-
 DATA = Path(__file__).parent / "data"
+CODECS_OF_0_3 = ("fmri", "lossless", "siren", "siren3d")
 
 
-@pytest.mark.parametrize("codec", sorted(REGISTRY))
+@pytest.mark.parametrize("codec", CODECS_OF_0_3)
 def test_a_0_3_archive_decodes_to_what_0_3_decoded(codec):
     archive = read_archive(DATA / f"{codec}-0.3.sirz")
     assert archive.manifest["library_version"] == "0.3.0" and archive.manifest["codec"]["name"] == codec

@@ -23,9 +23,9 @@ import numpy as np
 
 from ..errors import ArchiveError, InputError
 
-REGISTRY = {"siren": "SirenCompressLib.codecs.siren", "siren3d": "SirenCompressLib.codecs.siren3d",
-            "lossless": "SirenCompressLib.codecs.lossless", "fmri": "SirenCompressLib.codecs.fmri",
-            "transform": "SirenCompressLib.codecs.transform"}
+REGISTRY = {"transform": "SirenCompressLib.codecs.transform", "siren": "SirenCompressLib.codecs.siren",
+            "siren3d": "SirenCompressLib.codecs.siren3d", "lossless": "SirenCompressLib.codecs.lossless",
+            "fmri": "SirenCompressLib.codecs.fmri"}  # `suggest` asks them in this order
 DEFAULT = "siren"  # the codec for any input that no codec's `preferred` claims
 RATE_TARGETS = ("ratio", "psnr")  # what `Codec.RATE_CONTROL` may name
 

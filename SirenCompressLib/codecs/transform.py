@@ -40,7 +40,8 @@ OFFSET_UNITS = 64  # reconstruction offsets in 1/64 of a step, one per magnitude
 CLASSES = 3
 SIDE_CONTEXTS = 4  # side stream: means, exponents and flags, basis, reserved
 HEADER = np.dtype("<u4")
-INCREMENT = 24  # adaptation speed of the coefficient coder's counts (see entropy.encode_chunks)
+INCREMENT = 8  # adaptation speed of the coefficient coder's counts (see entropy.encode_chunks)
+UPDATE_EVERY = 512  # symbols between updates of the coefficient coder's counts
 RD_SLOPE = 2 * math.log(2) / 12  # λ = this × Δ²: squared error per bit at a uniform quantiser's slope
 MIN_LANES, MAX_LANES = 16, 4096
 LANE_SHARE = 0.01
@@ -59,8 +60,8 @@ class Config(JsonSettings):
                                  "of the data); larger: smaller files", above=0)
     rounding: float = setting(0.38, "--rounding", "deadzone: |c|/Δ rounds up from this fraction (0.5: plain "
                               "rounding)", min=0.05, max=0.5)
-    components: int = setting(0, "--components", "[transform] most KLT components kept per slice (0: as the "
-                              "rate–distortion slope decides)", min=0, max=4096)
+    max_components: int = setting(0, "--max-components", "most KLT components kept per slice (0: as the "
+                                  "rate–distortion slope decides)", min=0, max=4096)
     context_units: int = setting(12, "--context-units", "hidden units of the learned entropy model", min=1,
                                  max=64)
     seed: int = setting(0, "--seed", "seed of the entropy model's training", min=0)
@@ -208,7 +209,7 @@ def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | No
     nx, ny, nv = image.shape
     means = np.rint(transform.means / step * MEAN_STEPS).astype(np.int64)
     centred = image.reshape(nx * ny, nv) - means * (step / MEAN_STEPS)
-    limit = min(nv, config.components or nv)
+    limit = min(nv, config.max_components or nv)
     exponents = np.clip(np.ceil(np.log2(np.maximum(transform.deviations[:limit], 1e-300) * BASIS_PRECISION / step)),
                         *EXPONENTS).astype(np.int64)
     basis = np.rint(transform.vectors[:limit] * 2.0 ** exponents[:, None]).astype(np.int64)
@@ -340,9 +341,9 @@ def write_slice(q: Quantised, network: cm.Network) -> bytes:
     tokens = np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int64)
     alphabet = int(tokens.max(initial=0)) + 1
     contexts = np.concatenate(contexts) if contexts else tokens
-    probe = entropy.encode_chunks(tokens, alphabet, contexts, cm.CONTEXTS, chunks, MAX_LANES, INCREMENT)
+    probe = entropy.encode_chunks(tokens, alphabet, contexts, cm.CONTEXTS, chunks, MAX_LANES, INCREMENT, UPDATE_EVERY)
     coded = entropy.encode_chunks(tokens, alphabet, contexts, cm.CONTEXTS, chunks,
-                                  _lanes(len(probe) - 4 * MAX_LANES), INCREMENT)
+                                  _lanes(len(probe) - 4 * MAX_LANES), INCREMENT, UPDATE_EVERY)
     verbatim = entropy.pack_bits(np.concatenate(bits or [np.zeros(0)]), np.concatenate(nbits or [np.zeros(0)]))
     return _sized(side) + _sized(bytes([alphabet]) + coded) + verbatim
 
@@ -637,7 +638,7 @@ def _read_symbols(coded: bytes, verbatim: bytes, network: cm.Network, shape: tup
     lanes = int(np.frombuffer(stream[:4].ljust(4, b"\0"), dtype=HEADER)[0])
     if not MIN_LANES <= lanes <= MAX_LANES:
         raise ArchiveError("transform member: bad lane count")
-    decoder = entropy.ChunkDecoder(stream, max(alphabet, 1), cm.CONTEXTS, count, lanes, INCREMENT)
+    decoder = entropy.ChunkDecoder(stream, max(alphabet, 1), cm.CONTEXTS, count, lanes, INCREMENT, UPDATE_EVERY)
     reader = entropy.BitReader(verbatim)
     features = cm.Features(px, py)
     for k in range(k_count):
