@@ -35,7 +35,7 @@ DEFAULT_PRESET = None
 
 MEAN_STEPS = 8  # the volume means are stored in Δ/8
 BASIS_PRECISION = 24.0  # a basis row of coefficient deviation s is stored in steps of about Δ / (24 s)
-EXPONENTS = (1, 15)  # basis rows in 2^-e, e within these bounds
+EXPONENTS = (5, 15)  # basis rows in 2^-e, e within these bounds (coarser rows lose their direction)
 OFFSET_UNITS = 64  # reconstruction offsets in 1/64 of a step, one per magnitude class 1, 2, ≥ 3
 CLASSES = 3
 SIDE_CONTEXTS = 4  # side stream: means, exponents and flags, basis, reserved
@@ -229,7 +229,7 @@ def _project(centred: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """Least-squares coefficients of the rows of `centred` on the (quantised, nearly orthonormal) basis rows."""
     if not basis.size:
         return np.zeros((centred.shape[0], 0))
-    return np.linalg.solve(basis @ basis.T, basis @ centred.T).T
+    return np.linalg.lstsq(basis.T, centred.T, rcond=None)[0].T  # rows may be coarse, even zero or dependent
 
 
 def _basis_values(basis: np.ndarray, exponents: np.ndarray) -> np.ndarray:
