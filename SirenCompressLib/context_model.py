@@ -34,6 +34,7 @@ INPUT_SHIFT = 14  # first-layer weights and biases in 1/2^14
 HIDDEN_SHIFT = 6  # hidden units kept in 1/2^6 after the first layer
 OUTPUT_SHIFT = 8  # output weights in 1/2^8
 WEIGHT_LIMIT = (1 << 15) - 1  # |weight| as stored (int16)
+MAX_HIDDEN = 64  # hidden units, as the transform codec's --context-units allows
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,13 @@ class Network:
         Raises
         ------
         ArchiveError
-            When the bytes are too few or a weight is out of range.
+            When the bytes are too few or the hidden units are not 1 to MAX_HIDDEN.
         """
         if not data:
             raise ArchiveError("entropy model is missing")
         hidden = data[0]
+        if not 1 <= hidden <= MAX_HIDDEN:
+            raise ArchiveError(f"entropy model has {hidden} hidden units, not 1 to {MAX_HIDDEN}")
         count = hidden * (FEATURES + 2) + BUCKETS
         if len(data) < 1 + 2 * count:
             raise ArchiveError("entropy model is truncated")

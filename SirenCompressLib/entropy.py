@@ -118,7 +118,8 @@ def encode_chunks(symbols: np.ndarray, alphabet: int, contexts: np.ndarray, n_co
     grid[0][places >= 0], grid[1][places >= 0] = symbols, contexts
     active[places >= 0] = True
     shape = (-1, lanes)
-    updates = np.concatenate([_update_steps(n, lanes, update_every) for n in chunks]) if update_every else None
+    updates = (np.concatenate([_update_steps(n, lanes, update_every) for n in chunks] + [np.zeros(0, dtype=bool)])
+               if update_every else None)
     return _encode_grid(grid[0].reshape(shape), grid[1].reshape(shape), active.reshape(shape), alphabet,
                         n_contexts, symbols.size, increment, updates)
 

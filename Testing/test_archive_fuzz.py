@@ -14,7 +14,7 @@ import fuzzing
 from conftest import run_cli
 from SirenCompressLib import ArchiveError, decompress, read_archive, write_volume
 
-CASES = 60  # per base archive: 540 in all
+CASES = 60  # per base archive: 600 in all
 MEMORY_LIMIT = 2 << 30
 
 
@@ -30,7 +30,7 @@ def workers(archives):
     workers.close()
 
 
-@pytest.mark.parametrize("name", ["siren", "siren-rans", "siren3d", "lossless", "lossless-float", "fmri",
+@pytest.mark.parametrize("name", ["siren", "siren-rans", "siren3d", "lossless", "lossless-float", "transform", "fmri",
                                   "siren-v1", "lossless-v1", "fmri-v1"])
 def test_every_mutant_decodes_correctly_or_is_an_archive_error(archives, workers, name):
     rng = random.Random(name)
@@ -45,7 +45,8 @@ def test_every_mutant_decodes_correctly_or_is_an_archive_error(archives, workers
     assert outcomes["error"] > CASES / 2  # the mutator damages
 
 
-@pytest.mark.parametrize("name", ["siren", "siren3d", "lossless", "lossless-float", "fmri", "lossless-v1"])
+@pytest.mark.parametrize("name", ["siren", "siren3d", "lossless", "lossless-float", "transform", "fmri",
+                                  "lossless-v1"])
 def test_an_edit_that_changes_no_meaning_decodes_the_same(tmp_path, archives, workers, name):
     """The checks refuse damage, not every change: a re-signed archive with another encode time decodes."""
     case = fuzzing.Case(name, fuzzing.edited(archives[name], _set("encode_seconds", value=1234.5)), True, "time")

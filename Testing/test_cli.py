@@ -48,8 +48,8 @@ def test_compress_info_decompress_evaluate(tmp_path, phantom_nifti):
 def test_real_sample_round_trip(tmp_path, sample_nifti):
     """The in-vivo sample (float32, oblique, 103 gradients) keeps shape, IJK→RAS, gradients and dtype."""
     out = tmp_path / "s.sirz"
-    r = run_cli("compress", sample_nifti, "-o", out, "--units", "64", "--epochs", "10", "--qat-epochs", "5",
-                "--device", "cpu", "--progress", "none")
+    r = run_cli("compress", sample_nifti, "-o", out, "--codec", "siren", "--units", "64", "--epochs", "10",
+                "--qat-epochs", "5", "--device", "cpu", "--progress", "none")
     assert r.returncode == 0, r.stderr
     r = run_cli("decompress", out, "-o", tmp_path / "s.nii.gz", block_torch=True)
     assert r.returncode == 0, r.stderr
@@ -191,7 +191,7 @@ def test_interrupted_compress_leaves_no_file(tmp_path, phantom_nifti, sig):
     out = tmp_path / "p.sirz"
     child = subprocess.Popen(
         [sys.executable, "-m", "SirenCompressLib", "compress", str(phantom_nifti), "-o", str(out),
-         "--epochs", "100000", "--device", "cpu", "--progress", "jsonl"],
+         "--codec", "siren", "--epochs", "100000", "--device", "cpu", "--progress", "jsonl"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         for line in child.stdout:  # wait until training has started

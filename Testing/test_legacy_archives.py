@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from SirenCompressLib import decompress, read_archive
+
 DATA = Path(__file__).parent / "data"
 CODECS_OF_0_3 = ("fmri", "lossless", "siren", "siren3d")
 

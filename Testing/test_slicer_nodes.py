@@ -194,7 +194,7 @@ def test_fmri_codec_for_a_long_sequence(scene, tmp_path):
     sequence, _ = sn.nodes_from_volume(run, "bold", scene)
     assert sn.suggested_codec(sequence) == "fmri"
     assert sn.suggested_codec(sn.nodes_from_volume(sequence_volume(), "short", scene)[0]) == "siren"
-    assert sn.suggested_codec(dwi_node(scene, phantom())) == "siren"
+    assert sn.suggested_codec(dwi_node(scene, phantom())) == "transform"
     config = sn.panel_config(codec="fmri", layers=2, units=16, epochs=20, lr=1e-3, final_activation="relu",
                              device="cpu")
     assert config == fmri.Config(layers=2, units=16, epochs=20, lr=1e-3, device="cpu")

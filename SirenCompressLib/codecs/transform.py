@@ -45,7 +45,8 @@ UPDATE_EVERY = 512  # symbols between updates of the coefficient coder's counts
 RD_SLOPE = 2 * math.log(2) / 12  # λ = this × Δ²: squared error per bit at a uniform quantiser's slope
 MIN_LANES, MAX_LANES = 16, 4096
 LANE_SHARE = 0.01
-SIDE_LANES = 256
+SIDE_LANES = 256  # at most: fewer for a side stream of fewer than 4 symbols a lane (see `_side_lanes`)
+MAX_MAGNITUDE = 1 << 52  # |symbol| below this (exact in float64): a smaller step for the data is refused
 RATE_SLICES = 8  # slices the rate search encodes
 RATE_ROUNDS = 3  # whole encodes that correct the step
 RATE_TOLERANCE = 0.01
@@ -207,15 +208,19 @@ def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | No
     quantiser of one slice (x, y, volumes)."""
     transform = transform or klt(image)
     nx, ny, nv = image.shape
+    if not np.abs(transform.means).max() / step * MEAN_STEPS < MAX_MAGNITUDE:
+        raise InputError(f"the step {step:g} is too small for these data: choose a larger --step")
     means = np.rint(transform.means / step * MEAN_STEPS).astype(np.int64)
     centred = image.reshape(nx * ny, nv) - means * (step / MEAN_STEPS)
-    limit = min(nv, config.max_components or nv)
+    limit = component_limit(nx, ny, nv, config.max_components)
     exponents = np.clip(np.ceil(np.log2(np.maximum(transform.deviations[:limit], 1e-300) * BASIS_PRECISION / step)),
                         *EXPONENTS).astype(np.int64)
     basis = np.rint(transform.vectors[:limit] * 2.0 ** exponents[:, None]).astype(np.int64)
     coefficients = _project(centred, _basis_values(basis, exponents))  # (voxels, K)
     maps = _padded(coefficients.T.reshape(limit, nx, ny))
     waves = wavelet.forward(maps)
+    if not max(np.abs(maps).max(initial=0), np.abs(waves).max(initial=0)) / step < MAX_MAGNITUDE - 1:
+        raise InputError(f"the step {step:g} is too small for these data: choose a larger --step")
     plain_q, wave_q = _deadzone(maps / step, config.rounding), _deadzone(waves / step, config.rounding)
     in_plane = _cost(wave_q) < _cost(plain_q)
     values = np.where(in_plane[:, None, None], waves, maps) / step
@@ -225,8 +230,25 @@ def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | No
     return Quantised(means, exponents[:keep], basis[:keep], in_plane[:keep], symbols, _offsets(values, symbols))
 
 
+def component_limit(nx: int, ny: int, nv: int, max_components: int = 0) -> int:
+    """The most components a slice of nx × ny voxels and nv volumes codes: at most one per volume and one per
+    voxel (the KLT of n voxels has rank below n), and at most `max_components` when that is not 0.
+
+    Parameters
+    ----------
+    nx, ny, nv : int
+    max_components : int
+
+    Returns
+    -------
+    int
+    """
+    return min(nv, nx * ny, max_components or nv)
+
+
 def _project(centred: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients of the rows of `centred` on the (quantised, nearly orthonormal) basis rows."""
+    """Least-squares coefficients of the rows of `centred` on the (quantised, nearly orthonormal) basis rows;
+    the smallest such where the rows are dependent (rows of components far below the step may round to 0)."""
     if not basis.size:
         return np.zeros((centred.shape[0], 0))
     return np.linalg.lstsq(basis.T, centred.T, rcond=None)[0].T  # rows may be coarse, even zero or dependent
@@ -369,8 +391,17 @@ def _side_stream(q: Quantised) -> bytes:
     values = np.concatenate([p for p, _ in parts])
     kinds = np.concatenate([np.full(p.size, kind) for p, kind in parts])
     tokens, nbits, extra = entropy.split_integers(_zigzag(values))
-    coded = entropy.encode_chunks(tokens, entropy.TOKENS, kinds, SIDE_CONTEXTS, [tokens.size], SIDE_LANES)
+    coded = entropy.encode_chunks(tokens, entropy.TOKENS, kinds, SIDE_CONTEXTS, [tokens.size], _side_lanes(tokens.size))
     return _sized(coded) + entropy.pack_bits(extra, nbits)
+
+
+def _side_lanes(count: int) -> int:
+    """Lanes of a side stream of `count` symbols: SIDE_LANES, halved while there are fewer than 4 symbols a lane
+    (a lane's final state takes 4 bytes: a small slice's side stream would be mostly states)."""
+    lanes = SIDE_LANES
+    while lanes > 1 and 4 * lanes > count:
+        lanes //= 2
+    return lanes
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
@@ -446,12 +477,35 @@ def settings_for_bytes(volume, config: Config, budget: int) -> Config:
         return sum(sizes) * nz / len(picked)
 
     step = _bisect_step(estimate, budget, start)
+    tried = []  # (step, bytes) of whole encodes
     for _ in range(RATE_ROUNDS):
-        actual = sum(len(item.member) for item in encode(volume, replace(config, step=step)))
-        if abs(actual - budget) <= RATE_TOLERANCE * budget:
+        tried.append((step, sum(len(item.member) for item in encode(volume, replace(config, step=step)))))
+        if abs(tried[-1][1] - budget) <= RATE_TOLERANCE * budget:
             break
-        step *= (actual / budget) ** (1 / RATE_EXPONENT)
-    return replace(config, step=float(step))
+        step = _corrected_step(tried, budget)
+    best = min(tried, key=lambda t: abs(math.log(t[1] / budget)))  # only measured steps: the last guess is not
+    return replace(config, step=float(best[0]))
+
+
+def _corrected_step(tried: list[tuple[float, int]], budget: float) -> float:
+    """The next step to encode at, from the (step, bytes) measured so far: interpolated in log–log between the
+    closest steps on either side of the budget, or extrapolated along the local slope of the two closest
+    (`RATE_EXPONENT` when there is one point, or no usable slope). Sizes near the noise floor fall much
+    faster than the exponent says, where components drop out; far above it, much slower."""
+    over = [t for t in tried if t[1] > budget]  # step too small
+    under = [t for t in tried if t[1] <= budget]
+    if over and under:
+        pair = [max(over), min(under)]
+    else:
+        pair = sorted(tried, key=lambda t: abs(math.log(t[1] / budget)))[:2]
+    (s1, b1), (s2, b2) = pair[0], pair[-1]
+    slope = math.log(b2 / b1) / math.log(s2 / s1) if s1 != s2 and b1 != b2 else 0.0
+    if not slope < 0:
+        slope = -RATE_EXPONENT
+    step = s1 * (budget / b1) ** (1 / slope)
+    if over and under:  # stay inside the bracket
+        step = min(max(step, pair[0][0]), pair[1][0])
+    return step
 
 
 def settings_for_psnr(volume, config: Config, psnr: float) -> Config:
@@ -470,15 +524,17 @@ def settings_for_psnr(volume, config: Config, psnr: float) -> Config:
         With `step` set.
     """
     from ..metrics import psnr_from_mse, value_range
+    from ..pipeline import restore_dtype
 
     data = volume.data
     lo, hi = value_range(data)
     span = float(hi - lo) or 1.0
     transforms = [klt(data[:, :, z]) for z in range(data.shape[2])]
 
-    def reached(step: float) -> float:
-        mse = np.mean([np.mean(((reconstruct(quantise(data[:, :, z].astype(np.float64), step, config, t), step,
-                                             data.shape) - data[:, :, z]) / span) ** 2)
+    def reached(step: float) -> float:  # of the voxels as decoded: clamped, and rounded for integer data
+        mse = np.mean([np.mean(((restore_dtype(reconstruct(quantise(data[:, :, z].astype(np.float64), step, config,
+                                                                    t), step, data.shape), data.dtype, lo, hi)
+                                 .astype(np.float64) - data[:, :, z]) / span) ** 2)
                        for z, t in enumerate(transforms)])
         return psnr_from_mse(float(mse))
 
@@ -525,13 +581,14 @@ def check_slices(config: Config, manifest: dict) -> int:
     """
     nx, ny, _, nv = manifest["shape"]
     px, py = padded_size(nx), padded_size(ny)
+    most = component_limit(nx, ny, nv)
     work = 0
     for entry in manifest["slices"]:
         z, step, k = entry["index"], entry.get("step"), entry.get("components")
         if not (entry["kind"] == NAME and codec_keys(entry) == {"step", "components"} and entry["member"]
                 and isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step)
-                and step > 0 and is_int(k) and 0 <= k <= nv):
-            raise ArchiveError(f"slice {z}: a transform entry needs a positive step, 0 to {nv} components and a "
+                and step > 0 and is_int(k) and 0 <= k <= most):
+            raise ArchiveError(f"slice {z}: a transform entry needs a positive step, 0 to {most} components and a "
                                f"member")
         work += k * px * py * (cm.FEATURES * 64 + px + py) + nx * ny * k * nv
     return work
@@ -611,7 +668,7 @@ def _read_side(side: bytes, nv: int, k_count: int) -> tuple:
     coded, verbatim = _parts(side, 2)
     sizes = [nv, 2 * k_count + CLASSES, k_count * nv]
     kinds = np.concatenate([np.full(n, kind) for kind, n in enumerate(sizes)])
-    decoder = entropy.ChunkDecoder(coded, entropy.TOKENS, SIDE_CONTEXTS, kinds.size, SIDE_LANES)
+    decoder = entropy.ChunkDecoder(coded, entropy.TOKENS, SIDE_CONTEXTS, kinds.size, _side_lanes(kinds.size))
     tokens = decoder.next(kinds)
     decoder.close()
     reader = entropy.BitReader(verbatim)
@@ -646,7 +703,10 @@ def _read_symbols(coded: bytes, verbatim: bytes, network: cm.Network, shape: tup
             own = None if where is first else np.where(first, cm.log_magnitude(symbols[k]), 0)
             stack, bucket = features.of(own is None, own)
             tokens = decoder.next(cm.contexts(network, stack[:, where], bucket))
-            magnitude = entropy.join_integers(tokens, reader.read(entropy.token_bits(tokens))).astype(np.int64)
+            magnitude = entropy.join_integers(tokens, reader.read(entropy.token_bits(tokens)))
+            if magnitude.size and magnitude.max() >= MAX_MAGNITUDE:
+                raise ArchiveError("transform member: a coefficient is out of range: the archive is damaged")
+            magnitude = magnitude.astype(np.int64)
             negative = reader.read(np.ones(int((magnitude != 0).sum()), dtype=np.int64)).astype(bool)
             signed = magnitude.copy()
             signed[np.flatnonzero(magnitude)[negative]] *= -1

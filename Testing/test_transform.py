@@ -1,0 +1,385 @@
+"""The transform codec (issue 16) at its edges: the error a step Δ gives, every dtype, few volumes and
+components, constant slices, thin and odd-sized slices, bad input, rate control, bit-identical decoding
+without torch, damaged members, and the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+import fuzzing
+from conftest import run_cli
+from SirenCompressLib import Volume4D, compress, decompress, read_archive, write_volume
+from SirenCompressLib.archive import Archive, to_bytes
+from SirenCompressLib.codecs import suggest, transform
+from SirenCompressLib.codecs.transform import Config
+from SirenCompressLib.context_model import Network
+from SirenCompressLib.errors import ArchiveError, InputError
+from SirenCompressLib.phantom import dwi_phantom
+from SirenCompressLib.pipeline import decode_slice
+from SirenCompressLib.rate import config_for_psnr, config_for_ratio
+
+SIGMA = 20.0  # the phantoms' noise: 0.02 of s0 = 1000
+
+
+def phantom(shape=(16, 14, 3), directions=14, **kwargs) -> Volume4D:
+    """A small noisy int16 DWI phantom (directions + 1 volumes, noise σ 20)."""
+    return dwi_phantom(shape=shape, directions=directions, bvalues=(1000.0,), noise=SIGMA / 1000, seed=1, **kwargs)
+
+
+def round_trip(data: np.ndarray, **settings) -> tuple[np.ndarray, Archive]:
+    archive = compress(Volume4D(data), "transform", Config(**settings))
+    return decompress(archive).data, archive
+
+
+def rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+def error_bound(step: float, integer: bool, rounding: float = Config().rounding) -> float:
+    """The RMSE a step Δ allows, from the quantiser alone.
+
+    The KLT and the wavelet are orthonormal (the basis rows are stored to about Δ/24 of their component's
+    deviation), so the squared error of the voxels is that of the coefficients (Parseval). A coefficient in
+    the deadzone, |c| < (1 − r)Δ, decodes to 0: its error is below (1 − r)Δ, and with the coefficients spread
+    evenly over the zone, its mean square is ((1 − r)Δ)²/3. Every other bin is Δ wide and decodes to the mean
+    of its class, within Δ²/12 for coefficients spread evenly over it: less than the deadzone's. Rounding to
+    an integer dtype adds 1/12 (independent of the rest); clamping to the value range only removes error.
+    Noise-like coefficients bunch near 0 (less error than even spread); a margin of 5 % covers the basis.
+    The bound holds where the rate–distortion rule keeps every component that carries signal above the
+    noise: Δ at most the noise σ.
+    """
+    return 1.05 * math.sqrt(((1 - rounding) * step) ** 2 / 3 + (1 / 12 if integer else 0))
+
+
+# --- accuracy -------------------------------------------------------------------------------------------
+
+
+def test_the_error_is_about_the_step_and_psnr_rises_as_the_step_falls():
+    volume = phantom()
+    psnrs = []
+    for step in (40.0, 20.0, 10.0, 5.0):
+        decoded, archive = round_trip(volume.data, step=step)
+        error = rmse(decoded, volume.data)
+        if step <= SIGMA:
+            assert 0.2 * step < error <= error_bound(step, integer=True), step  # not lossless, not worse
+        psnrs.append(archive.manifest["metrics"]["psnr"])
+        assert all(e["step"] == step for e in archive.manifest["slices"])
+    assert all(b > a for a, b in zip(psnrs, psnrs[1:])), psnrs
+    assert all(b > a + 5 for a, b in zip(psnrs[1:], psnrs[2:])), psnrs  # about 6 dB a halving at Δ ≤ σ
+
+
+@pytest.mark.parametrize("dtype, scale, step", [("int16", 1, 10.0), ("uint16", 1, 10.0), ("uint8", 1 / 8, 1.5),
+                                                ("float32", 1 / 7, 1.0), ("float64", 1e-3, 0.01)])
+def test_every_dtype_round_trips_within_the_bound(dtype, scale, step):
+    data = phantom().data.astype(np.float64) * scale
+    data = (np.rint(data) if np.dtype(dtype).kind in "iu" else data).astype(dtype)
+    decoded, _ = round_trip(data, step=step)
+    assert decoded.dtype == data.dtype and decoded.shape == data.shape
+    assert rmse(decoded, data) <= error_bound(step, integer=np.dtype(dtype).kind in "iu")
+
+
+def test_default_step_is_the_noise():
+    volume = phantom()
+    assert 0.5 * SIGMA < transform.resolved_step(volume.data, Config()) < 1.5 * SIGMA
+    decoded, archive = round_trip(volume.data)
+    assert rmse(decoded, volume.data) <= error_bound(archive.manifest["slices"][0]["step"], integer=True)
+
+
+# --- volumes and components -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("volumes", [1, 2, 6])
+def test_fewer_volumes_than_max_components(volumes):
+    data = phantom(directions=5).data[..., :volumes]
+    decoded, archive = round_trip(data, step=10.0, max_components=100)
+    assert all(e["components"] <= volumes for e in archive.manifest["slices"])
+    assert rmse(decoded, data) <= error_bound(10.0, integer=True)
+
+
+def test_max_components_caps_the_components():
+    data = phantom().data
+    _, archive = round_trip(data, step=10.0, max_components=3)
+    assert [e["components"] for e in archive.manifest["slices"]] == [3, 3, 3]
+
+
+def test_one_volume_is_coded_but_not_suggested():
+    """One volume has no q-space to transform: it is coded correctly when asked for (one component, the
+    in-plane wavelet), and the codec is not suggested for it."""
+    data = phantom().data[..., :1]
+    decoded, _ = round_trip(data, step=10.0)
+    assert rmse(decoded, data) <= error_bound(10.0, integer=True)
+    assert suggest(True, 1) != "transform" and suggest(True, 2) == "transform" and suggest(False, 15, True) == \
+        "transform"
+    decoded, archive = round_trip(data)  # the noise σ needs 2 volumes: Δ 1
+    assert archive.manifest["slices"][0]["step"] == 1.0 and rmse(decoded, data) <= error_bound(1.0, integer=True)
+
+
+# --- constant data --------------------------------------------------------------------------------------
+
+
+def _small_member(member: bytes) -> bool:
+    """A member of an entropy model and little else: the side stream, and the final states of an empty
+    coefficient stream."""
+    return len(member) <= Network.from_bytes(member)[1] + 4 * transform.MIN_LANES + 96
+
+
+def test_a_constant_slice_is_exact_enough_and_tiny():
+    data = phantom().data
+    data[:, :, 1] = 500
+    decoded, archive = round_trip(data, step=20.0)
+    entry = archive.manifest["slices"][1]
+    assert entry["components"] == 0 and _small_member(archive.members[entry["member"]])
+    assert np.abs(decoded[:, :, 1].astype(int) - 500).max() <= 20.0 / (2 * transform.MEAN_STEPS) + 0.5
+    assert rmse(decoded, data) <= error_bound(20.0, integer=True)
+
+
+@pytest.mark.parametrize("value, dtype", [(0, "int16"), (77, "int16"), (3.25, "float32")])
+def test_an_all_constant_volume_is_exact_and_tiny(value, dtype):
+    for size in (8, 64):  # the member does not grow with the slice
+        data = np.full((size, size, 3, 5), value, dtype=dtype)
+        decoded, archive = round_trip(data)  # the default step: no noise to measure
+        np.testing.assert_array_equal(decoded, data)
+        assert all(_small_member(m) for m in archive.members.values())
+        assert len(to_bytes(archive)) < 4000
+
+
+# --- shapes ---------------------------------------------------------------------------------------------
+
+
+def test_a_volume_of_one_slice():
+    data = phantom(shape=(16, 14, 1)).data
+    decoded, archive = round_trip(data, step=10.0)
+    assert len(archive.manifest["slices"]) == 1 and rmse(decoded, data) <= error_bound(10.0, integer=True)
+
+
+@pytest.mark.parametrize("nx, ny", [(13, 17), (7, 5), (1, 20), (20, 1), (1, 1), (2, 2), (17, 33), (16, 16)])
+def test_odd_in_plane_sizes(nx, ny):
+    rng = np.random.default_rng(nx * 100 + ny)
+    smooth = np.cumsum(rng.normal(0, 30, (nx, ny, 2, 1)), axis=1) + rng.normal(0, 10, (nx, ny, 2, 6))
+    data = np.rint(500 + smooth).astype(np.int16)
+    decoded, archive = round_trip(data, step=5.0)
+    assert decoded.shape == data.shape
+    assert rmse(decoded, data) <= error_bound(5.0, integer=True)
+    assert all(e["components"] <= min(6, nx * ny) for e in archive.manifest["slices"])
+
+
+def test_padded_sizes():
+    assert [transform.padded_size(n) for n in (1, 5, 13, 15, 16, 17, 24, 33)] == [1, 5, 13, 15, 16, 24, 24, 40]
+
+
+def test_thin_slices_with_many_volumes_code_at_most_one_component_per_voxel():
+    rng = np.random.default_rng(3)
+    data = rng.normal(500, 50, (1, 3, 2, 40)).astype(np.float32)
+    decoded, archive = round_trip(data, step=0.5)
+    assert all(e["components"] <= 3 for e in archive.manifest["slices"])
+    assert rmse(decoded, data) <= error_bound(0.5, integer=False)
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_data_that_is_not_finite_is_an_input_error(bad):
+    data = phantom().data.astype(np.float32)
+    data[3, 4, 1, 2] = bad
+    with pytest.raises(InputError):
+        Volume4D(data)
+    volume = Volume4D(np.zeros_like(data))
+    volume.data = data  # past the constructor's check: the codec checks again
+    with pytest.raises(InputError, match="finite"):
+        compress(volume, "transform", Config(step=1.0))
+
+
+def test_a_step_too_small_for_the_data_is_an_input_error():
+    with pytest.raises(InputError, match="too small"):
+        round_trip(phantom().data, step=1e-30)
+
+
+def test_a_huge_step_codes_the_means_alone():
+    data = phantom().data
+    decoded, archive = round_trip(data, step=1e5)
+    assert all(e["components"] == 0 for e in archive.manifest["slices"])
+    assert decoded.shape == data.shape
+
+
+@pytest.mark.parametrize("given, message", [({"step": -1.0}, "step must be above 0"),
+                                            ({"step": 0.0}, "step must be above 0"),
+                                            ({"rounding": 0.9}, "rounding must be"),
+                                            ({"max_components": -1}, "max components must be"),
+                                            ({"context_units": 0}, "context units must be")])
+def test_bad_settings_are_input_errors(given, message):
+    with pytest.raises(InputError, match=message):
+        Config(**given)
+
+
+# --- rate control ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rate_phantom() -> Volume4D:
+    return dwi_phantom(shape=(24, 24, 4), directions=29, bvalues=(1000.0,), noise=0.02, seed=3)
+
+
+@pytest.mark.parametrize("ratio", [10, 20])
+def test_target_ratio_is_met_within_3_percent(rate_phantom, ratio):
+    config = config_for_ratio(Config(), rate_phantom, ratio, "transform")
+    reached = rate_phantom.data.size * 2 / len(to_bytes(compress(rate_phantom, "transform", config)))
+    assert reached == pytest.approx(ratio, rel=0.03)
+
+
+def test_target_psnr_is_reached(rate_phantom):
+    config, _ = config_for_psnr(Config(), rate_phantom, 45.0, "transform")
+    psnr = compress(rate_phantom, "transform", config).manifest["metrics"]["psnr"]
+    assert 45.0 <= psnr < 45.1  # measured on the decoded int16 voxels: reached, and by not much
+
+
+def test_a_ratio_out_of_reach_is_an_input_error():
+    with pytest.raises(InputError, match="out of reach"):
+        config_for_ratio(Config(), phantom(), 5000, "transform")
+
+
+# --- decoding -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def coded() -> Archive:
+    return compress(phantom(shape=(13, 17, 2)), "transform", Config(step=10.0))
+
+
+def test_decoding_is_repeatable_and_needs_no_torch(coded, monkeypatch):
+    first, second = decompress(coded).data, decompress(coded).data
+    np.testing.assert_array_equal(first, second)
+    expected = [decode_slice(coded, z) for z in range(2)]
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    for module in [m for m in sys.modules if m.startswith("torch.")]:
+        monkeypatch.setitem(sys.modules, module, None)
+    for z in range(2):
+        np.testing.assert_array_equal(decode_slice(coded, z), expected[z])
+        entry = coded.manifest["slices"][z]
+        raw = transform.decode_slice(Config.from_json(coded.manifest["codec"]["config"]), entry,
+                                     coded.members[entry["member"]], tuple(coded.manifest["shape"]))
+        assert raw.dtype == np.float64 and raw.shape == (13, 17, 15)
+    np.testing.assert_array_equal(decompress(coded).data, first)
+
+
+def _decoded_or_archive_error(archive_bytes: bytes, shape: tuple) -> str:
+    """'error' for an ArchiveError, 'decoded' for a volume of the declared shape; anything else fails."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".sirz") as f:
+        f.write(archive_bytes)
+        f.flush()
+        try:
+            volume = decompress(read_archive(f.name))
+        except ArchiveError:
+            return "error"
+    assert volume.data.shape == shape
+    return "decoded"
+
+
+def _decoded(archive_bytes: bytes, tmp_path) -> Volume4D:
+    path = tmp_path / "edited.sirz"
+    path.write_bytes(archive_bytes)
+    return decompress(read_archive(path))
+
+
+def _with_member(archive: Archive, change) -> bytes:
+    def edit(manifest, members):
+        members["slices/0000.bin"] = change(members["slices/0000.bin"])
+    return fuzzing.edited(to_bytes(archive), edit)  # re-signed: the codec's own checks must catch it
+
+
+def test_flipped_bytes_are_refused_or_decode(coded):
+    member = coded.members["slices/0000.bin"]
+    outcomes = []
+    for at in sorted({0, 1, 2, len(member) - 1, *range(0, len(member), max(1, len(member) // 40))}):
+        for mask in (0x01, 0x80, 0xFF):
+            def flip(m, at=at, mask=mask):
+                return m[:at] + bytes([m[at] ^ mask]) + m[at + 1:]
+            outcomes.append(_decoded_or_archive_error(_with_member(coded, flip), tuple(coded.manifest["shape"])))
+    assert outcomes.count("error") > len(outcomes) / 3
+
+
+def test_truncated_and_extended_members_are_refused(coded):
+    member = coded.members["slices/0000.bin"]
+    for keep in sorted({0, 1, 10, 200, len(member) // 2, len(member) - 3, len(member) - 1}):
+        assert _decoded_or_archive_error(_with_member(coded, lambda m, k=keep: m[:k]), ()) == "error", keep
+    assert _decoded_or_archive_error(_with_member(coded, lambda m: m + bytes(64)), ()) == "error"
+
+
+@pytest.mark.parametrize("hidden", [0, 65, 255])
+def test_an_entropy_model_of_bad_size_is_refused(coded, hidden, tmp_path):
+    data = _with_member(coded, lambda m: bytes([hidden]) + m[1:])
+    with pytest.raises(ArchiveError, match="hidden units"):
+        _decoded(data, tmp_path)
+
+
+def test_more_components_than_a_slice_can_have_are_refused(tmp_path):
+    archive = compress(Volume4D(np.random.default_rng(0).normal(100, 10, (2, 2, 1, 40))), "transform",
+                       Config(step=1.0))
+
+    def edit(manifest, members):
+        manifest["slices"][0]["components"] = 40  # more than its 4 voxels: a side stream of 1,640 values
+    with pytest.raises(ArchiveError, match="0 to 4 components"):
+        _decoded(fuzzing.edited(to_bytes(archive), edit), tmp_path)
+
+
+def test_a_bad_lane_count_is_refused(coded, tmp_path):
+    member = coded.members["slices/0000.bin"]
+    at = Network.from_bytes(member)[1]
+    side = int(np.frombuffer(member, dtype="<u4", count=1, offset=at)[0])
+    lanes_at = at + 4 + side + 4 + 1  # network, side stream, coefficient stream's size, alphabet
+    for lanes in (0, 1, 2**31, 2**32 - 1):
+        data = _with_member(coded, lambda m, n=lanes: m[:lanes_at] + np.array([n], "<u4").tobytes() + m[lanes_at + 4:])
+        with pytest.raises(ArchiveError, match="lane"):
+            _decoded(data, tmp_path)
+
+
+# --- command line ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dwi_nifti(tmp_path):
+    path = tmp_path / "dwi.nii.gz"
+    write_volume(phantom(shape=(16, 14, 2)), path)
+    return path
+
+
+def test_cli_suggests_transform_for_dwi_and_takes_its_step(tmp_path, dwi_nifti):
+    r = run_cli("compress", dwi_nifti, "-o", tmp_path / "a.sirz", "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    assert "codec: transform" in r.stderr
+    r = run_cli("compress", dwi_nifti, "-o", tmp_path / "b.sirz", "--codec", "transform", "--step", "20",
+                "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    for name in "ab":
+        info = run_cli("info", tmp_path / f"{name}.sirz", "--json", block_torch=True)
+        assert info.returncode == 0, info.stderr
+        assert json.loads(info.stdout)["codec"]["name"] == "transform"
+    assert json.loads(info.stdout)["codec"]["config"]["step"] == 20.0
+
+
+def test_cli_target_ratio(tmp_path):
+    source, out = tmp_path / "dwi.nii.gz", tmp_path / "c.sirz"
+    volume = dwi_phantom(shape=(24, 24, 2), directions=29, bvalues=(1000.0,), noise=0.02, seed=3)
+    write_volume(volume, source)
+    r = run_cli("compress", source, "-o", out, "--codec", "transform", "--target-ratio", "10", "--progress",
+                "none")
+    assert r.returncode == 0, r.stderr
+    assert volume.data.size * 2 / out.stat().st_size == pytest.approx(10, rel=0.03)
+    r = run_cli("decompress", out, "-o", tmp_path / "c.nii.gz", block_torch=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("flags", [["--step", "-1"], ["--step", "0"], ["--rounding", "0.9"],
+                                   ["--max-components", "-1"], ["--context-units", "65"], ["--step", "nan"]])
+def test_cli_bad_flags_are_exit_2_and_one_line(tmp_path, dwi_nifti, flags):
+    r = run_cli("compress", dwi_nifti, "-o", tmp_path / "x.sirz", "--codec", "transform", *flags)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "x.sirz").exists()
