@@ -7,7 +7,6 @@ BIN := $(VENV)/bin
 TORCH_CPU := torch==2.13.0
 MDT := mdt==1.2.7
 DEMO := demo-output
-DEMO_EPOCHS := 600
 
 .PHONY: demo test venv clean
 
@@ -23,7 +22,7 @@ venv: $(BIN)/.installed
 
 demo: venv
 	$(BIN)/sirencompress sample $(DEMO) --force
-	$(BIN)/sirencompress compress $(DEMO)/b1k_b2k.nii.gz -o $(DEMO)/b1k_b2k.sirz --epochs $(DEMO_EPOCHS) --force
+	$(BIN)/sirencompress compress $(DEMO)/b1k_b2k.nii.gz -o $(DEMO)/b1k_b2k.sirz --force
 	$(BIN)/sirencompress decompress $(DEMO)/b1k_b2k.sirz -o $(DEMO)/b1k_b2k_decoded.nii.gz --force
 	$(BIN)/sirencompress info $(DEMO)/b1k_b2k.sirz
 

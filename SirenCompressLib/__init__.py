@@ -1,9 +1,10 @@
-"""SirenCompress: compress 4D MRI (diffusion, functional, any multi-volume) with per-slice sine networks.
+"""SirenCompress: compress 4D MRI (diffusion, functional, any multi-volume): transform coding with a learned
+entropy model, per-slice sine networks (SIREN), an fMRI codec and a lossless one.
 
     >>> from SirenCompressLib import read_volume, compress, write_archive, read_archive, decompress
     >>> volume = read_volume("dwi.nii.gz")            # finds dwi.bval / dwi.bvec beside it
-    >>> archive = compress(volume)                      # the default settings: SIREN_PRESETS["compact"]
-    >>> paper = compress(volume, config=SirenConfig(epochs=500))  # SirenConfig(): the paper's settings
+    >>> archive = compress(volume)                      # diffusion data: the transform codec, Δ = noise σ
+    >>> paper = compress(volume, config=SirenConfig(epochs=500))  # the siren codec, the paper's settings
     >>> write_archive(archive, "dwi.sirz")
     >>> decoded = decompress(read_archive("dwi.sirz"))  # numpy only, no torch
 

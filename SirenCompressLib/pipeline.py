@@ -10,14 +10,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .archive import FORMAT_NAME, FORMAT_VERSION, Archive, check_archive, json_number, slice_member_name
-from .codecs import DEFAULT, EncodedSlice, JsonSettings, get_codec, sha256_hex
+from .codecs import EncodedSlice, JsonSettings, codec_of, get_codec, sha256_hex, suggest
 from .errors import ArchiveError, InputError
 from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
 from .version import __version__
 from .volume import FrameIndex, Gradients, Volume4D
 
 
-def compress(volume: Volume4D, codec: str = DEFAULT, config: JsonSettings | None = None,
+def compress(volume: Volume4D, codec: str | None = None, config: JsonSettings | None = None,
              progress: Callable[[dict], None] | None = None, source: dict | None = None) -> Archive:
     """Encode a volume into an archive.
 
@@ -28,8 +28,9 @@ def compress(volume: Volume4D, codec: str = DEFAULT, config: JsonSettings | None
     ----------
     volume : Volume4D
         The data, shape (x, y, z, volumes), with its geometry and gradients.
-    codec : str
-        A key of `codecs.REGISTRY`.
+    codec : str or None
+        A key of `codecs.REGISTRY`; None: the codec whose settings `config` are, or without `config` the one
+        `codecs.suggest` names for the volume (`transform` for diffusion data).
     config : Config or None
         The codec's own settings class (its `Config`); None: its `default_config()`.
     progress : callable or None
@@ -49,6 +50,8 @@ def compress(volume: Volume4D, codec: str = DEFAULT, config: JsonSettings | None
     InputError
         For an unknown codec or data the codec cannot code.
     """
+    if codec is None:
+        codec = codec_of(config) if config is not None else suggest(volume.gradients is not None, volume.shape[3])
     module = get_codec(codec)
     if config is None:
         config = module.default_config()

@@ -383,3 +383,12 @@ def test_cli_bad_flags_are_exit_2_and_one_line(tmp_path, dwi_nifti, flags):
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "x.sirz").exists()
+
+
+def test_the_library_picks_transform_for_diffusion_data_and_the_codec_of_given_settings():
+    from SirenCompressLib import SirenConfig
+
+    volume = dwi_phantom(shape=(12, 12, 1), directions=6, bvalues=(1000.0,), noise=0.02)
+    assert compress(volume).manifest["codec"]["name"] == "transform"
+    tiny = SirenConfig(layers=1, units=8, epochs=2, device="cpu")
+    assert compress(volume, config=tiny).manifest["codec"]["name"] == "siren"
