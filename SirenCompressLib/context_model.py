@@ -80,24 +80,68 @@ class Network:
 
 
 def log_magnitude(symbols: np.ndarray) -> np.ndarray:
-    """⌊16·log2(1 + |q|)⌋ of integer symbols (|q| capped at 4095), int64."""
+    """⌊16·log2(1 + |q|)⌋ of integer symbols (|q| capped at 4095), int64.
+
+    Parameters
+    ----------
+    symbols : ndarray of int
+
+    Returns
+    -------
+    ndarray of int64
+        The same shape; log-magnitudes in 1/16 of a bit (`LOG_SCALE`), 0 to 192.
+    """
     return LOG_TABLE[np.minimum(np.abs(symbols), LOG_TABLE.size - 1)]
 
 
 def anchors(nx: int, ny: int) -> np.ndarray:
-    """(nx, ny) bool: the checkerboard squares coded in the first pass."""
+    """(nx, ny) bool: the checkerboard squares coded in the first pass.
+
+    The anchors of He et al.'s checkerboard context model (CVPR 2021): the places whose x + y is even.
+
+    Parameters
+    ----------
+    nx, ny : int
+        The map's size.
+
+    Returns
+    -------
+    ndarray, shape (nx, ny), bool
+    """
     return (np.add.outer(np.arange(nx), np.arange(ny)) % 2) == 0
 
 
 def box3(a: np.ndarray) -> np.ndarray:
-    """Sum over the 3×3 neighbourhood of each place of the last two axes (zero outside), int64."""
+    """Sum over the 3×3 neighbourhood of each place of the last two axes (zero outside), int64.
+
+    Parameters
+    ----------
+    a : ndarray, shape (..., x, y)
+        Integer maps (int64 here).
+
+    Returns
+    -------
+    ndarray, shape (..., x, y)
+        In `a`'s dtype; each place's own value included.
+    """
     p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
     rows = p[..., :-2, :] + p[..., 1:-1, :] + p[..., 2:, :]
     return rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
 
 
 def cross4(a: np.ndarray) -> np.ndarray:
-    """Sum of the four edge neighbours of each place of the last two axes (zero outside), int64."""
+    """Sum of the four edge neighbours of each place of the last two axes (zero outside), int64.
+
+    Parameters
+    ----------
+    a : ndarray, shape (..., x, y)
+        Integer maps (int64 here).
+
+    Returns
+    -------
+    ndarray, shape (..., x, y)
+        In `a`'s dtype; the place's own value not included.
+    """
     p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
 
@@ -150,6 +194,9 @@ def train(features: np.ndarray, buckets: np.ndarray, targets: np.ndarray, hidden
           seed: int = 0, samples: int = 50_000) -> Network:
     """Fit the network to predict log-magnitudes (least squares, Adam), then round it to integers.
 
+    Adam is Kingma and Ba's optimiser ("Adam: a method for stochastic optimization", ICLR 2015), here full-batch
+    on the chosen subset, learning rate 0.03; the weights are clipped to int16 after rounding.
+
     Parameters
     ----------
     features : ndarray, shape (n, FEATURES), int64
@@ -157,10 +204,13 @@ def train(features: np.ndarray, buckets: np.ndarray, targets: np.ndarray, hidden
     targets : ndarray, shape (n,)
         The symbols' log-magnitudes (`log_magnitude`).
     hidden : int
-        Hidden units, 1 to 64.
+        Hidden units, 1 to 64 (`MAX_HIDDEN`; `Network.from_bytes` refuses more).
     steps : int
-        Adam steps over a random subset of at most `samples` symbols.
+        Adam steps over a random subset of at most `samples` symbols (0: the untrained initial network).
     seed : int
+        Seeds the subset and the initial weights.
+    samples : int
+        Most symbols trained on.
 
     Returns
     -------

@@ -21,7 +21,20 @@ LEVELS = 3
 
 
 def levels(n: int) -> int:
-    """How many levels an axis of `n` samples takes: each level halves an even length of at least 16."""
+    """How many levels an axis of `n` samples takes: each level halves an even length of at least 16.
+
+    16 is twice the sym4 filter length; at most `LEVELS` levels.
+
+    Parameters
+    ----------
+    n : int
+        Samples along the axis.
+
+    Returns
+    -------
+    int
+        0 to `LEVELS`.
+    """
     count = 0
     while count < LEVELS and n % 2 == 0 and n >= 2 * LOW_PASS.size:
         n //= 2

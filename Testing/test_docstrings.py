@@ -18,6 +18,8 @@ MODULES = [
     "SirenCompressLib.qspace", "SirenCompressLib.quantize", "SirenCompressLib.network", "SirenCompressLib.sample",
     "SirenCompressLib.headers", "SirenCompressLib.motion", "SirenCompressLib.phantom", "SirenCompressLib.fmri_phantom",
     "SirenCompressLib.evaluate.dmri", "SirenCompressLib.evaluate.dmri_report", "SirenCompressLib.evaluate.fmri",
+    "SirenCompressLib.evaluate.classical", "SirenCompressLib.evaluate.rd", "SirenCompressLib.noise",
+    "SirenCompressLib.codecs.transform", "SirenCompressLib.context_model", "SirenCompressLib.wavelet",
 ]
 # numpydoc's codes: no docstring; a parameter undocumented or unknown; no Returns (Yields) though it returns (yields)
 FUNCTION_CHECKS = {"GL08", "PR01", "PR02", "RT01", "YD01"}

@@ -194,7 +194,20 @@ class Klt:
 
 
 def klt(image: np.ndarray) -> Klt:
-    """The KLT of one slice (x, y, volumes) across its volumes."""
+    """The KLT of one slice (x, y, volumes) across its volumes.
+
+    The classical Karhunen–Loève transform: the eigenvectors of the volumes' covariance over the slice's
+    voxels (normalised by the voxel count), in order of decreasing eigenvalue.
+
+    Parameters
+    ----------
+    image : ndarray, shape (x, y, volumes)
+
+    Returns
+    -------
+    Klt
+        Means, eigenvectors as rows and standard deviations (negative eigenvalues taken as 0), largest first.
+    """
     x = image.reshape(-1, image.shape[2]).astype(np.float64)
     means = x.mean(axis=0)
     centred = x - means
@@ -205,7 +218,28 @@ def klt(image: np.ndarray) -> Klt:
 
 def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | None = None) -> Quantised:
     """The KLT (`transform`, computed if not given), the in-plane wavelet where it pays and the deadzone
-    quantiser of one slice (x, y, volumes)."""
+    quantiser of one slice (x, y, volumes).
+
+    Parameters
+    ----------
+    image : ndarray, shape (x, y, volumes), float64
+    step : float
+        Δ, in the data's units.
+    config : Config
+        Uses `rounding` and `max_components`.
+    transform : Klt or None
+        The slice's KLT, when already computed.
+
+    Returns
+    -------
+    Quantised
+        With the components worth their rate at the step's rate–distortion slope (possibly none).
+
+    Raises
+    ------
+    InputError
+        When the step is so small that a mean or a coefficient in steps would reach 2^52.
+    """
     transform = transform or klt(image)
     nx, ny, nv = image.shape
     if not np.abs(transform.means).max() / step * MEAN_STEPS < MAX_MAGNITUDE:
@@ -319,7 +353,23 @@ def _offsets(values: np.ndarray, symbols: np.ndarray) -> np.ndarray:
 
 
 def train_model(slices: list[Quantised], config: Config) -> cm.Network:
-    """The entropy model, trained on the symbols of up to 8 slices spread over the volume."""
+    """The entropy model, trained on the symbols of about 8 slices spread over the volume.
+
+    Every ⌊n/8⌋-th of the n slices (all of them when n < 16; 8 to 12 otherwise), with the features each symbol
+    has as the decoder meets it (`context_model.Features`).
+
+    Parameters
+    ----------
+    slices : list of Quantised
+        Every slice of the volume, in order.
+    config : Config
+        Uses `context_units` and `seed`.
+
+    Returns
+    -------
+    context_model.Network
+        Untrained (no optimiser steps) when the chosen slices have no symbols.
+    """
     features, buckets, targets = [], [], []
     for q in slices[:: max(1, len(slices) // 8)]:
         for k, where, stack, bucket in _passes(q.symbols):
@@ -348,7 +398,21 @@ def _passes(symbols: np.ndarray):
 
 def write_slice(q: Quantised, network: cm.Network) -> bytes:
     """The slice's streams: side information and coefficient tokens (each after its uint32 length), then the
-    verbatim bits (extra bits and signs, pass by pass)."""
+    verbatim bits (extra bits and signs, pass by pass).
+
+    The coefficient stream starts with one byte, the token alphabet's size; its rANS lanes are chosen from the
+    size of a trial encode. The network is not included (`encode` puts its bytes before these).
+
+    Parameters
+    ----------
+    q : Quantised
+    network : context_model.Network
+        The entropy model that picks the coefficient tokens' contexts.
+
+    Returns
+    -------
+    bytes
+    """
     side = _side_stream(q)
     tokens, contexts, chunks, bits, nbits = [], [], [], [], []
     for k, where, stack, bucket in _passes(q.symbols):
@@ -415,7 +479,19 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
 
 
 def entry_of(q: Quantised, step: float) -> dict:
-    """The manifest entry of a coded slice: its step, kept components and coded map size."""
+    """The manifest entry of a coded slice: the codec's name, its step and the number of kept components.
+
+    Parameters
+    ----------
+    q : Quantised
+    step : float
+        Δ.
+
+    Returns
+    -------
+    dict
+        {"kind": "transform", "step": step, "components": K}.
+    """
     return {"kind": NAME, "step": step, "components": int(q.symbols.shape[0])}
 
 

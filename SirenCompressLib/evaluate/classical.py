@@ -79,7 +79,21 @@ IMAGE_CODECS: dict[str, Callable[[], ImageCodec]] = {"JPEG 2000": _jpeg2000, "HT
 
 
 def gzip_coded(data: np.ndarray, level: int = 6) -> Coded:
-    """gzip of the raw little-endian voxel bytes (lossless)."""
+    """gzip of the raw voxel bytes in the array's own byte order (lossless).
+
+    Parameters
+    ----------
+    data : ndarray
+        Any array; its buffer is compressed as `data.tobytes()` gives it.
+    level : int
+        gzip's compression level, 0 to 9.
+
+    Returns
+    -------
+    Coded
+        Named "gzip -<level>", with the compressed size (header timestamp fixed at 0) and `data` itself as
+        the decoded array.
+    """
     return Coded(f"gzip -{level}", len(gzip.compress(data.tobytes(), compresslevel=level, mtime=0)), data)
 
 
@@ -88,6 +102,23 @@ def code_images(data: np.ndarray, codec: ImageCodec, parameter: float, layout: s
 
     The data are shifted to start at 0 and (for JPEG XL) spread over the full 16-bit range, as the
     codecs expect unsigned images; the shift and scale cost 8 bytes, counted.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, v)
+        Integer voxels spanning at most 16 bits.
+    codec : ImageCodec
+    parameter : float
+        The codec's quality parameter (see `ImageCodec.search` for its range).
+    layout : str
+        "per-image": each (x, y) image on its own; anything else ("tiled"): the v images of each slice in one
+        `mosaic`.
+
+    Returns
+    -------
+    Coded
+        Total bytes of every image's code plus 8, and the decoded data, rounded and clipped to the input's
+        range, in its dtype.
     """
     lo, hi = int(data.min()), int(data.max())
     scale = 65535.0 / max(hi - lo, 1) if codec.name == "JPEG XL" else 1.0
@@ -110,7 +141,29 @@ def code_images(data: np.ndarray, codec: ImageCodec, parameter: float, layout: s
 def at_size(code: Callable[[float], Coded], search: Search, target_bytes: int, tolerance: float = 0.01,
             steps: int = 30) -> Coded:
     """Bisect the codec parameter until `code(parameter)` is within `tolerance` of the target size;
-    otherwise the largest result not above the target (or the last tried)."""
+    otherwise the largest result not above the target (or the last tried).
+
+    Plain bisection on [search.low, search.high] (on the logarithm of the parameter when `search.logarithmic`),
+    assuming the size is monotone in the parameter in the direction `search.larger_is_bigger` gives.
+
+    Parameters
+    ----------
+    code : callable
+        Parameter (float) → `Coded`.
+    search : Search
+        The parameter's range and direction.
+    target_bytes : int
+    tolerance : float
+        Relative size tolerance: |bytes − target| ≤ tolerance × target ends the search.
+    steps : int
+        Most calls of `code`.
+
+    Returns
+    -------
+    Coded
+        The first result within tolerance; else the largest tried that is not above the target; else (all
+        too large) the last tried.
+    """
     lo, hi = (math.log(search.low), math.log(search.high)) if search.logarithmic else (search.low, search.high)
     best = last = None
     for _ in range(steps):
@@ -130,11 +183,50 @@ def at_size(code: Callable[[float], Coded], search: Search, target_bytes: int, t
 
 def images_at_size(data: np.ndarray, target_bytes: int, codec_name: str, layout: str,
                    tolerance: float = 0.01) -> Coded:
+    """`code_images` with the named codec's quality parameter bisected to `target_bytes` (see `at_size`).
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, v)
+        Integer voxels.
+    target_bytes : int
+    codec_name : str
+        A key of `IMAGE_CODECS`: "JPEG 2000", "HTJ2K" or "JPEG XL".
+    layout : str
+        "per-image" or "tiled" (see `code_images`).
+    tolerance : float
+        Relative size tolerance.
+
+    Returns
+    -------
+    Coded
+
+    Raises
+    ------
+    KeyError
+        For a codec name not in `IMAGE_CODECS`.
+    """
     codec = IMAGE_CODECS[codec_name]()
     return at_size(lambda p: code_images(data, codec, p, layout), codec.search, target_bytes, tolerance)
 
 
 def jpeg2000_at_size(data: np.ndarray, target_bytes: int, layout: str, tolerance: float = 0.01) -> Coded:
+    """`images_at_size` with JPEG 2000.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, v)
+        Integer voxels.
+    target_bytes : int
+    layout : str
+        "per-image" or "tiled" (see `code_images`).
+    tolerance : float
+        Relative size tolerance.
+
+    Returns
+    -------
+    Coded
+    """
     return images_at_size(data, target_bytes, "JPEG 2000", layout, tolerance)
 
 
@@ -229,7 +321,27 @@ def _hevc_decode(stream: bytes) -> np.ndarray:
 
 def klt(data: np.ndarray, codec: ImageCodec, parameter: float, components: int) -> Coded:
     """Per slice: PCA over the volumes, mean and basis in fp16, the `components` leading coefficient maps
-    coded as uint16 images with one common quantiser step (so every map gets the same absolute error)."""
+    coded as uint16 images with one common quantiser step (so every map gets the same absolute error).
+
+    The transform is the classical Karhunen–Loève transform (principal components from the SVD of the slice's
+    mean-free voxels × volumes matrix). The step maps the widest coefficient range onto 0..65535; each map is
+    shifted by its own minimum. Counted: every map's code, the fp16 mean and basis and the fp32 offsets and step.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, v)
+        Integer voxels.
+    codec : ImageCodec
+    parameter : float
+        The codec's quality parameter.
+    components : int
+        Leading components coded per slice (at most v are used).
+
+    Returns
+    -------
+    Coded
+        The decoded data rounded and clipped to the input's range, in its dtype.
+    """
     nx, ny, nz, nv = data.shape
     k = min(components, nv)
     decoded = np.empty(data.shape, dtype=np.float64)
@@ -257,7 +369,30 @@ def klt(data: np.ndarray, codec: ImageCodec, parameter: float, components: int) 
 
 def klt_at_size(data: np.ndarray, target_bytes: int, codec_name: str = "JPEG 2000",
                 components: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 80, 103), tolerance: float = 0.01) -> Coded:
-    """The best (lowest MSE) KLT result at the target size over the given numbers of components."""
+    """The best (lowest MSE) KLT result at the target size over the given numbers of components.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, v)
+        Integer voxels.
+    target_bytes : int
+    codec_name : str
+        A key of `IMAGE_CODECS`.
+    components : tuple of int
+        Numbers of components to try (each capped at v); one `at_size` search each.
+    tolerance : float
+        Relative size tolerance; a result above (1 + tolerance) × target is left out.
+
+    Returns
+    -------
+    Coded or None
+        Named with its number of components; None when no number of components fits the target.
+
+    Raises
+    ------
+    KeyError
+        For a codec name not in `IMAGE_CODECS`.
+    """
     codec = IMAGE_CODECS[codec_name]()
     best, best_mse = None, math.inf
     for k in sorted({min(k, data.shape[3]) for k in components}):
@@ -271,7 +406,17 @@ def klt_at_size(data: np.ndarray, target_bytes: int, codec_name: str = "JPEG 200
 
 
 def mosaic(slice_xyv: np.ndarray) -> np.ndarray:
-    """Tile the V images (x, y) of one slice into a near-square grid, zero-padded."""
+    """Tile the V images (x, y) of one slice into a near-square grid, zero-padded.
+
+    Parameters
+    ----------
+    slice_xyv : ndarray, shape (x, y, v)
+
+    Returns
+    -------
+    ndarray, shape (rows × x, cols × y)
+        Image v at grid row v // cols, column v % cols, with cols = ⌈√v⌉ and rows = ⌈v / cols⌉; the same dtype.
+    """
     nx, ny, nv = slice_xyv.shape
     cols = math.ceil(math.sqrt(nv))
     rows = math.ceil(nv / cols)
@@ -283,7 +428,19 @@ def mosaic(slice_xyv: np.ndarray) -> np.ndarray:
 
 
 def unmosaic(image: np.ndarray, nv: int) -> np.ndarray:
-    """Inverse of `mosaic`."""
+    """Inverse of `mosaic`.
+
+    Parameters
+    ----------
+    image : ndarray, shape (rows × x, cols × y)
+        A mosaic of `nv` images.
+    nv : int
+        The number of images in it.
+
+    Returns
+    -------
+    ndarray, shape (x, y, nv)
+    """
     cols = math.ceil(math.sqrt(nv))
     rows = math.ceil(nv / cols)
     nx, ny = image.shape[0] // rows, image.shape[1] // cols

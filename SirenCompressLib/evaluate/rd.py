@@ -50,7 +50,20 @@ class Row:
 
 
 def integer_volume(volume: Volume4D) -> tuple[Volume4D, bool]:
-    """The volume with integer voxels (float data rounded to int16); True if it was rounded."""
+    """The volume with integer voxels (float data rounded to int16); True if it was rounded.
+
+    Parameters
+    ----------
+    volume : Volume4D
+
+    Returns
+    -------
+    Volume4D
+        `volume` itself when its data are integer; else a copy with the voxels rounded and clipped to the
+        int16 range (affine, gradients and frames kept).
+    bool
+        Whether the data were rounded.
+    """
     if volume.data.dtype.kind in "iu":
         return volume, False
     data = np.clip(np.rint(volume.data), -32768, 32767).astype(np.int16)
