@@ -17,8 +17,8 @@ from SirenCompressLib.errors import InputError
 
 distributed = pytest.importorskip("distributed", reason="batch needs dask.distributed (the 'cluster' extra)")
 
-OPTIONS = "layers,units,epochs,qat_epochs,lr,device"
-QUICK = "2,16,20,2,0.003,cpu"
+OPTIONS = "codec,layers,units,epochs,qat_epochs,lr,device"
+QUICK = "siren,2,16,20,2,0.003,cpu"
 
 
 def write_cohort(folder: Path, n: int, epochs: int = 20) -> Path:

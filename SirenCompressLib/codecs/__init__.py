@@ -627,7 +627,10 @@ def configure(name: str, given: dict, preset: str | None = None):
     if wrong:
         flag = next((f.metadata["flag"] for n in REGISTRY for f in flagged_fields(n) if f.name == wrong[0]),
                     wrong[0])
-        raise InputError(f"{flag} does not apply to the {name} codec")
+        owners = [n for n in REGISTRY if wrong[0] in {f.name for f in flagged_fields(n)}]
+        hint = f" (it is a setting of {' and '.join(owners)}: name the codec, e.g. --codec {owners[0]})" \
+            if owners else ""
+        raise InputError(f"{flag} does not apply to the {name} codec{hint}")
     if preset is not None and preset not in module.PRESETS:
         known = ", ".join(sorted(module.PRESETS)) or "none"
         raise InputError(f"the {name} codec has no preset {preset!r} (its presets: {known})")

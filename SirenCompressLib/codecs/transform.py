@@ -48,7 +48,7 @@ LANE_SHARE = 0.01
 SIDE_LANES = 256  # at most: fewer for a side stream of fewer than 4 symbols a lane (see `_side_lanes`)
 MAX_MAGNITUDE = 1 << 52  # |symbol| below this (exact in float64): a smaller step for the data is refused
 RATE_SLICES = 8  # slices the rate search encodes
-RATE_ROUNDS = 3  # whole encodes that correct the step
+RATE_ROUNDS = 4  # rounds of the search (model retrained), then of whole encodes that correct the step
 RATE_TOLERANCE = 0.01
 RATE_EXPONENT = 1.2  # bytes fall about as Δ^-1.2 near the targets (a correction's step)
 
@@ -352,6 +352,20 @@ def _offsets(values: np.ndarray, symbols: np.ndarray) -> np.ndarray:
     return out
 
 
+def training_stride(slices: int) -> int:
+    """The entropy model trains on every this-many-th slice (8 to 15 slices of a large volume).
+
+    Parameters
+    ----------
+    slices : int
+
+    Returns
+    -------
+    int
+    """
+    return max(1, slices // RATE_SLICES)
+
+
 def train_model(slices: list[Quantised], config: Config) -> cm.Network:
     """The entropy model, trained on the symbols of about 8 slices spread over the volume.
 
@@ -371,7 +385,7 @@ def train_model(slices: list[Quantised], config: Config) -> cm.Network:
         Untrained (no optimiser steps) when the chosen slices have no symbols.
     """
     features, buckets, targets = [], [], []
-    for q in slices[:: max(1, len(slices) // 8)]:
+    for q in slices[::training_stride(len(slices))]:
         for k, where, stack, bucket in _passes(q.symbols):
             features.append(stack[:, where].T)
             buckets.append(np.full(int(where.sum()), bucket))
@@ -518,9 +532,12 @@ def placeholders(volume, config: Config) -> list[EncodedSlice]:
 def settings_for_bytes(volume, config: Config, budget: int) -> Config:
     """The settings whose members total about `budget` bytes: the step Δ, found by bisection.
 
-    The bisection encodes up to `RATE_SLICES` slices spread over the volume with an entropy model trained once
-    (at the noise σ, or the configured step), scales their bytes to the volume, then corrects the step with
-    whole encodes (at most `RATE_ROUNDS`) until the members are within 1 % of the budget.
+    A bisection encodes the slices the entropy model trains on (all of a volume of up to 15 slices, every
+    `training_stride`-th of a larger one) with the model trained at the current step, and scales their bytes
+    to the volume; the model is retrained at the step found and the search repeated, at most `RATE_ROUNDS`
+    times, until the bytes are within 1 % of the budget. The model trained at a step is the one `encode`
+    trains there, so for small volumes the size is exact; for larger ones whole encodes correct the step
+    (at most `RATE_ROUNDS`).
 
     Parameters
     ----------
@@ -541,25 +558,33 @@ def settings_for_bytes(volume, config: Config, budget: int) -> Config:
     """
     data = volume.data
     nz = data.shape[2]
-    picked = list(range(0, nz, max(1, -(-nz // RATE_SLICES))))
+    picked = list(range(0, nz, training_stride(nz)))  # the slices the model trains on
     transforms = {z: klt(data[:, :, z]) for z in picked}
-    start = resolved_step(data, config)
-    network = train_model([quantise(data[:, :, z].astype(np.float64), start, config, transforms[z]) for z in picked],
-                          config)
 
-    def estimate(step: float) -> float:
-        sizes = [len(network.to_bytes()) + len(write_slice(quantise(data[:, :, z].astype(np.float64), step, config,
-                                                                       transforms[z]), network)) for z in picked]
+    def quantised(step: float) -> list[Quantised]:
+        return [quantise(data[:, :, z].astype(np.float64), step, config, transforms[z]) for z in picked]
+
+    def estimate(step: float, network: cm.Network) -> float:
+        sizes = [len(network.to_bytes()) + len(write_slice(q, network)) for q in quantised(step)]
         return sum(sizes) * nz / len(picked)
 
-    step = _bisect_step(estimate, budget, start)
-    tried = []  # (step, bytes) of whole encodes
+    # the model trained at the step measured is the one `encode` trains there: the estimate is exact when
+    # every slice is picked, and scaled from the picked ones otherwise
+    step, tried = resolved_step(data, config), []
     for _ in range(RATE_ROUNDS):
+        network = train_model(quantised(step), config)
+        tried.append((step, estimate(step, network)))
+        if abs(tried[-1][1] - budget) <= RATE_TOLERANCE * budget:
+            break
+        step = _bisect_step(lambda s, network=network: estimate(s, network), budget, step)
+    step = min(tried, key=lambda t: abs(math.log(t[1] / budget)))[0]
+    tried = []  # (step, bytes) of whole encodes, when the estimate was scaled from some slices
+    for _ in range(RATE_ROUNDS if len(picked) < nz else 0):
         tried.append((step, sum(len(item.member) for item in encode(volume, replace(config, step=step)))))
         if abs(tried[-1][1] - budget) <= RATE_TOLERANCE * budget:
             break
         step = _corrected_step(tried, budget)
-    best = min(tried, key=lambda t: abs(math.log(t[1] / budget)))  # only measured steps: the last guess is not
+    best = min(tried, key=lambda t: abs(math.log(t[1] / budget))) if tried else (step,)
     return replace(config, step=float(best[0]))
 
 
