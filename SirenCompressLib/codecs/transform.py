@@ -285,7 +285,7 @@ def _project(centred: np.ndarray, basis: np.ndarray) -> np.ndarray:
     the smallest such where the rows are dependent (rows of components far below the step may round to 0)."""
     if not basis.size:
         return np.zeros((centred.shape[0], 0))
-    return np.linalg.lstsq(basis.T, centred.T, rcond=None)[0].T  # rows may be coarse, even zero or dependent
+    return centred @ np.linalg.pinv(basis)  # least squares; rows may be coarse, even zero or dependent
 
 
 def _basis_values(basis: np.ndarray, exponents: np.ndarray) -> np.ndarray:
@@ -441,11 +441,19 @@ def write_slice(q: Quantised, network: cm.Network) -> bytes:
     tokens = np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int64)
     alphabet = int(tokens.max(initial=0)) + 1
     contexts = np.concatenate(contexts) if contexts else tokens
-    probe = entropy.encode_chunks(tokens, alphabet, contexts, cm.CONTEXTS, chunks, MAX_LANES, INCREMENT, UPDATE_EVERY)
     coded = entropy.encode_chunks(tokens, alphabet, contexts, cm.CONTEXTS, chunks,
-                                  _lanes(len(probe) - 4 * MAX_LANES), INCREMENT, UPDATE_EVERY)
+                                  _lanes(_entropy_bytes(tokens, contexts, alphabet)), INCREMENT, UPDATE_EVERY)
     verbatim = entropy.pack_bits(np.concatenate(bits or [np.zeros(0)]), np.concatenate(nbits or [np.zeros(0)]))
     return _sized(side) + _sized(bytes([alphabet]) + coded) + verbatim
+
+
+def _entropy_bytes(tokens: np.ndarray, contexts: np.ndarray, alphabet: int) -> int:
+    """The conditional order-0 entropy of the tokens given their contexts, in bytes (about the coded size)."""
+    counts = np.bincount(contexts * alphabet + tokens, minlength=cm.CONTEXTS * alphabet).reshape(-1, alphabet)
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bits = -np.where(counts > 0, counts * np.log2(counts / np.maximum(totals, 1)), 0.0).sum()
+    return int(bits / 8)
 
 
 def _lanes(nbytes: int) -> int:
@@ -576,7 +584,8 @@ def settings_for_bytes(volume, config: Config, budget: int) -> Config:
         tried.append((step, estimate(step, network)))
         if abs(tried[-1][1] - budget) <= RATE_TOLERANCE * budget:
             break
-        step = _bisect_step(lambda s, network=network: estimate(s, network), budget, step)
+        spread = 64.0 if len(tried) == 1 else 1.5  # later rounds only refine
+        step = _bisect_step(lambda s, network=network: estimate(s, network), budget, step, spread)
     step = min(tried, key=lambda t: abs(math.log(t[1] / budget)))[0]
     tried = []  # (step, bytes) of whole encodes, when the estimate was scaled from some slices
     for _ in range(RATE_ROUNDS if len(picked) < nz else 0):
@@ -646,12 +655,16 @@ def settings_for_psnr(volume, config: Config, psnr: float) -> Config:
     return replace(config, step=float(lo_step))
 
 
-def _bisect_step(size_of, budget: float, start: float) -> float:
-    """The step whose `size_of` is closest to `budget` from below (sizes fall as the step grows)."""
-    lo, hi = start / 64, start * 64
+def _bisect_step(size_of, budget: float, start: float, spread: float = 64.0) -> float:
+    """A step whose `size_of` is within a third of RATE_TOLERANCE of `budget`, or the closest from below found
+    by bisecting log Δ over [start / spread, start × spread] (sizes fall as the step grows)."""
+    lo, hi = start / spread, start * spread
     for _ in range(24):
         middle = math.sqrt(lo * hi)
-        lo, hi = (middle, hi) if size_of(middle) > budget else (lo, middle)
+        size = size_of(middle)
+        if abs(size - budget) <= RATE_TOLERANCE / 3 * budget:
+            return middle
+        lo, hi = (middle, hi) if size > budget else (lo, middle)
         if hi / lo < 1.002:
             break
     if size_of(hi) > budget * (1 + RATE_TOLERANCE):
