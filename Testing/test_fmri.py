@@ -173,7 +173,8 @@ def test_cli_refuses_flags_of_other_codecs(tmp_path):
     write_volume(small_phantom().volume, nifti)
     for flags, message in ((["--lr-decay", "cosine"], "does not apply to the fmri codec"),
                            (["--codec", "siren", "--components", "5"], "does not apply to the siren codec"),
-                           (["--target-psnr", "40"], "fmri codec cannot aim at a PSNR (codecs that can: transform, siren)")):
+                           (["--target-psnr", "40"],
+                            "fmri codec cannot aim at a PSNR (codecs that can: transform, siren)")):
         result = run_cli("compress", nifti, "-o", tmp_path / "x.sirz", *flags)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "x.sirz").exists()

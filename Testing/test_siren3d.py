@@ -65,4 +65,5 @@ def test_cli_siren3d_round_trip_without_torch(phantom_nifti, tmp_path):
 
 def test_cli_target_psnr_needs_the_slice_codec(phantom_nifti, tmp_path):
     result = run_cli("compress", phantom_nifti, "-o", tmp_path / "p.sirz", "--codec", "siren3d", "--target-psnr", "30")
-    assert result.returncode == 2 and "siren3d codec cannot aim at a PSNR (codecs that can: transform, siren)" in result.stderr
+    expected = "siren3d codec cannot aim at a PSNR (codecs that can: transform, siren)"
+    assert result.returncode == 2 and expected in result.stderr
