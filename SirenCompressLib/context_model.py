@@ -149,45 +149,79 @@ def cross4(a: np.ndarray) -> np.ndarray:
 class Features:
     """The features of the next map's symbols, from the log-magnitudes of the maps decoded so far.
 
-    `of(k, first_pass, own)` gives (FEATURES, x, y) int64 and the bucket of map k's pass; `own` holds the
-    log-magnitudes of map k's anchors (zero elsewhere) for the second pass. `add(L)` appends a decoded map.
+    `of(first_pass, own)` gives (..., FEATURES, x, y) int64 and the bucket of the next map's pass; `own` holds
+    the log-magnitudes of that map's anchors (zero elsewhere) for the second pass. `add(L)` appends a decoded
+    map. The maps may carry leading axes (..., x, y): several stacks of maps side by side.
     """
 
-    def __init__(self, nx: int, ny: int) -> None:
-        self.previous = np.zeros((nx, ny), dtype=np.int64)
+    def __init__(self, shape: tuple) -> None:
         self.recent: list[np.ndarray] = []
+        self.history = np.zeros(shape, dtype=np.int64)  # the sum of `recent`
+        self.known = np.zeros(shape[:-2] + (FEATURES - 1,) + shape[-2:], dtype=np.int64)  # all but in-plane
         self.count = 0
 
     def add(self, log_map: np.ndarray) -> None:
-        self.previous = log_map
-        self.recent = (self.recent + [log_map])[-HISTORY:]
+        self.recent.append(log_map)
+        self.history = self.history + log_map - (self.recent.pop(0) if len(self.recent) > HISTORY else 0)
+        self.known = np.stack([box3(log_map), box3(self.history), log_map], axis=-3)
         self.count += 1
 
     def of(self, first_pass: bool, own: np.ndarray | None) -> tuple[np.ndarray, int]:
-        history = np.sum(self.recent, axis=0) if self.recent else np.zeros_like(self.previous)
-        inplane = np.zeros_like(self.previous) if first_pass else cross4(own)
-        stack = np.stack([box3(self.previous), box3(history), self.previous, inplane])
+        inplane = np.zeros_like(self.history) if first_pass else cross4(own)
+        stack = np.concatenate([self.known, inplane[..., None, :, :]], axis=-3)
         bucket = 2 * min(self.count, MAP_BUCKETS - 1) + (0 if first_pass else 1)
         return stack, bucket
 
 
 def contexts(network: Network, features: np.ndarray, bucket: int) -> np.ndarray:
-    """Each symbol's context in [0, CONTEXTS) from its features (FEATURES, n) int64 — integer arithmetic only.
+    """Each symbol's context in [0, CONTEXTS) from its features — exact integer arithmetic.
+
+    The products and sums are carried in float64, where every value here is an integer below 2^53 and so
+    exact (BLAS speed, the same result in any order of summation); the shifts are floors.
 
     Parameters
     ----------
     network : Network
-    features : ndarray, shape (FEATURES, n), int64
+        One network, or several stacked by `stack` (leading axis: one per stack of features).
+    features : ndarray, shape (FEATURES, n) or (networks, FEATURES, n), int64
     bucket : int
         The map's bucket (its index, capped, and the pass).
 
     Returns
     -------
-    ndarray, shape (n,), int64
+    ndarray, shape (n,) or (networks, n), int64
     """
-    hidden = np.maximum(network.w1 @ features + network.b1[:, None], 0) >> (INPUT_SHIFT - HIDDEN_SHIFT)
-    out = ((network.w2 @ hidden) >> (HIDDEN_SHIFT + OUTPUT_SHIFT)) + network.b2[bucket]  # in 1/16 bit
+    first_scale, second_scale = 2.0 ** (HIDDEN_SHIFT - INPUT_SHIFT), 2.0 ** -(HIDDEN_SHIFT + OUTPUT_SHIFT)
+    w1, b1 = np.asarray(network.w1) * first_scale, np.asarray(network.b1) * first_scale  # powers of 2: exact
+    hidden = w1 @ features.astype(np.float64)
+    hidden += b1[..., None]
+    np.maximum(hidden, 0, out=hidden)
+    np.floor(hidden, out=hidden)
+    out = np.floor((np.asarray(network.w2)[..., None, :] * second_scale @ hidden)[..., 0, :])
+    out = out.astype(np.int64) + np.asarray(network.b2[..., bucket])[..., None]
     return np.clip(out * BINS_PER_BIT // LOG_SCALE, 0, CONTEXTS - 1)
+
+
+def stack(networks: list[Network]) -> Network:
+    """Several networks as one whose arrays have a leading axis (hidden units padded with zero weights, which
+    add nothing), for `contexts` over as many stacks of features at once.
+
+    Parameters
+    ----------
+    networks : list of Network
+
+    Returns
+    -------
+    Network
+        `w1` (networks, hidden, FEATURES), `b1` and `w2` (networks, hidden), `b2` (networks, BUCKETS).
+    """
+    hidden = max(n.hidden for n in networks)
+
+    def padded(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, [(0, hidden - a.shape[0])] + [(0, 0)] * (a.ndim - 1))
+
+    return Network(*(np.stack([padded(getattr(n, name)) for n in networks]) for name in ("w1", "b1", "w2")),
+                   np.stack([n.b2 for n in networks]))
 
 
 def train(features: np.ndarray, buckets: np.ndarray, targets: np.ndarray, hidden: int = 12, steps: int = 250,

@@ -69,10 +69,13 @@ def decode(data: bytes, count: int, alphabet: int, contexts: np.ndarray | None =
         For a stream that is corrupt or not read to its end.
     """
     lanes = _lanes(count)
-    decoder = _Decoder(data, count, lanes, alphabet, n_contexts)
+    decoder = _Decoder([data], [count], [lanes], [alphabet], n_contexts)
     contexts = _contexts(contexts, count, n_contexts).reshape(-1, lanes)
     active = np.ones(lanes, dtype=bool)
-    symbols = np.stack([decoder.step(row, active) for row in contexts]) if count else np.empty((0, lanes))
+    symbols = np.empty(contexts.shape, dtype=np.int64)
+    for k, row in enumerate(contexts):
+        symbols[k] = decoder.step(row, active)
+        decoder.model.update(row, symbols[k])
     decoder.close()
     return symbols.ravel()[:count].astype(np.int64)
 
@@ -137,12 +140,11 @@ def _update_steps(n: int, lanes: int, every: int) -> np.ndarray:
 class ChunkDecoder:
     """Reads a stream written by `encode_chunks` chunk by chunk, in the same chunks: `next(contexts)`
     returns the symbols (int64) of a chunk of len(contexts) symbols; `close()` checks that the whole
-    stream, `count` symbols in all, was used."""
+    stream, `count` symbols in all, was used. (One stream of `ChunkDecoders`.)"""
 
     def __init__(self, data: bytes, alphabet: int, n_contexts: int, count: int, lanes: int,
                  increment: int = 1, update_every: int = 0) -> None:
-        self._decoder = _Decoder(data, count, lanes, alphabet, n_contexts, increment)
-        self._count, self._lanes, self._read, self._every = count, lanes, 0, update_every
+        self._decoders = ChunkDecoders([data], [alphabet], n_contexts, [count], [lanes], increment, update_every)
 
     def next(self, contexts: np.ndarray) -> np.ndarray:
         """The symbols of the next chunk.
@@ -156,26 +158,7 @@ class ChunkDecoder:
         -------
         ndarray of int64
         """
-        contexts = np.asarray(contexts, dtype=np.int64).ravel()
-        n, lanes = contexts.size, self._lanes
-        if self._read + n > self._count:
-            raise ArchiveError("entropy-coded stream holds fewer symbols than its reader asks for")
-        if n and not 0 <= contexts.min() <= contexts.max() < self._decoder.model.counts.shape[0]:
-            raise ValueError("context out of range")
-        self._read += n
-        steps = -(-n // lanes)
-        padded = np.zeros(steps * lanes, dtype=np.int64)
-        padded[:n] = contexts
-        out = np.empty((steps, lanes), dtype=np.int64)
-        after = _update_steps(n, lanes, self._every) if self._every else np.ones(steps, dtype=bool)
-        first = 0
-        for k, row in enumerate(padded.reshape(steps, lanes)):
-            out[k] = self._decoder.step(row, np.arange(k * lanes, (k + 1) * lanes) < n, not self._every)
-            if self._every and after[k]:
-                end = min((k + 1) * lanes, n)
-                self._decoder.model.update(padded[first:end], out.ravel()[first:end])
-                first = end
-        return out.ravel()[:n]
+        return self._decoders.next([contexts])[0]
 
     def close(self) -> None:
         """Check that the whole stream was used.
@@ -185,7 +168,91 @@ class ChunkDecoder:
         ArchiveError
             When it was not read to its end.
         """
-        if self._read != self._count:
+        self._decoders.close()
+
+
+class ChunkDecoders:
+    """Reads several streams written by `encode_chunks`, a chunk of each at a time, in lock step: every rANS
+    step decodes one symbol in each lane of every stream that is still inside its chunk, so that many short
+    streams (the slices of a volume) cost the numpy steps of one. Each stream decodes exactly as it would
+    alone: it has its own lanes, words, adaptive counts and update schedule."""
+
+    def __init__(self, streams: list[bytes], alphabets: list[int], n_contexts: int, counts: list[int],
+                 lanes: list[int], increment: int = 1, update_every: int = 0) -> None:
+        self._decoder = _Decoder(streams, counts, lanes, alphabets, n_contexts, increment)
+        self._counts, self._lanes, self._every = np.array(counts), np.array(lanes), update_every
+        self._read = np.zeros(len(streams), dtype=np.int64)
+        self._n_contexts = n_contexts
+
+    def next(self, contexts: list[np.ndarray | None]) -> list[np.ndarray | None]:
+        """The symbols of each stream's next chunk.
+
+        Parameters
+        ----------
+        contexts : list of (ndarray of int or None)
+            Per stream, one context per symbol of its chunk, or None when the stream takes no chunk now.
+
+        Returns
+        -------
+        list of (ndarray of int64 or None)
+            Per stream, the chunk's symbols (None where no chunk was asked for).
+
+        Raises
+        ------
+        ArchiveError
+            When a stream holds fewer symbols than asked for, or is truncated.
+        ValueError
+            For a context out of range.
+        """
+        decoder, lanes = self._decoder, self._lanes
+        taking = [s for s, c in enumerate(contexts) if c is not None]
+        sizes = np.zeros(len(contexts), dtype=np.int64)
+        for s in taking:
+            c = contexts[s] = np.asarray(contexts[s], dtype=np.int64).ravel()
+            if c.size and not 0 <= c.min() <= c.max() < self._n_contexts:
+                raise ValueError("context out of range")
+            sizes[s] = c.size
+        if np.any(self._read + sizes > self._counts):
+            raise ArchiveError("entropy-coded stream holds fewer symbols than its reader asks for")
+        self._read += sizes
+        steps = -(-sizes // lanes)
+        total = int(steps.max(initial=0))
+        rows = np.zeros((total, decoder.lane_stream.size), dtype=np.int64)  # model rows: stream × context
+        active = np.zeros(rows.shape, dtype=bool)
+        after = np.zeros((total, len(contexts)), dtype=bool)  # the model learns after this step
+        for s in taking:
+            n, width, at = sizes[s], lanes[s], decoder.lane_start[s]
+            padded = np.full(steps[s] * width, -1, dtype=np.int64)
+            padded[:n] = contexts[s] + s * self._n_contexts
+            block = padded.reshape(steps[s], width)
+            rows[:steps[s], at:at + width], active[:steps[s], at:at + width] = block, block >= 0
+            after[:steps[s], s] = _update_steps(n, width, self._every) if self._every else True
+        out = np.zeros(rows.shape, dtype=np.int64)
+        lane_steps = steps[decoder.lane_stream]
+        first = np.zeros(len(contexts), dtype=np.int64)  # per stream: the first step not yet learnt from
+        for k in range(total):
+            live = None if lane_steps.min() > k else np.flatnonzero(lane_steps > k)
+            at = slice(None) if live is None else live
+            out[k, at] = decoder.step(rows[k, at], active[k, at], live)
+            if after[k].any():
+                start = int(first[after[k]].min())
+                learn = active[start:k + 1] & after[k][decoder.lane_stream]
+                learn &= np.arange(start, k + 1)[:, None] >= first[decoder.lane_stream]
+                decoder.model.update(rows[start:k + 1][learn], out[start:k + 1][learn])
+                first[after[k]] = k + 1
+        return [None if contexts[s] is None else
+                out[:steps[s], decoder.lane_start[s]:decoder.lane_start[s] + lanes[s]].ravel()[:sizes[s]]
+                for s in range(len(contexts))]
+
+    def close(self) -> None:
+        """Check that every stream was used whole.
+
+        Raises
+        ------
+        ArchiveError
+            When a stream was not read to its end.
+        """
+        if np.any(self._read != self._counts):
             raise ArchiveError("entropy-coded stream was not read to its end")
         self._decoder.close()
 
@@ -196,7 +263,7 @@ def _encode_grid(symbols: np.ndarray, contexts: np.ndarray, active: np.ndarray, 
     learns after every step, or only after the steps where `updates` (bool per step) is set, from all steps
     since the last."""
     steps, lanes = symbols.shape
-    model = _Model(alphabet, n_contexts, increment)
+    model = _Model(np.full(n_contexts, alphabet), increment)
     starts = np.zeros(symbols.shape, dtype=np.uint64)
     freqs = np.full(symbols.shape, 1 << PROB_BITS, dtype=np.uint64)
     after = np.ones(steps, dtype=bool) if updates is None else updates
@@ -222,77 +289,103 @@ def _encode_grid(symbols: np.ndarray, contexts: np.ndarray, active: np.ndarray, 
 
 
 class _Decoder:
-    """The rANS decoding state of a stream: one step decodes one symbol per active lane."""
+    """The rANS decoding state of one or more streams, their lanes side by side: one step decodes one symbol
+    per active lane. The adaptive model has a row per stream and context (stream × n_contexts + context)."""
 
-    def __init__(self, data: bytes, count: int, lanes: int, alphabet: int, n_contexts: int,
-                 increment: int = 1) -> None:
-        if len(data) < 8:
-            raise ArchiveError("entropy-coded stream is truncated")
-        stored_lanes, total = (int(v) for v in np.frombuffer(data, dtype=HEADER, count=2))
-        if stored_lanes != lanes or total != count:
-            raise ArchiveError("entropy-coded stream does not match the expected symbol count")
-        if len(data) < 8 + 4 * lanes or (len(data) - 8 - 4 * lanes) % 2:
-            raise ArchiveError("entropy-coded stream is truncated")
-        self.state = np.frombuffer(data, dtype=HEADER, count=lanes, offset=8).astype(np.uint64)
-        self.stream = np.frombuffer(data, dtype=WORD, offset=8 + 4 * lanes).astype(np.uint64)
-        self.model, self.at = _Model(alphabet, n_contexts, increment), 0
+    def __init__(self, streams: list[bytes], counts: list[int], lanes: list[int], alphabets: list[int],
+                 n_contexts: int, increment: int = 1) -> None:
+        states, words = [], []
+        for data, count, width in zip(streams, counts, lanes):
+            if len(data) < 8:
+                raise ArchiveError("entropy-coded stream is truncated")
+            stored_lanes, total = (int(v) for v in np.frombuffer(data, dtype=HEADER, count=2))
+            if stored_lanes != width or total != count:
+                raise ArchiveError("entropy-coded stream does not match the expected symbol count")
+            if len(data) < 8 + 4 * width or (len(data) - 8 - 4 * width) % 2:
+                raise ArchiveError("entropy-coded stream is truncated")
+            states.append(np.frombuffer(data, dtype=HEADER, count=width, offset=8))
+            words.append(np.frombuffer(data, dtype=WORD, offset=8 + 4 * width))
+        self.state = np.concatenate(states).astype(np.uint64)
+        self.stream = np.concatenate(words).astype(np.uint64)
+        self.lane_stream = np.repeat(np.arange(len(lanes)), lanes)
+        self.lane_start = np.concatenate([[0], np.cumsum(lanes)])[:-1].astype(np.int64)
+        self.word_start = np.concatenate([[0], np.cumsum([w.size for w in words])]).astype(np.int64)
+        self.at = self.word_start[:-1].copy()  # per stream: its next word
+        self.model = _Model(np.repeat(alphabets, n_contexts), increment)
 
-    def step(self, contexts: np.ndarray, active: np.ndarray, update: bool = True) -> np.ndarray:
+    def step(self, rows: np.ndarray, active: np.ndarray, lanes: np.ndarray | None = None) -> np.ndarray:
+        """Decode one symbol in each of `lanes` (all lanes: None) with the model rows `rows`; an inactive lane
+        keeps its state (symbol 0 with probability 1)."""
         cum = self.model.cumulative()
-        rows = cum[contexts]  # (lanes, alphabet + 1)
-        slot = self.state & np.uint64((1 << PROB_BITS) - 1)
-        s = np.count_nonzero(rows[:, 1:] <= slot[:, None], axis=1)
-        at = np.arange(rows.shape[0]) * rows.shape[1] + s
-        start, end = rows.ravel()[at], rows.ravel()[at + 1]
-        if not active.all():  # an inactive lane keeps its state: symbol 0 with probability 1
+        state = self.state if lanes is None else self.state[lanes]
+        slot = state & np.uint64((1 << PROB_BITS) - 1)
+        base = rows * cum.shape[1]
+        s = np.zeros(rows.size, dtype=np.int64)  # the largest s with cum[s] <= slot: a binary search
+        for bit in reversed(range(cum.shape[1].bit_length() - 1)):  # the width is a power of 2
+            s += (cum.ravel()[base + s + (1 << bit)] <= slot) << bit
+        start, end = cum.ravel()[base + s], cum.ravel()[base + s + 1]
+        if not active.all():
             s[~active], start[~active], end[~active] = 0, 0, 1 << PROB_BITS
-        state = (end - start) * (self.state >> np.uint64(PROB_BITS)) + slot - start
-        need = state < STATE_LOW
-        n = np.count_nonzero(need)
-        if self.at + n > self.stream.size:
-            raise ArchiveError("entropy-coded stream is truncated")
-        state[need] = (state[need] << np.uint64(16)) | self.stream[self.at:self.at + n]
-        self.at += n
-        self.state = state
-        if update:
-            self.model.update(contexts[active], s[active])
+        state = (end - start) * (state >> np.uint64(PROB_BITS)) + slot - start
+        need = np.flatnonzero(state < STATE_LOW)
+        if need.size:
+            owner = self.lane_stream[need if lanes is None else lanes[need]]
+            taken = np.bincount(owner, minlength=self.at.size)
+            if np.any(self.at + taken > self.word_start[1:]):
+                raise ArchiveError("entropy-coded stream is truncated")
+            rank = np.arange(need.size) - (np.cumsum(taken) - taken)[owner]
+            state[need] = (state[need] << np.uint64(16)) | self.stream[self.at[owner] + rank]
+            self.at += taken
+        if lanes is None:
+            self.state = state
+        else:
+            self.state[lanes] = state
         return s
 
     def close(self) -> None:
-        if self.at != self.stream.size or np.any(self.state != STATE_LOW):
+        if np.any(self.at != self.word_start[1:]) or np.any(self.state != STATE_LOW):
             raise ArchiveError("entropy-coded stream is corrupt")
 
 
 class _Model:
-    """Adaptive symbol counts per context, turned into cumulative frequencies summing to 2^PROB_BITS.
-    Only the contexts updated since the last call are recomputed."""
+    """Adaptive symbol counts per context (row), turned into cumulative frequencies summing to 2^PROB_BITS.
+    A row's alphabet may be narrower than the table: its symbols beyond it have count and frequency 0.
+    Only the rows updated since the last call are recomputed."""
 
-    def __init__(self, alphabet: int, n_contexts: int, increment: int = 1) -> None:
-        if not 1 <= alphabet <= 1 << (PROB_BITS - 1):
+    def __init__(self, alphabets: np.ndarray, increment: int = 1) -> None:
+        alphabets = np.asarray(alphabets, dtype=np.int64)
+        if alphabets.size and not (1 <= alphabets.min() and alphabets.max() <= 1 << (PROB_BITS - 1)):
             raise ValueError(f"alphabet must have 1 to {1 << (PROB_BITS - 1)} symbols")
-        self.counts = np.ones((n_contexts, alphabet), dtype=np.int64)
+        width = int(alphabets.max(initial=1))
+        self.alphabets = alphabets
+        self.counts = (np.arange(width) < alphabets[:, None]).astype(np.int64)
         self.increment = increment
-        self.cum = np.zeros((n_contexts, alphabet + 1), dtype=np.uint64)
-        self.stale = np.arange(n_contexts)
+        # columns to a power of 2 (at least width + 1), the ones past the alphabet at the total: a binary search
+        # of a row needs no bounds
+        self.cum = np.full((alphabets.size, 1 << width.bit_length()), 1 << PROB_BITS, dtype=np.uint64)
+        self.cum[:, 0] = 0
+        self.stale = np.arange(alphabets.size)
 
     def cumulative(self) -> np.ndarray:
-        """(contexts, alphabet + 1) uint64: every symbol gets at least 1, the total is exactly 2^PROB_BITS."""
+        """(rows, 2^⌈log2(alphabet + 1)⌉) uint64: every symbol of a row's alphabet gets at least 1, the total is
+        exactly 2^PROB_BITS (and so are the columns past it)."""
         if self.stale.size:
             counts = self.counts[self.stale]
-            spare = (1 << PROB_BITS) - counts.shape[1]
-            freq = 1 + counts * spare // counts.sum(axis=1, keepdims=True)
+            spare = (1 << PROB_BITS) - self.alphabets[self.stale, None]
+            freq = np.minimum(counts, 1) + counts * spare // counts.sum(axis=1, keepdims=True)
             freq[np.arange(len(counts)), counts.argmax(axis=1)] += (1 << PROB_BITS) - freq.sum(axis=1)
-            self.cum[self.stale, 1:] = np.cumsum(freq, axis=1)
+            self.cum[self.stale, 1:freq.shape[1] + 1] = np.cumsum(freq, axis=1)
             self.stale = self.stale[:0]
         return self.cum
 
-    def update(self, contexts: np.ndarray, symbols: np.ndarray) -> None:
-        n_contexts, alphabet = self.counts.shape
-        seen = np.bincount(contexts * alphabet + symbols, minlength=n_contexts * alphabet)
-        self.counts += seen.reshape(n_contexts, alphabet) * self.increment
-        self.stale = np.flatnonzero(seen.reshape(n_contexts, alphabet).any(axis=1))
-        if self.increment > 1:  # adaptive: halve a context's counts when they grow past COUNT_LIMIT
-            full = self.stale[self.counts[self.stale].sum(axis=1) > COUNT_LIMIT]
+    def update(self, rows: np.ndarray, symbols: np.ndarray) -> None:
+        n_rows, alphabet = self.counts.shape
+        seen = np.bincount(rows * alphabet + symbols, minlength=n_rows * alphabet).reshape(n_rows, alphabet)
+        self.counts += seen * self.increment
+        changed = np.flatnonzero(seen.any(axis=1))
+        self.stale = np.union1d(self.stale, changed) if self.stale.size else changed
+        if self.increment > 1:  # adaptive: halve a row's counts when they grow past COUNT_LIMIT
+            full = changed[self.counts[changed].sum(axis=1) > COUNT_LIMIT]
             self.counts[full] = (self.counts[full] + 1) >> 1
 
 
@@ -427,18 +520,25 @@ def pack_bits(values: np.ndarray, nbits: np.ndarray) -> bytes:
 
 
 class BitReader:
-    """Reads the fields that `pack_bits` wrote, a group at a time."""
+    """Reads the fields that `pack_bits` wrote, a group at a time, from one stream or from several side by
+    side (each read then names the stream of every field)."""
 
-    def __init__(self, data: bytes) -> None:
-        self.bits, self.at = np.unpackbits(np.frombuffer(data, dtype=np.uint8)), 0
+    def __init__(self, data: bytes | list[bytes]) -> None:
+        streams = [data] if isinstance(data, bytes) else data
+        bits = [np.unpackbits(np.frombuffer(d, dtype=np.uint8)) for d in streams]
+        self.bits = np.concatenate(bits) if bits else np.zeros(0, dtype=np.uint8)
+        self.ends = np.cumsum([b.size for b in bits], dtype=np.int64)
+        self.at = self.ends - [b.size for b in bits]  # per stream: its next bit
 
-    def read(self, nbits: np.ndarray) -> np.ndarray:
+    def read(self, nbits: np.ndarray, streams: np.ndarray | None = None) -> np.ndarray:
         """The next group of fields.
 
         Parameters
         ----------
         nbits : ndarray of int
             Each field's width.
+        streams : ndarray of int or None
+            Each field's stream, in non-decreasing order (None: all from the first).
 
         Returns
         -------
@@ -447,28 +547,30 @@ class BitReader:
         Raises
         ------
         ArchiveError
-            When the stream is shorter than the fields.
+            When a stream is shorter than its fields.
         """
         nbits = np.asarray(nbits, dtype=np.int64).ravel()
-        ends = self.at + np.cumsum(nbits)
-        if ends.size and ends[-1] > self.bits.size:
+        streams = np.zeros(nbits.size, dtype=np.int64) if streams is None else np.asarray(streams, dtype=np.int64)
+        taken = np.bincount(streams, weights=nbits, minlength=self.at.size).astype(np.int64)
+        if np.any(self.at + taken > self.ends):
             raise ArchiveError("verbatim bit stream is truncated")
+        ends = self.at[streams] + np.cumsum(nbits) - (np.cumsum(taken) - taken)[streams]
         out = np.zeros(nbits.size, dtype=np.uint64)
         for b in range(int(nbits.max()) if nbits.size else 0):
             has = nbits > b
             out[has] = (out[has] << np.uint64(1)) | self.bits[(ends - nbits + b)[has]]
-        self.at = int(ends[-1]) if ends.size else self.at
+        self.at += taken
         return out
 
     def close(self) -> None:
-        """Check that no whole byte is left over.
+        """Check that no stream has a whole byte left over.
 
         Raises
         ------
         ArchiveError
-            When the stream is longer than its fields.
+            When a stream is longer than its fields.
         """
-        if self.bits.size - self.at >= 8:
+        if np.any(self.ends - self.at >= 8):
             raise ArchiveError("verbatim bit stream is longer than its fields")
 
 

@@ -76,8 +76,7 @@ def forward(images: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (..., x, y), float64
     """
-    a, b = analysis_matrix(images.shape[-2]), analysis_matrix(images.shape[-1])
-    return a @ images @ b.T
+    return _rows_and_columns(analysis_matrix(images.shape[-2]), images, analysis_matrix(images.shape[-1]).T)
 
 
 def inverse(coefficients: np.ndarray) -> np.ndarray:
@@ -92,7 +91,16 @@ def inverse(coefficients: np.ndarray) -> np.ndarray:
     ndarray, shape (..., x, y), float64
     """
     a, b = analysis_matrix(coefficients.shape[-2]), analysis_matrix(coefficients.shape[-1])
-    return a.T @ coefficients @ b
+    return _rows_and_columns(a.T, coefficients, b)
+
+
+def _rows_and_columns(left: np.ndarray, images: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """left @ image @ right for every image of the stack, as two large matrix products (a stack of small
+    ones is slow, and very slow with several BLAS threads on a busy machine)."""
+    x, y = images.shape[-2:]
+    columns = (images.reshape(-1, y) @ right).reshape(-1, x, y)
+    rows = left @ columns.transpose(1, 0, 2).reshape(x, -1)
+    return rows.reshape(x, -1, y).transpose(1, 0, 2).reshape(images.shape)
 
 
 def _one_level(n: int) -> np.ndarray:

@@ -70,3 +70,31 @@ def test_damaged_streams_are_archive_errors(damage):
 def test_symbols_outside_the_alphabet_are_refused():
     with pytest.raises(ValueError, match="lie in"):
         entropy.encode(np.array([0, 5]), 5)
+
+
+def test_streams_decoded_in_lock_step_give_what_each_gives_alone():
+    rng = np.random.default_rng(4)
+    plans = [([5, 0, 300, 41], 1, 7, 0), ([64, 64, 64, 64], 16, 30, 40), ([0, 0, 2000, 1], 4, 3, 512),
+             ([9, 1, 0, 700], 64, 1, 512)]  # chunks, lanes, alphabet, update_every
+    streams, symbols, contexts = [], [], []
+    for chunks, lanes, alphabet, every in plans:
+        n = sum(chunks)
+        symbols.append(rng.integers(0, alphabet, n))
+        contexts.append(rng.integers(0, 3, n))
+        streams.append(entropy.encode_chunks(symbols[-1], alphabet, contexts[-1], 3, chunks, lanes, 8, every))
+    for every in {p[3] for p in plans}:  # the update schedule is the decoder's: streams that share it
+        same = [s for s, p in enumerate(plans) if p[3] == every]
+        decoder = entropy.ChunkDecoders([streams[s] for s in same], [plans[s][2] for s in same], 3,
+                                        [symbols[s].size for s in same], [plans[s][1] for s in same], 8, every)
+        at = np.zeros(len(same), dtype=int)
+        got = [[] for _ in same]
+        for c in range(4):
+            asked = [None if plans[s][0][c] == 0 and c % 2 else contexts[s][at[i]:at[i] + plans[s][0][c]]
+                     for i, s in enumerate(same)]
+            for i, part in enumerate(decoder.next(asked)):
+                if part is not None:
+                    got[i].append(part)
+                    at[i] += part.size
+        decoder.close()
+        for i, s in enumerate(same):
+            np.testing.assert_array_equal(np.concatenate(got[i]), symbols[s])

@@ -401,7 +401,7 @@ def _passes(symbols: np.ndarray):
     """Per map k and pass, as the decoder meets them: (k, where (x, y) bool, features (FEATURES, x, y), bucket)."""
     _, nx, ny = symbols.shape
     first = cm.anchors(nx, ny)
-    features = cm.Features(nx, ny)
+    features = cm.Features((nx, ny))
     for k in range(symbols.shape[0]):
         log_map = cm.log_magnitude(symbols[k])
         for where, own in ((first, None), (~first, np.where(first, log_map, 0))):
@@ -709,7 +709,7 @@ def check_slices(config: Config, manifest: dict) -> int:
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:
-    """Decode one slice, with numpy only.
+    """Decode one slice, with numpy only (`decode_slices` of one).
 
     Parameters
     ----------
@@ -729,13 +729,47 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
     ArchiveError
         For a corrupt member.
     """
+    return decode_slices(config, [entry], [member], shape)[0]
+
+
+def decode_slices(config: Config, entries: list[dict], members: list[bytes | None], shape: tuple) -> list[np.ndarray]:
+    """Decode several slices at once, with numpy only: their coefficient streams in lock step
+    (`entropy.ChunkDecoders`), so that the numpy steps of the coder are shared by all of them.
+
+    Parameters
+    ----------
+    config : Config
+    entries : list of dict
+        The slices' manifest entries ("step", "components").
+    members : list of bytes
+    shape : tuple of int
+        The volume's shape (x, y, z, volumes).
+
+    Returns
+    -------
+    list of ndarray, shape (x, y, volumes), float64
+
+    Raises
+    ------
+    ArchiveError
+        For a corrupt member.
+    """
     nx, ny, _, nv = shape
-    k_count, step = int(entry["components"]), float(entry["step"])
-    network, at = cm.Network.from_bytes(member)
-    side, coded, verbatim = _parts(member[at:], 3)
-    means, exponents, in_plane, offsets, basis = _read_side(side, nv, k_count)
-    symbols = _read_symbols(coded, verbatim, network, (k_count, padded_size(nx), padded_size(ny)))
-    return reconstruct(Quantised(means, exponents, basis, in_plane, symbols, offsets), step, shape)
+    networks, sides, coded, verbatim = [], [], [], []
+    for entry, member in zip(entries, members):
+        network, at = cm.Network.from_bytes(member)
+        side, stream, bits = _parts(member[at:], 3)
+        networks.append(network)
+        sides.append(_read_side(side, nv, int(entry["components"])))
+        coded.append(stream)
+        verbatim.append(bits)
+    k_counts = [int(entry["components"]) for entry in entries]
+    symbols = _read_symbols(coded, verbatim, networks, k_counts, (padded_size(nx), padded_size(ny)))
+    decoded = []
+    for (means, exponents, in_plane, offsets, basis), maps, k, entry in zip(sides, symbols, k_counts, entries):
+        q = Quantised(means, exponents, basis, in_plane, maps[:k], offsets)
+        decoded.append(reconstruct(q, float(entry["step"]), shape))
+    return decoded
 
 
 def reconstruct(q: Quantised, step: float, shape: tuple) -> np.ndarray:
@@ -754,10 +788,14 @@ def reconstruct(q: Quantised, step: float, shape: tuple) -> np.ndarray:
     ndarray, shape (x, y, volumes), float64
     """
     nx, ny, _, nv = shape
-    magnitude = np.abs(q.symbols)
-    offset = np.where(magnitude == 0, 0, q.offsets[np.clip(magnitude, 1, CLASSES) - 1] / OFFSET_UNITS)
-    values = np.sign(q.symbols) * (magnitude + offset) * step
-    maps = np.where(q.in_plane[:, None, None], wavelet.inverse(values), values)[:, :nx, :ny]
+    values = q.symbols.astype(np.float64)
+    nonzero = np.flatnonzero(q.symbols)  # most are zero: the offsets only where not
+    symbols = q.symbols.ravel()[nonzero]
+    offset = q.offsets[np.minimum(np.abs(symbols), CLASSES) - 1] / OFFSET_UNITS
+    values.ravel()[nonzero] += np.copysign(offset, symbols)
+    values *= step
+    values[q.in_plane] = wavelet.inverse(values[q.in_plane])
+    maps = values[:, :nx, :ny]
     k_count = q.symbols.shape[0]
     x = maps.reshape(k_count, nx * ny).T @ _basis_values(q.basis, q.exponents) + q.means * (step / MEAN_STEPS)
     return x.reshape(nx, ny, nv)
@@ -797,35 +835,46 @@ def _read_side(side: bytes, nv: int, k_count: int) -> tuple:
     return means, exponents, flags.astype(bool), offsets, basis.reshape(k_count, nv)
 
 
-def _read_symbols(coded: bytes, verbatim: bytes, network: cm.Network, shape: tuple) -> np.ndarray:
-    """The quantised maps (K, x', y'), decoded pass by pass as `_passes` orders them."""
-    k_count, px, py = shape
-    symbols = np.zeros(shape, dtype=np.int64)
-    if not coded:
+def _read_symbols(coded: list[bytes], verbatim: list[bytes], networks: list[cm.Network], k_counts: list[int],
+                  size: tuple) -> np.ndarray:
+    """The quantised maps (slices, K, x', y') of several slices (K their most components), decoded pass by
+    pass as `_passes` orders them, the slices side by side."""
+    px, py = size
+    symbols = np.zeros((len(coded), max(k_counts, default=0), px, py), dtype=np.int64)
+    if not all(coded):
         raise ArchiveError("transform member is truncated")
-    alphabet, stream = coded[0], coded[1:]
-    first = cm.anchors(px, py)
-    count = k_count * px * py
-    lanes = int(np.frombuffer(stream[:4].ljust(4, b"\0"), dtype=HEADER)[0])
-    if not MIN_LANES <= lanes <= MAX_LANES:
+    lanes = [int(np.frombuffer(stream[1:5].ljust(4, b"\0"), dtype=HEADER)[0]) for stream in coded]
+    if not all(MIN_LANES <= n <= MAX_LANES for n in lanes):
         raise ArchiveError("transform member: bad lane count")
-    decoder = entropy.ChunkDecoder(stream, max(alphabet, 1), cm.CONTEXTS, count, lanes, INCREMENT, UPDATE_EVERY)
+    decoder = entropy.ChunkDecoders([stream[1:] for stream in coded], [max(stream[0], 1) for stream in coded],
+                                    cm.CONTEXTS, [k * px * py for k in k_counts], lanes, INCREMENT, UPDATE_EVERY)
     reader = entropy.BitReader(verbatim)
-    features = cm.Features(px, py)
-    for k in range(k_count):
-        for where in (first, ~first):
-            own = None if where is first else np.where(first, cm.log_magnitude(symbols[k]), 0)
-            stack, bucket = features.of(own is None, own)
-            tokens = decoder.next(cm.contexts(network, stack[:, where], bucket))
-            magnitude = entropy.join_integers(tokens, reader.read(entropy.token_bits(tokens)))
+    first = cm.anchors(px, py)
+    features = cm.Features(symbols.shape[:1] + (px, py))
+    for k in range(symbols.shape[1]):
+        live = np.flatnonzero(np.array(k_counts) > k)
+        network = cm.stack([networks[s] for s in live])
+        maps = symbols[live, k]
+        for where in (first, ~first):  # the second pass sees the first's symbols (zero elsewhere)
+            stack, bucket = features.of(where is first, None if where is first else cm.log_magnitude(symbols[:, k]))
+            contexts = cm.contexts(network, (stack if live.size == len(coded) else stack[live])[..., where], bucket)
+            asked: list = [None] * len(coded)
+            for i, s in enumerate(live):
+                asked[s] = contexts[i]
+            tokens = [t for t in decoder.next(asked) if t is not None]
+            owner = np.repeat(live, [t.size for t in tokens])
+            tokens = np.concatenate(tokens)
+            magnitude = entropy.join_integers(tokens, reader.read(entropy.token_bits(tokens), owner))
             if magnitude.size and magnitude.max() >= MAX_MAGNITUDE:
                 raise ArchiveError("transform member: a coefficient is out of range: the archive is damaged")
-            magnitude = magnitude.astype(np.int64)
-            negative = reader.read(np.ones(int((magnitude != 0).sum()), dtype=np.int64)).astype(bool)
-            signed = magnitude.copy()
-            signed[np.flatnonzero(magnitude)[negative]] *= -1
-            symbols[k][where] = signed
-        features.add(cm.log_magnitude(symbols[k]))
+            signed = magnitude.astype(np.int64)
+            nonzero = np.flatnonzero(signed)
+            negative = reader.read(np.ones(nonzero.size, dtype=np.int64), owner[nonzero]).astype(bool)
+            signed[nonzero[negative]] *= -1
+            maps[:, where] = signed.reshape(live.size, -1)
+            symbols[live, k] = maps
+        features.add(cm.log_magnitude(symbols[:, k]))
     decoder.close()
     reader.close()
     return symbols
+
