@@ -17,12 +17,14 @@ from .codecs.siren import Config as SirenConfig  # noqa: E402
 from .errors import ArchiveError, InputError, OutputError, SirenCompressError  # noqa: E402
 from .io import read_volume, write_volume  # noqa: E402
 from .metrics import Comparison, Metrics, compare  # noqa: E402
+from .noise import NoiseEstimate, estimate_noise, noise_fraction, snr_loss  # noqa: E402
 from .pipeline import compress, decompress, sizes  # noqa: E402
 from .version import __version__  # noqa: E402, F401
 from .volume import FrameIndex, Gradients, Volume4D  # noqa: E402
 
 __all__ = [
-    "Archive", "ArchiveError", "Comparison", "FrameIndex", "Gradients", "InputError", "Metrics", "OutputError",
-    "SIREN_PRESETS", "SirenCompressError", "SirenConfig", "Volume4D", "compare", "compress", "decompress",
-    "read_archive", "read_volume", "sizes", "write_archive", "write_volume",
+    "Archive", "ArchiveError", "Comparison", "FrameIndex", "Gradients", "InputError", "Metrics", "NoiseEstimate",
+    "OutputError", "SIREN_PRESETS", "SirenCompressError", "SirenConfig", "Volume4D", "compare", "compress",
+    "decompress", "estimate_noise", "noise_fraction", "read_archive", "read_volume", "sizes", "snr_loss",
+    "write_archive", "write_volume",
 ]

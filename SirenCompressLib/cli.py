@@ -1,4 +1,4 @@
-"""`sirencompress`: compress | decompress | info | evaluate | bench | sample.
+"""`sirencompress`: compress | decompress | info | evaluate | noise | bench | sample.
 
 Exit codes: 0 ok, 2 bad input or usage, 1 internal error, 130 interrupted (no output left behind).
 """
@@ -36,8 +36,8 @@ from .evaluate import dmri as dmri_eval
 from .evaluate import dmri_report, rd
 from .evaluate.rd import CLASSICAL
 from .io import diffusion_hint, fsl_gradient_paths, image_format, read_map, read_volume, unstorable, write_volume
-from .metrics import Comparison, compare, value_range
-from .noise import NoiseBound, estimate_sigma
+from .metrics import Comparison, compare
+from .noise import estimate_noise
 from .phantom import PHANTOMS, named_phantom
 from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
 from .progress import Bar, JsonLines
@@ -161,11 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     fmri.add_argument("--contrast", help="trial type of the GLM contrast (default: the first in --events)")
     e.set_defaults(run=_evaluate)
 
+    n = commands.add_parser("noise", help="the noise σ of a 4D image (Marchenko–Pastur PCA), its PSNR and what it "
+                                          "lets a codec reach")
+    n.add_argument("input", type=Path, help="4D NIfTI or NRRD with at least 10 volumes (diffusion, fMRI, ...)")
+    n.add_argument("--mask", type=Path, metavar="FILE",
+                   help="foreground, 3D NIfTI/NRRD, non-zero inside (default: the Otsu threshold of the mean over "
+                        "volumes)")
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(run=_noise)
+
     b = commands.add_parser("bench", help="rate-distortion table and plot: our codecs against classical codecs at "
                                           "the same compression ratios, with the noise bound")
     b.add_argument("input", nargs="?", type=Path, help="a 4D image (default: the bundled real sample)")
     _add_phantom_flags(b, "use a synthetic DWI phantom instead; PSNR also against its noise-free version")
-    b.add_argument("--ratios", type=float, nargs="+", default=[10.0, 20.0, 40.0])
+    b.add_argument("--ratios", type=float, nargs="+", default=[10.0, 20.0, 40.0, 80.0])
     b.add_argument("--presets", nargs="+", choices=sorted(_presets()), help="presets of the codecs (default: all)")
     b.add_argument("--codecs", nargs="*", choices=[n for n in REGISTRY if "ratio" in get_codec(n).RATE_CONTROL],
                    default=[DEFAULT], help="codecs that can aim at a compression ratio, each run with every preset "
@@ -430,6 +439,23 @@ def _frame_interval(volume) -> float:
     return times[1] - times[0]
 
 
+def _noise(args: argparse.Namespace) -> None:
+    volume = read_volume(args.input, gradients=False)
+    noise = estimate_noise(volume, None if args.mask is None else read_map(args.mask))
+    if args.json:
+        print(json.dumps(noise.to_json(), indent=1, ensure_ascii=False))
+        return
+    known = [s for s in noise.slice_sigmas if s is not None]
+    bound = noise.bound
+    print(f"noise σ {noise.sigma:.4g} ({noise.percent_of_range:.3g} % of the range {noise.data_range:.6g}); "
+          f"noise PSNR {noise.noise_psnr:.2f} dB")
+    print(f"per slice: σ {min(known):.4g} to {max(known):.4g} over {len(known)} of {len(noise.slice_sigmas)} slices")
+    print("no codec passes (Shannon bound of this noise, 16-bit): "
+          + ", ".join(f"{bound.psnr(r):.1f} dB at CR {r}" for r in (10, 20, 40, 80)))
+    print(f"method: {noise.method}")
+    print(f"voxels: {noise.voxels:,} in {noise.blocks} blocks; foreground: {noise.mask}")
+
+
 def _bench(args: argparse.Namespace) -> None:
     if args.phantom and args.input:
         raise InputError("give an input image or --phantom, not both")
@@ -452,17 +478,20 @@ def _bench(args: argparse.Namespace) -> None:
     codecs = {" ".join(filter(None, (codec, preset))): (codec, configure(codec, overrides, preset))
               for codec in args.codecs for preset in args.presets or sorted(get_codec(codec).PRESETS) or [None]}
     print(f"data: {data_name}", flush=True)
-    lo, hi = value_range(volume.data)
-    sigma = estimate_sigma(volume.data)
-    bound = NoiseBound(sigma, hi - lo) if sigma > 0 else None
-    print(f"noise σ {sigma:.4g}" + (f", noise PSNR {bound.noise_psnr:.2f} dB" if bound else ""), flush=True)
+    try:
+        noise = estimate_noise(volume)
+        bound = noise.bound
+        print(f"noise σ {noise.sigma:.4g}, noise PSNR {noise.noise_psnr:.2f} dB ({noise.method})", flush=True)
+    except InputError as exc:  # the codecs can still be compared
+        noise = bound = None
+        print(f"{exc}; no noise bound", flush=True)
     rows = rd.run(volume, args.ratios, codecs, args.classical, clean, log=lambda line: print(line, flush=True))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch device {_device_name()}"
     head = f"Data: {data_name}. Machine: {machine}. Our codecs' settings: those that differ from their defaults."
     with atomic_outputs(outputs, args.force) as (md, js, png):
         md.write_text(f"{head}\n\n" + rd.markdown(rows, clean is not None, bound))
-        rd.to_json(rows, str(js), data=data_name, machine=machine, ratios=args.ratios, noise_sigma=sigma,
-                   data_range=hi - lo)
+        rd.to_json(rows, str(js), bound, data=data_name, machine=machine, ratios=args.ratios,
+                   noise=None if noise is None else noise.to_json())
         rd.plot(rows, str(png), data_name, bound)
     print(rd.markdown(rows, clean is not None, bound))
     print("wrote " + ", ".join(map(str, outputs)))

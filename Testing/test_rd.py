@@ -29,6 +29,8 @@ def test_rows_table_plot_and_json(tmp_path):
     table = rd.markdown(rows, clean=True, bound=bound)
     assert table.count("\n") == 6 and "**" in table and "PSNR vs noise-free" in table
     assert f"| 4 | noise bound | 4 | {bound.psnr(4.0):.2f} |" in table
+    below, loss = rd.versus_noise(rows[0], bound)
+    assert below == pytest.approx(bound.psnr(rows[0].ratio) - rows[0].psnr) and 0 < loss < 100
     assert all(line.count("|") == table.splitlines()[0].count("|") for line in table.splitlines())
     rd.plot(rows, str(tmp_path / "rd.png"), "tiny", bound)
     assert (tmp_path / "rd.png").read_bytes()[:4] == b"\x89PNG"
@@ -71,6 +73,10 @@ def test_bench_classical_only_with_the_noise_bound(tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "rd.json").read_text())
     assert [row["codec"] for row in report["rows"]] == ["JPEG 2000 tiled"]
-    assert 0 < report["noise_sigma"] < 20  # Rician σ 20: less in the background
+    assert report["noise"]["sigma"] == pytest.approx(20, rel=0.1)  # the phantom's Rician σ
+    row = report["rows"][0]
+    bound = NoiseBound(report["noise"]["sigma"], report["noise"]["data_range"])
+    assert row["below_bound_db"] == pytest.approx(bound.psnr(row["ratio"]) - row["psnr"])
+    assert 0 < row["snr_loss_percent"] < 100
     table = (tmp_path / "rd.md").read_text()
-    assert "| 10 | noise bound | 10 |" in table and "siren" not in table
+    assert "| 10 | noise bound | 10 |" in table and "siren" not in table and "| SNR loss % |" in table

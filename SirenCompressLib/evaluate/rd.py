@@ -18,7 +18,7 @@ import numpy as np
 from ..archive import to_bytes
 from ..codecs import JsonSettings
 from ..metrics import compare
-from ..noise import NoiseBound
+from ..noise import NoiseBound, snr_loss
 from ..pipeline import compress, decompress
 from ..rate import config_for_ratio
 from ..volume import Volume4D
@@ -122,6 +122,9 @@ def run(volume: Volume4D, ratios: list[float], codecs: dict[str, tuple[str, Json
 def markdown(rows: list[Row], clean: bool, bound: NoiseBound | None = None) -> str:
     """The table, one block of rows per target ratio, best PSNR in bold, the noise bound last.
 
+    With a bound, each row also gives its distance below the bound at its compression ratio (dB) and the SNR
+    it costs (`versus_noise`); the bound's row, the least SNR loss at that ratio (its distortion σ²·2^(−2R)).
+
     Parameters
     ----------
     rows : list of Row
@@ -135,7 +138,7 @@ def markdown(rows: list[Row], clean: bool, bound: NoiseBound | None = None) -> s
     str
     """
     head = "| target CR | codec | CR | PSNR dB | SSIM |" + (" PSNR vs noise-free dB |" if clean else "") \
-        + " encode s | decode s | settings |"
+        + (" below the bound dB | SNR loss % |" if bound else "") + " encode s | decode s | settings |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for ratio in sorted({r.target_ratio for r in rows}):
         group = [r for r in rows if r.target_ratio == ratio]
@@ -145,10 +148,13 @@ def markdown(rows: list[Row], clean: bool, bound: NoiseBound | None = None) -> s
             cells = [f"{ratio:g}", r.codec, f"{r.ratio:.2f}", psnr, "n/a" if r.ssim is None else f"{r.ssim:.4f}"]
             if clean:
                 cells.append(f"{r.psnr_clean:.2f}")
+            if bound is not None:
+                cells += [f"{value:.2f}" for value in versus_noise(r, bound)]
             cells += [f"{r.encode_s:.1f}", "" if r.decode_s is None else f"{r.decode_s:.2f}", r.settings]
             lines.append("| " + " | ".join(cells) + " |")
         if bound is not None:
             cells = [f"{ratio:g}", "noise bound", f"{ratio:g}", f"{bound.psnr(ratio):.2f}", ""] + [""] * clean \
+                + ["0.00", f"{snr_loss(bound.sigma**2 * 2 ** (-32 / ratio), bound.sigma):.2f}"] \
                 + ["", "", f"white Gaussian noise σ = {bound.sigma:.3g} (noise PSNR {bound.noise_psnr:.2f} dB) "
                            f"at {16 / ratio:.3g} bits per voxel"]
             lines.append("| " + " | ".join(cells) + " |")
@@ -157,7 +163,8 @@ def markdown(rows: list[Row], clean: bool, bound: NoiseBound | None = None) -> s
 
 def plot(rows: list[Row], path: str, title: str, bound: NoiseBound | None = None) -> None:
     """PSNR against compression ratio, one line per codec (PNG): the registry's codecs solid, classical
-    codecs dashed with markers, the noise bound dashed in black.
+    codecs dashed with markers, the noise bound dashed in black and the noise floor (the noise's own PSNR)
+    dotted in grey.
 
     Parameters
     ----------
@@ -181,6 +188,8 @@ def plot(rows: list[Row], path: str, title: str, bound: NoiseBound | None = None
     if bound is not None:
         ratios = np.geomspace(min(r.ratio for r in rows), max(r.ratio for r in rows), 50)
         ax.plot(ratios, [bound.psnr(r) for r in ratios], "k--", label=f"noise bound (σ = {bound.sigma:.3g})")
+        ax.axhline(bound.noise_psnr, color="grey", linestyle=":",
+                   label=f"noise floor ({bound.noise_psnr:.1f} dB, SNR loss 29 % there)")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -195,7 +204,7 @@ def plot(rows: list[Row], path: str, title: str, bound: NoiseBound | None = None
     plt.close(fig)
 
 
-def to_json(rows: list[Row], path: str, **context) -> None:
+def to_json(rows: list[Row], path: str, bound: NoiseBound | None = None, **context) -> None:
     """The rows and `context` (JSON values: data, machine, the noise σ, ...) as a JSON object.
 
     Parameters
@@ -203,11 +212,40 @@ def to_json(rows: list[Row], path: str, **context) -> None:
     rows : list of Row
     path : str
         The file to write.
+    bound : NoiseBound or None
+        With a bound, each row also has `below_bound_db` and `snr_loss_percent` (`versus_noise`).
     **context
         More top-level keys.
     """
+    def row(r: Row) -> dict:
+        if bound is None:
+            return asdict(r)
+        below, loss = versus_noise(r, bound)
+        return {**asdict(r), "below_bound_db": below, "snr_loss_percent": loss}
+
     with open(path, "w") as f:
-        json.dump({**context, "rows": [asdict(r) for r in rows]}, f, indent=1)
+        json.dump({**context, "rows": [row(r) for r in rows]}, f, indent=1)
+
+
+def versus_noise(row: Row, bound: NoiseBound) -> tuple[float, float]:
+    """How far a row is below the noise bound at its compression ratio, and the SNR its error costs.
+
+    Parameters
+    ----------
+    row : Row
+    bound : NoiseBound
+        Of the data's noise (`SirenCompressLib.noise.estimate_noise`).
+
+    Returns
+    -------
+    below_db : float
+        The bound's PSNR at the row's measured ratio minus the row's PSNR (negative where a codec passes the
+        bound: possible where the noise is not white and Gaussian everywhere, e.g. a background of less noise).
+    snr_loss : float
+        `SirenCompressLib.noise.snr_loss` of the row's MSE, in per cent.
+    """
+    mse = 0.0 if math.isinf(row.psnr) else 10 ** (-row.psnr / 10)  # scaled by the range, as `metrics`
+    return bound.psnr(row.ratio) - row.psnr, snr_loss(mse, bound.sigma, bound.data_range)
 
 
 def _row(codec, ratio, nbytes, raw, data, decoded, clean, encode_s, decode_s, settings) -> Row:
