@@ -13,7 +13,7 @@ import pytest
 
 import fuzzing
 from conftest import run_cli
-from SirenCompressLib import Volume4D, compress, decompress, read_archive, write_volume
+from SirenCompressLib import Volume4D, compress, decompress, pipeline, read_archive, write_volume
 from SirenCompressLib.archive import Archive, to_bytes
 from SirenCompressLib.codecs import suggest, transform
 from SirenCompressLib.codecs.transform import Config
@@ -265,6 +265,18 @@ def test_decoding_is_repeatable_and_needs_no_torch(coded, monkeypatch):
                                      coded.members[entry["member"]], tuple(coded.manifest["shape"]))
         assert raw.dtype == np.float64 and raw.shape == (13, 17, 15)
     np.testing.assert_array_equal(decompress(coded).data, first)
+
+
+def test_slices_decoded_together_are_the_slices_decoded_alone(monkeypatch):
+    data = phantom(shape=(13, 17, 5)).data.copy()
+    data[:, :, 1] = 700  # no components
+    data[:, :, 3, 9:] = data[:, :, 3, :1]  # fewer components than the others
+    archive = compress(Volume4D(data), "transform", Config(step=10.0))
+    assert len({entry["components"] for entry in archive.manifest["slices"]}) >= 3
+    together = decompress(archive).data
+    monkeypatch.setattr(pipeline, "DECODE_BATCH", 1)  # the pipeline now decodes slice by slice
+    np.testing.assert_array_equal(decompress(archive).data, together)
+    np.testing.assert_array_equal(together[:, :, 1], 700)
 
 
 def _decoded_or_archive_error(archive_bytes: bytes, shape: tuple) -> str:

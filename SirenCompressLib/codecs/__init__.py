@@ -63,6 +63,11 @@ class Codec(Protocol):
         that searches its own settings); "psnr" needs `psnr_probe` or `settings_for_psnr(volume, config, psnr)`.
     PRESETS : dict of str to Config
         Named settings (may be empty); `DEFAULT_PRESET` names the one `default_config` returns, or is None.
+
+    Notes
+    -----
+    A codec may also provide `decode_slices(config, entries, members, shape) -> list of ndarray`, which decodes
+    several slices at once (as many `decode_slice` calls would); `pipeline.decoded_slices` then uses it.
     """
 
     NAME: str
