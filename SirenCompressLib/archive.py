@@ -43,7 +43,7 @@ VOXELS_PER_BYTE = 1 << 14
 WORK_FLOOR = 1 << 32
 WORK_PER_BYTE = 1 << 26
 SLICE_KEYS = {"index", "kind", "member", "bytes", "metrics", "voxels_sha256", "max_error"}  # the others: the codec's
-MAX_ERROR_LIMIT = (1 << 31) - 1  # a slice's "max_error" (near-lossless bound) lies in 1 … 2^31 − 1
+MAX_ERROR_LIMIT = 10**9  # a slice's "max_error" (near-lossless bound) lies in 1 … 10^9
 
 
 @dataclass

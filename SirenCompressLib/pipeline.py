@@ -282,6 +282,25 @@ class Sizes:
         return self.gzip_bytes / self.archive_bytes if self.gzip_bytes else None
 
 
+def max_error(archive: Archive) -> int | None:
+    """The largest error an archive's decode may have, in stored units (before scaling): 0 for a bit-exact codec,
+    E for one coded near-losslessly (its slices' "max_error", checked when it was written), None for a codec
+    that bounds no voxel's error.
+
+    Parameters
+    ----------
+    archive : Archive
+
+    Returns
+    -------
+    int or None
+    """
+    m = archive.manifest
+    if not get_codec(m["codec"]["name"]).EXACT:
+        return None
+    return max((entry.get("max_error", 0) for entry in m["slices"]), default=0)
+
+
 def sizes(archive: Archive, archive_bytes: int) -> Sizes:
     """The sizes and compression ratios of an archive.
 
