@@ -152,7 +152,7 @@ def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
 
 
 def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
-    """Code every axial slice losslessly.
+    """Code every axial slice losslessly, or near-losslessly within ±E (`error_bound`).
 
     Predictors: LOCO-I's median edge detector (Weinberger, Seroussi and Sapiro, "The LOCO-I lossless image
     compression algorithm", IEEE TIP 2000), least-squares regression on earlier volumes, and q-space PDE
