@@ -42,7 +42,8 @@ VOXEL_FLOOR = 1 << 22
 VOXELS_PER_BYTE = 1 << 14
 WORK_FLOOR = 1 << 32
 WORK_PER_BYTE = 1 << 26
-SLICE_KEYS = {"index", "kind", "member", "bytes", "metrics", "voxels_sha256"}  # the others are the codec's
+SLICE_KEYS = {"index", "kind", "member", "bytes", "metrics", "voxels_sha256", "max_error"}  # the others: the codec's
+MAX_ERROR_LIMIT = 10**9  # a slice's "max_error" (near-lossless bound) lies in 1 … 10^9
 
 
 @dataclass
@@ -276,6 +277,7 @@ def check_manifest(m: dict, members: dict[str, int], archive_bytes: int) -> None
     module = get_codec(m["codec"]["name"])
     _check_members(m["slices"], members, module.SHARED_MEMBER)
     _check_voxel_digests(m, module.EXACT)
+    _check_error_bounds(m, module.EXACT)
     voxels = math.prod(m["shape"])
     if voxels > VOXEL_FLOOR + VOXELS_PER_BYTE * archive_bytes:
         raise ArchiveError(f"the manifest declares {voxels:,} voxels, more than an archive of {archive_bytes:,} "
@@ -503,6 +505,15 @@ def _check_voxel_digests(m: dict, exact: bool) -> None:
         value = entry.get("voxels_sha256")
         if ("voxels_sha256" in entry) != wanted or wanted and not (isinstance(value, str) and SHA256.fullmatch(value)):
             raise ArchiveError(f"slice {z}: voxels_sha256 must be {'a SHA-256' if wanted else 'absent'}")
+
+
+def _check_error_bounds(m: dict, exact: bool) -> None:
+    """A slice's "max_error" (an exact codec's near-lossless bound, format 2 on) is an integer 1 … 2^31 − 1."""
+    for z, entry in enumerate(m["slices"]):
+        value = entry.get("max_error", 1)
+        if "max_error" in entry and not (exact and m["format_version"] >= 2) or \
+                not (is_int(value) and 1 <= value <= MAX_ERROR_LIMIT):
+            raise ArchiveError(f"slice {z}: max_error must be an integer 1 to {MAX_ERROR_LIMIT}, of an exact codec")
 
 
 def _parse_manifest(raw: bytes) -> dict:

@@ -39,7 +39,7 @@ from .io import diffusion_hint, fsl_gradient_paths, image_format, read_map, read
 from .metrics import Comparison, compare
 from .noise import estimate_noise
 from .phantom import PHANTOMS, named_phantom
-from .pipeline import compress, decompress, gzip_size, sizes, stored_comparison
+from .pipeline import compress, decompress, gzip_size, max_error, sizes, stored_comparison
 from .progress import Bar, JsonLines
 from .rate import config_for_psnr, config_for_ratio, supports
 from .sample import SAMPLES, copy_sample, sample_files
@@ -268,12 +268,23 @@ def _compress(args: argparse.Namespace) -> None:
     else:
         print(f"wrote {args.output}: {n:,} bytes in {archive.manifest['encode_seconds']:.0f} s")
         print(_ratios_line(size))
-        if get_codec(codec).EXACT:
-            step = getattr(config, "quantize", None)
-            print(("bit-exact" if step is None else f"exact after rounding to multiples of {step:g}")
-                  + ": every slice's SHA-256 is stored and checked when it is decoded")
-        else:
+        promise = _promise(archive)
+        if promise is not None:
+            print(f"{promise}: every slice's SHA-256 is stored and checked when it is decoded")
+        if promise is None or max_error(archive):
             print(f"PSNR {_db(whole.psnr)}, SSIM {_num(whole.ssim)} (per slice: sirencompress info {args.output})")
+
+
+def _promise(archive) -> str | None:
+    """What an exact codec's archive promises in words (None for other codecs): bit-exact, exact after the
+    quantisation step, or near-lossless within ±E."""
+    bound = max_error(archive)
+    if bound is None:
+        return None
+    step = archive.manifest["codec"]["config"].get("quantize")
+    if bound:
+        return f"near-lossless: every voxel within ±{bound} of the input (checked when written)"
+    return "bit-exact" if step is None else f"exact after rounding to multiples of {step:g}"
 
 
 def _codec_config(args: argparse.Namespace, volume, diffusion_like: bool) -> tuple[str, object, dict]:
@@ -326,6 +337,7 @@ def _info(args: argparse.Namespace) -> None:
     if args.json:
         out = {k: m[k] for k in ("format_version", "library_version", "codec", "shape", "dtype", "source",
                                  "encode_seconds", "metrics")}
+        out["max_error"] = max_error(archive)
         out["gradients"] = None if m["gradients"] is None else {"count": len(m["gradients"]["bvals"]),
                                                                 "convention": m["gradients"]["convention"]}
         out["header"], out["frames"] = m.get("header", {}), m.get("frames")
@@ -346,6 +358,8 @@ def _info(args: argparse.Namespace) -> None:
     print(f"{args.input}: .sirz format {m['format_version']}, SirenCompress {m['library_version']}")
     print(f"shape {'×'.join(map(str, m['shape']))} {m['dtype']}; gradients: {shells}")
     print(f"codec {m['codec']['name']}: {config}")
+    if _promise(archive) is not None:
+        print(_promise(archive))
     for line in headers.kept(m.get("header", {})):
         print(f"header: {line}")
     if frames is not None:

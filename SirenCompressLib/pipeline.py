@@ -26,7 +26,8 @@ def compress(volume: Volume4D, codec: str | None = None, config: JsonSettings | 
     """Encode a volume into an archive.
 
     The per-slice metrics in the manifest are measured on the archive's own decode, exactly what `decompress`
-    returns; an exact codec's entries also get the SHA-256 of that decode.
+    returns; an exact codec's entries also get the SHA-256 of that decode, and a near-lossless slice's decode
+    (its entry's "max_error" E) is checked to be within ±E of the input.
 
     Parameters
     ----------
@@ -73,9 +74,18 @@ def compress(volume: Volume4D, codec: str | None = None, config: JsonSettings | 
         entry["metrics"] = m.to_json()
         if module.EXACT:
             entry["voxels_sha256"] = sha256_hex(decoded)
+        if "max_error" in entry:
+            _check_error(data[:, :, z], decoded, entry["max_error"], z)
         metrics.append(m)
     archive.manifest["metrics"] = combine(metrics).to_json()
     return archive
+
+
+def _check_error(original: np.ndarray, decoded: np.ndarray, bound: int, z: int) -> None:
+    """`RuntimeError` (nothing is written) unless every decoded integer is within ±bound of the original."""
+    error = int(np.abs(decoded.astype(np.int64) - original.astype(np.int64)).max(initial=0))
+    if error > bound:
+        raise RuntimeError(f"slice {z} decodes with an error of {error}, beyond the bound {bound}")
 
 
 def assemble(volume: Volume4D, codec: str, config, encoded: list[EncodedSlice], source: dict | None = None,
@@ -321,6 +331,25 @@ class Sizes:
     def ratio_gzip(self) -> float | None:
         """Gzip bytes / archive bytes (None if unknown)."""
         return self.gzip_bytes / self.archive_bytes if self.gzip_bytes else None
+
+
+def max_error(archive: Archive) -> int | None:
+    """The largest error an archive's decode may have, in stored units (before scaling): 0 for a bit-exact codec,
+    E for one coded near-losslessly (its slices' "max_error", checked when it was written), None for a codec
+    that bounds no voxel's error.
+
+    Parameters
+    ----------
+    archive : Archive
+
+    Returns
+    -------
+    int or None
+    """
+    m = archive.manifest
+    if not get_codec(m["codec"]["name"]).EXACT:
+        return None
+    return max((entry.get("max_error", 0) for entry in m["slices"]), default=0)
 
 
 def sizes(archive: Archive, archive_bytes: int) -> Sizes:

@@ -57,6 +57,7 @@ def base_archives() -> dict[str, bytes]:
         "siren3d": compress(dwi, "siren3d", siren3d.Config(**small.to_json())),
         "lossless": compress(dwi, "lossless"),
         "lossless-float": compress(floats, "lossless", lossless.Config(quantize=0.5)),
+        "lossless-near": compress(dwi, "lossless", lossless.Config(max_error=2)),
         "transform": compress(dwi, "transform", transform.Config(step=10.0)),
         "fmri": compress(run, "fmri", fmri.Config(components=2, layers=1, units=8, epochs=3, qat_epochs=1,
                                                   fusion_channels=2, fusion_kernel=3, device="cpu")),

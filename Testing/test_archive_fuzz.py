@@ -14,7 +14,7 @@ import fuzzing
 from conftest import run_cli
 from SirenCompressLib import ArchiveError, decompress, read_archive, write_volume
 
-CASES = 60  # per base archive: 600 in all
+CASES = 60  # per base archive: 660 in all
 MEMORY_LIMIT = 2 << 30
 
 
@@ -30,8 +30,8 @@ def workers(archives):
     workers.close()
 
 
-@pytest.mark.parametrize("name", ["siren", "siren-rans", "siren3d", "lossless", "lossless-float", "transform", "fmri",
-                                  "siren-v1", "lossless-v1", "fmri-v1"])
+@pytest.mark.parametrize("name", ["siren", "siren-rans", "siren3d", "lossless", "lossless-float", "lossless-near",
+                                  "transform", "fmri", "siren-v1", "lossless-v1", "fmri-v1"])
 def test_every_mutant_decodes_correctly_or_is_an_archive_error(archives, workers, name):
     rng = random.Random(name)
     outcomes, failures = collections.Counter(), []
@@ -45,8 +45,8 @@ def test_every_mutant_decodes_correctly_or_is_an_archive_error(archives, workers
     assert outcomes["error"] > CASES / 2  # the mutator damages
 
 
-@pytest.mark.parametrize("name", ["siren", "siren3d", "lossless", "lossless-float", "transform", "fmri",
-                                  "lossless-v1"])
+@pytest.mark.parametrize("name", ["siren", "siren3d", "lossless", "lossless-float", "lossless-near", "transform",
+                                  "fmri", "lossless-v1"])
 def test_an_edit_that_changes_no_meaning_decodes_the_same(tmp_path, archives, workers, name):
     """The checks refuse damage, not every change: a re-signed archive with another encode time decodes."""
     case = fuzzing.Case(name, fuzzing.edited(archives[name], _set("encode_seconds", value=1234.5)), True, "time")
@@ -78,6 +78,9 @@ def _set(*path, value):
     ("lossless-float", _set("dtype", value="float64"), "SHA-256"),
     ("lossless-float", _set("codec", "config", "quantize", value=2**31), "SHA-256"),  # found by the long run
     ("lossless-v1", _set("codec", "config", "quantize", value=-1.0), "quantize must be above 0"),
+    ("lossless-near", _set("slices", 0, "max_error", value=1), "SHA-256"),  # a bound the member was not coded with
+    ("lossless-near", _set("slices", 0, "max_error", value=0), "max_error must be an integer 1 to"),
+    ("lossless", _set("slices", 0, "max_error", value=2), "SHA-256"),
 ])
 def test_malformed_manifests_are_refused(tmp_path, archives, name, edit, message):
     path = tmp_path / "bad.sirz"

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conftest import leftovers, phantom, run_cli
-from SirenCompressLib import Volume4D, entropy, motion, qspace, read_volume
-from SirenCompressLib.archive import read_archive, to_bytes, write_archive
+from SirenCompressLib import Volume4D, entropy, motion, qspace, read_volume, write_volume
+from SirenCompressLib.archive import check_archive, read_archive, to_bytes, write_archive
 from SirenCompressLib.codecs import lossless
 from SirenCompressLib.errors import ArchiveError, InputError
+from SirenCompressLib.noise import estimate_sigma
 from SirenCompressLib.pipeline import compress, decompress
 from SirenCompressLib.volume import Gradients
 
@@ -204,3 +205,108 @@ def test_coding_order_puts_b0_first_then_each_shell_furthest_first():
     bvecs = np.array([[1, 0, 0], [0, 0, 0], [0.99, 0.1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0], [1, 0, 0]])
     order = qspace.coding_order(bvals, bvecs, 7)
     assert order[:2] == [1, 5] and order[2] == 0 and order[3] == 4 and set(order[5:]) == {3, 6}
+
+
+# --- near-lossless (--max-error) -------------------------------------------------------------------------
+
+NEAR_DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(volume=volumes().filter(lambda v: v.data.dtype.itemsize <= 4), bound=st.sampled_from([1, 2, 7, 300]),
+       interlace=st.sampled_from([1, 2, 3]), motion=st.booleans())
+def test_near_lossless_keeps_every_voxel_within_the_bound(volume, bound, interlace, motion):
+    """Any dtype up to 32 bits, values at its limits included, a bound larger than the data's range too."""
+    config = lossless.Config(references=3, interlace=interlace, max_error=bound, motion=motion)
+    archive = compress(volume, "lossless", config)
+    out = decompress(archive).data
+    assert out.dtype == volume.data.dtype
+    assert np.abs(out.astype(np.int64) - volume.data.astype(np.int64)).max() <= bound
+    assert all(entry["max_error"] == bound for entry in archive.manifest["slices"])
+
+
+@pytest.mark.parametrize("dtype", NEAR_DTYPES)
+def test_near_lossless_at_the_dtype_limits(dtype):
+    """Predictions that overshoot the range are clamped: extremes and a ramp across the whole range."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(1)
+    data = np.where(rng.random((7, 6, 1, 5)) < 0.5, info.max, info.min).astype(dtype)
+    data[:3] = np.linspace(info.min, info.max, 3 * 6 * 5).reshape(3, 6, 1, 5).astype(dtype)
+    for bound in (1, 5):
+        out = decompress(compress(Volume4D(data, np.eye(4)), "lossless", lossless.Config(max_error=bound))).data
+        assert np.abs(out.astype(np.int64) - data.astype(np.int64)).max() <= bound
+
+
+def test_near_lossless_on_real_data_is_bounded_and_smaller(sample_nifti):
+    sample = read_volume(sample_nifti)
+    crop = np.rint(sample.data[44:60, 44:60, :1, :8]).astype(np.int16)
+    volume = Volume4D(crop, sample.ijk_to_ras, Gradients(sample.gradients.bvals[:8], sample.gradients.bvecs[:8]))
+    sizes = {}
+    for config in (lossless.Config(), lossless.Config(max_error=2), lossless.Config(max_error_noise=1.0)):
+        archive = compress(volume, "lossless", config)
+        bound = archive.manifest["slices"][0].get("max_error", 0)
+        error = np.abs(decompress(archive).data.astype(np.int64) - crop).max()
+        assert error <= bound
+        sizes[bound] = len(to_bytes(archive))
+    noise_bound = max(sizes)
+    assert noise_bound == int(np.floor(estimate_sigma(crop))) > 2
+    assert sizes[0] > 1.2 * sizes[2] > 1.2 * sizes[noise_bound]
+
+
+def test_a_bound_of_zero_is_plain_lossless_and_old_readers_see_no_new_setting():
+    volume = phantom(shape=(6, 6, 1))
+    plain = compress(volume, "lossless")
+    assert not set(lossless.NEAR_LOSSLESS_KEYS) & set(plain.manifest["codec"]["config"])
+    zero = compress(volume, "lossless", lossless.Config(max_error=0))
+    assert "max_error" not in zero.manifest["slices"][0]
+    np.testing.assert_array_equal(decompress(zero).data, volume.data)
+    assert zero.members == plain.members
+
+
+def test_near_lossless_refuses_what_it_cannot_bound():
+    volume = phantom(shape=(6, 6, 1))
+    floats = Volume4D(volume.data.astype(np.float32), volume.ijk_to_ras, volume.gradients)
+    for config in (lossless.Config(max_error=2), lossless.Config(quantize=1.0, max_error_noise=0.5)):
+        with pytest.raises(InputError, match="for integer data, not float32"):
+            compress(floats, "lossless", config)
+    wide = Volume4D(volume.data.astype(np.int64), volume.ijk_to_ras, volume.gradients)
+    with pytest.raises(InputError, match="at most 32 bits"):
+        compress(wide, "lossless", lossless.Config(max_error=1))
+    with pytest.raises(InputError, match="not both"):
+        lossless.Config(max_error=1, max_error_noise=1.0)
+
+
+def test_an_archive_beyond_its_bound_is_never_written(monkeypatch):
+    """The decode is checked against the input at encode: a codec bug that broke the bound stops compress."""
+    volume = phantom(shape=(6, 6, 1))
+    decode = lossless.decode_slice
+    monkeypatch.setattr(lossless, "decode_slice", lambda *a: decode(*a) + 3)
+    with pytest.raises(RuntimeError, match="beyond the bound 2"):
+        compress(volume, "lossless", lossless.Config(max_error=2))
+
+
+def test_a_tampered_bound_is_an_archive_error():
+    archive = compress(phantom(shape=(6, 6, 1)), "lossless", lossless.Config(max_error=2))
+    for value in (0, 2.5, "2"):
+        archive.manifest["slices"][0]["max_error"] = value
+        with pytest.raises(ArchiveError, match="max_error"):
+            check_archive(archive)
+
+
+def test_cli_near_lossless_and_its_refusals(tmp_path, capsys):
+    from SirenCompressLib.cli import main
+
+    data = phantom(shape=(8, 8, 1), directions=5).data
+    for name, values in (("i.nii.gz", data), ("f.nii.gz", data.astype(np.float32))):
+        write_volume(Volume4D(values, np.eye(4)), tmp_path / name)
+    sirz = tmp_path / "i.sirz"
+    assert main(["compress", str(tmp_path / "i.nii.gz"), "-o", str(sirz), "--codec", "lossless", "--max-error", "3",
+                 "--progress", "none"]) == 0
+    assert "every voxel within ±3 of the input" in capsys.readouterr().out
+    assert np.abs(decompress(read_archive(sirz)).data - data).max() <= 3
+    assert main(["compress", str(tmp_path / "f.nii.gz"), "-o", str(tmp_path / "q.sirz"), "--codec", "lossless",
+                 "--max-error", "1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "sirencompress: error: --max-error and --max-error-noise are for integer data, not float32 (--quantize "
+        "STEP codes float data losslessly after rounding)"]
+    assert not (tmp_path / "q.sirz").exists() and not leftovers(tmp_path)

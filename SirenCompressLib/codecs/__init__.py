@@ -54,7 +54,9 @@ class Codec(Protocol):
         Its settings: a frozen dataclass deriving from `JsonSettings`. Each field offered on the command line
         and in the Slicer panel carries metadata made by `setting` (flag, help text, bounds or choices).
     EXACT : bool
-        True when decoding is bit-exact: the manifest then stores the SHA-256 of every slice's decoded voxels.
+        True when the codec bounds every voxel's error: bit-exact, unless a slice entry's "max_error" E (a
+        near-lossless archive) allows ±E (`pipeline.max_error` reads the archive's bound). The manifest then
+        stores the SHA-256 of every slice's decoded voxels.
     SHARED_MEMBER : bool
         True when one member, stored with slice 0, serves every slice (each entry names it).
     RATE_CONTROL : frozenset of str

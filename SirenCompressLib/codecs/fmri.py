@@ -256,8 +256,8 @@ def _prepare(volume: Volume4D, config: Config) -> _Run:
     if np.abs(mean_q).max() >= 2**31:
         raise InputError("the mean frame's quantisation step is too small")
     mean_q = mean_q.astype(np.int32)
-    mean_member = lossless.encode_slice(mean_q, list(range(nz)), {}, MEAN_CODER)
-    mask_member = lossless.encode_slice(mask.astype(np.uint8), list(range(nz)), {}, MEAN_CODER)
+    mean_member, _ = lossless.encode_slice(mean_q, list(range(nz)), {}, MEAN_CODER)
+    mask_member, _ = lossless.encode_slice(mask.astype(np.uint8), list(range(nz)), {}, MEAN_CODER)
     dynamics = (data - (mean_q * step)[..., None])[mask]  # (N, T)
     scale = (float(dynamics.std()) if dynamics.size else 0.0) or 1.0  # 1 when nothing varies
     entry = {"kind": "fmri", "mean_step": step, "scale": scale, "frames": nt}

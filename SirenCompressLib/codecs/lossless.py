@@ -20,16 +20,25 @@ Residuals are binarised (`entropy.split_integers`) and their tokens coded by ada
 from the residual magnitudes so far at and around the voxel (earlier volumes; for the second half also the
 neighbours). All prediction arithmetic is integer, so every machine decodes the same bits; the SHA-256 of
 each slice's voxels is stored and checked on decoding. Member layout: docs/FORMAT.md.
+
+Near-lossless (`max_error` E > 0, or `max_error_noise` k: E = ⌊k·σ⌋ with σ the noise estimate): the residual
+d = value − prediction is quantised as in JPEG-LS's near-lossless mode (ITU-T T.87 | ISO/IEC 14495-1, A.4.4;
+Weinberger, Seroussi and Sapiro, "The LOCO-I lossless image compression algorithm", IEEE TIP 9(8), 2000):
+q = sign(d)·⌊(|d| + E) / (2E + 1)⌋, and the voxel is reconstructed as prediction + q·(2E + 1) clamped to the
+dtype's range, within ±E of the original. Every prediction — from earlier volumes, from the MED neighbours,
+and the later passes' neighbour residuals (q·(2E + 1)) — is made from reconstructed values, so encoder and
+decoder agree; q is coded where the lossless codec codes the residual. For integer data of at most 32 bits.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .. import entropy
-from ..archive import SHA256, codec_keys, is_int
+from ..archive import MAX_ERROR_LIMIT, SHA256, codec_keys, is_int
 from ..errors import ArchiveError, InputError
 from . import EncodedSlice, JsonSettings, setting, sha256_hex
 
@@ -48,6 +57,7 @@ SIDE_CONTEXTS = 5  # side information: mode and counts, inputs, weights, neighbo
 HEADER = np.dtype("<u4")
 INCREMENT = 32  # adaptation speed of the residual coder's model (see entropy.encode_chunks)
 PYTHON_STEP = 1 << 14  # decoding work of one side integer (a step of Python, about 10 µs)
+NEAR_LOSSLESS_KEYS = ("max_error", "max_error_noise")  # settings newer than format 2's first readers
 NAME = "lossless"
 SHARED_MEMBER = False
 EXACT = True
@@ -71,6 +81,28 @@ class Config(JsonSettings):
                                      "archive); integer data need none", above=0, metavar="STEP")
     motion: bool = setting(False, "--motion", "register every volume of a slice to the first (in-plane rigid, "
                            "SimpleITK) and predict from aligned volumes; the transforms are stored")
+    max_error: int | None = setting(None, "--max-error", "near-lossless: every voxel within ±E of the original "
+                                    "(integer data, stored units; 0: lossless)", min=0, max=MAX_ERROR_LIMIT,
+                                    metavar="E")
+    max_error_noise: float | None = setting(None, "--max-error-noise", "near-lossless with E = ⌊K·σ⌋, σ the "
+                                            "noise estimate (Marchenko–Pastur PCA)", min=0, max=1000, metavar="K")
+
+    def __post_init__(self) -> None:
+        """`InputError` for a setting out of its bounds, or both error bounds given."""
+        super().__post_init__()
+        if self.max_error is not None and self.max_error_noise is not None:
+            raise InputError("give --max-error or --max-error-noise, not both")
+
+    def to_json(self) -> dict:
+        """The settings as the manifest stores them; the near-lossless ones only when given, so that a plain
+        lossless archive reads as it did in readers that predate them.
+
+        Returns
+        -------
+        dict
+            Field name → JSON value.
+        """
+        return {k: v for k, v in super().to_json().items() if v is not None or k not in NEAR_LOSSLESS_KEYS}
 
 
 def default_config() -> Config:
@@ -120,7 +152,7 @@ def preferred(has_gradients: bool, volumes: int, diffusion_like: bool) -> bool:
 
 
 def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
-    """Code every axial slice losslessly.
+    """Code every axial slice losslessly, or near-losslessly within ±E (`error_bound`).
 
     Predictors: LOCO-I's median edge detector (Weinberger, Seroussi and Sapiro, "The LOCO-I lossless image
     compression algorithm", IEEE TIP 2000), least-squares regression on earlier volumes, and q-space PDE
@@ -137,13 +169,15 @@ def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
     Returns
     -------
     list of EncodedSlice
-        One per axial slice, each with its member.
+        One per axial slice, each with its member; near-lossless, with the bound E ("max_error").
 
     Raises
     ------
     InputError
-        For float data without a quantisation step, a step on integer data, or values that do not fit.
+        For float data without a quantisation step, a step on integer data, values that do not fit, or an
+        error bound on data other than integers of at most 32 bits.
     """
+    bound = error_bound(volume.data, config)
     data = coded_integers(volume.data, config)
     g = volume.gradients
     bvals, bvecs = (None, None) if g is None else (g.bvals, g.bvecs)
@@ -157,8 +191,10 @@ def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
     out = []
     for z in range(nz):
         image = data[:, :, z, :]
-        member = encode_slice(image, order, qspace_rows, config, (bvals, directions))
-        entry = {"kind": "lossless", "integers": image.dtype.name, "order": order, "sha256": sha256_hex(image)}
+        member, decoded = encode_slice(image, order, qspace_rows, config, (bvals, directions), bound)
+        entry = {"kind": "lossless", "integers": image.dtype.name, "order": order, "sha256": sha256_hex(decoded)}
+        if bound:
+            entry["max_error"] = bound
         out.append(EncodedSlice(entry, member))
         emit({"event": "slice", "slice": z, "slices": nz, "kind": "lossless", "bytes": len(member)})
     return out
@@ -181,7 +217,7 @@ def placeholders(volume, config: Config) -> list[EncodedSlice]:
 
 def check_slices(config: Config, manifest: dict) -> int:
     """Check every entry: a lossless entry (coded integers as the settings and dtype imply, a coding order, a
-    SHA-256) with its member.
+    SHA-256) with its member; an error bound only on integers of at most 32 bits.
 
     Parameters
     ----------
@@ -211,6 +247,8 @@ def check_slices(config: Config, manifest: dict) -> int:
             raise ArchiveError(f"slice {z}: a lossless entry needs integers {integers}, order, sha256 and a member")
         if not (isinstance(order, list) and all(map(is_int, order)) and sorted(order) == list(range(nv))):
             raise ArchiveError(f"slice {z}: the coding order is not a permutation of the {nv} volumes")
+        if "max_error" in entry and (config.quantize is not None or dtype.itemsize > 4):
+            raise ArchiveError(f"slice {z}: near-lossless coding is for integers of at most 32 bits")
     return len(manifest["slices"]) * decode_work(nx * ny, nv)
 
 
@@ -232,7 +270,8 @@ def decode_work(pixels: int, volumes: int) -> int:
 
 
 def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple) -> np.ndarray:
-    """Decode the slice's voxels exactly: the coded integers, times the quantisation step if one was used.
+    """Decode the slice's voxels: the coded integers (near-lossless: as reconstructed, within ±max_error of
+    the original), times the quantisation step if one was used.
 
     Parameters
     ----------
@@ -259,10 +298,45 @@ def decode_slice(config: Config, entry: dict, member: bytes | None, shape: tuple
     if sorted(order) != list(range(nv)):
         raise ArchiveError("the slice's coding order is not a permutation of the volumes")
     dtype = np.dtype(entry["integers"])
-    image = decode_member(member, (nx, ny, nv), dtype, order, config)
+    image = decode_member(member, (nx, ny, nv), dtype, order, config, entry.get("max_error", 0))
     if sha256_hex(image) != entry["sha256"]:
         raise ArchiveError("decoded voxels do not match the stored SHA-256: the archive is damaged")
     return image if config.quantize is None else image * float(config.quantize)  # an int step: no int overflow
+
+
+def error_bound(data: np.ndarray, config: Config) -> int:
+    """The near-lossless bound E that the settings ask for on these data: `max_error`, or ⌊max_error_noise · σ⌋
+    with σ the noise estimate (`noise.estimate_sigma`); 0 (lossless) when neither is given.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, volumes)
+    config : Config
+
+    Returns
+    -------
+    int
+        E ≥ 0, in the data's stored units.
+
+    Raises
+    ------
+    InputError
+        For a bound on float data, or E > 0 on 64-bit integers.
+    """
+    if config.max_error is None and config.max_error_noise is None:
+        return 0
+    if data.dtype.kind not in "iu":
+        raise InputError(f"--max-error and --max-error-noise are for integer data, not {data.dtype.name} "
+                         "(--quantize STEP codes float data losslessly after rounding)")
+    if config.max_error is not None:
+        bound = config.max_error
+    else:
+        from ..noise import estimate_sigma
+
+        bound = min(math.floor(config.max_error_noise * estimate_sigma(data)), MAX_ERROR_LIMIT)
+    if bound and data.dtype.itemsize > 4:
+        raise InputError(f"near-lossless coding is for integers of at most 32 bits, not {data.dtype.name}")
+    return int(bound)
 
 
 def coded_integers(data: np.ndarray, config: Config) -> np.ndarray:
@@ -302,14 +376,16 @@ def coded_integers(data: np.ndarray, config: Config) -> np.ndarray:
 
 
 class Arithmetic:
-    """Values of an integer dtype as int64, residuals modulo 2^bits as zigzagged uint64."""
+    """Values of an integer dtype as int64; coded residuals modulo 2^bits (lossless), or near-lossless (`max_error`
+    E > 0, integers of at most 32 bits) the residuals quantised to steps of 2E + 1."""
 
-    def __init__(self, dtype: np.dtype) -> None:
+    def __init__(self, dtype: np.dtype, max_error: int = 0) -> None:
         self.dtype = np.dtype(dtype)
         self.bits = 8 * self.dtype.itemsize
         info = np.iinfo(self.dtype)
         self.wide = self.bits == 64
         self.lo, self.hi = int(info.min), int(info.max)
+        self.max_error, self.step = int(max_error), 2 * int(max_error) + 1
 
     def values(self, data: np.ndarray) -> np.ndarray:
         """int64 copy (64-bit unsigned values wrap; all arithmetic is modular anyway)."""
@@ -348,8 +424,28 @@ class Arithmetic:
         half = 1 << (self.bits - 1)
         return np.mod(values - prediction + half, 1 << self.bits) - half
 
+    def quantise(self, values: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+        """The coded residuals: lossless, `residuals`; near-lossless, JPEG-LS's quantiser (ITU-T T.87, A.4.4)
+        q = sign(d)·⌊(|d| + E) / (2E + 1)⌋ of d = value − prediction, so that prediction + q·(2E + 1) is within
+        ±E of the value.
+
+        Parameters
+        ----------
+        values, prediction : ndarray of int64
+
+        Returns
+        -------
+        ndarray of int64
+        """
+        if not self.max_error:
+            return self.residuals(values, prediction)
+        d = values - prediction
+        return np.sign(d) * ((np.abs(d) + self.max_error) // self.step)
+
     def add(self, prediction: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-        """Values from predictions and signed residuals."""
+        """Values from predictions and coded residuals (near-lossless: dequantised, clamped to the dtype)."""
+        if self.max_error:
+            return np.clip(prediction + residuals * self.step, self.lo, self.hi)
         if self.wide:
             return prediction + residuals
         return np.mod(prediction + residuals - self.lo, 1 << self.bits) + self.lo
@@ -406,8 +502,8 @@ class Step:
 
 
 def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config: Config,
-                 gradients: tuple = (None, None)) -> bytes:
-    """Code one slice of integers.
+                 gradients: tuple = (None, None), max_error: int = 0) -> tuple[bytes, np.ndarray]:
+    """Code one slice of integers, losslessly or within ±`max_error`.
 
     Parameters
     ----------
@@ -420,14 +516,18 @@ def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config:
     config : Config
     gradients : tuple
         (b-values, directions in voxel axes), needed only to rotate the directions with `config.motion`.
+    max_error : int
+        The near-lossless bound E (0: lossless; E > 0 for integers of at most 32 bits).
 
     Returns
     -------
     bytes
         The member.
+    ndarray, shape (x, y, volumes)
+        The slice as it decodes (`image` itself when lossless).
     """
     nx, ny, nv = image.shape
-    ar = Arithmetic(image.dtype)
+    ar = Arithmetic(image.dtype, max_error)
     values = ar.values(image).reshape(nx * ny, nv)[:, order]  # columns in coding order
     transforms = None
     if config.motion:
@@ -448,16 +548,26 @@ def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config:
             cost = _cost(coded[1], coded[2]) + 12 * sum(len(g) for g in step.side())
             if best is None or cost < best[0]:
                 best = (cost, step, coded)
-        _, step, (residuals, coded, ctx, sizes) = best
+        _, step, (residuals, coded, ctx, sizes, decoded) = best
+        values[:, t] = decoded  # later volumes are predicted from what the decoder has
         steps.append(step)
         symbols.append(coded)
         contexts.append(ctx)
         chunks += sizes
         magnitude.add(residuals)
-    return _pack(steps, np.concatenate(symbols), np.concatenate(contexts), chunks)
+    member = _pack(steps, np.concatenate(symbols), np.concatenate(contexts), chunks)
+    return member, _file_order(values, order, ar, (nx, ny, nv))
 
 
-def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int], config: Config) -> np.ndarray:
+def _file_order(values: np.ndarray, order: list[int], ar: Arithmetic, shape: tuple) -> np.ndarray:
+    """The columns of `values` (coding order) as an image in the data's dtype, volumes in file order."""
+    out = np.empty_like(values)
+    out[:, order] = values
+    return ar.restore(out).reshape(shape)
+
+
+def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int], config: Config,
+                  max_error: int = 0) -> np.ndarray:
     """Inverse of `encode_slice`.
 
     Parameters
@@ -469,6 +579,8 @@ def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int]
     order : list of int
         The coding order of the volumes.
     config : Config
+    max_error : int
+        The near-lossless bound E it was coded with (0: lossless).
 
     Returns
     -------
@@ -481,7 +593,7 @@ def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int]
         For a truncated or malformed member.
     """
     nx, ny, nv = shape
-    ar = Arithmetic(dtype)
+    ar = Arithmetic(dtype, max_error)
     passes = _passes(nx, ny, config.interlace)
     steps, residual_stream, raw = _unpack(member, nv, len(passes) - 1, config.motion)
     transforms = _transforms(steps) if config.motion else None
@@ -499,7 +611,8 @@ def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int]
     for t, step in enumerate(steps):
         if step.mode == SPATIAL:
             r = read(np.full(nx * ny, CONTEXT_SPATIAL))
-            values[:, t] = _med_decode(r.reshape(nx, ny), ar).ravel()
+            residuals = r.reshape(nx, ny)
+            values[:, t] = _med_sequential(ar, (nx, ny), lambda i, j, _: residuals[i, j])[0].ravel()
         else:
             view = values if transforms is None else _aligned(values, t, step.inputs, transforms, (nx, ny))
             prediction = _linear(view, step, ar, (nx, ny))
@@ -508,9 +621,7 @@ def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int]
         magnitude.add(r)
     decoder.close()
     bits.close()
-    out = np.empty((nx * ny, nv), dtype=np.int64)
-    out[:, order] = values
-    return ar.restore(out).reshape(nx, ny, nv)
+    return _file_order(values, order, ar, shape)
 
 
 class Magnitudes:
@@ -609,23 +720,30 @@ def _scaled(total: np.ndarray, extra_shift: int) -> np.ndarray:
 
 
 def _code_volume(values, t, step, ar, magnitude, passes):
-    """Residuals (flat, voxel order), then in coding order the zigzagged residuals and their contexts, and
-    the chunk sizes, of coding position t predicted with `step` (whose factors it fits)."""
+    """Coded residuals (flat, voxel order), then in coding order the zigzagged residuals and their contexts,
+    the chunk sizes, and the decoded values of coding position t predicted with `step` (whose factors it
+    fits)."""
     target = values[:, t]
     if step.mode == SPATIAL:
         nx, ny = magnitude.shape
-        r = ar.residuals(target, _med_predict(target.reshape(nx, ny), ar).ravel())
-        return r, zigzag(r), np.full(r.size, CONTEXT_SPATIAL), [r.size]
+        if ar.max_error:  # predicted from reconstructed neighbours, as the decoder does
+            image = target.reshape(nx, ny)
+            decoded, r = _med_sequential(ar, (nx, ny), lambda i, j, p: ar.quantise(image[i, j], p))
+            decoded, r = decoded.ravel(), r.ravel()
+        else:
+            decoded, r = target, ar.residuals(target, _med_predict(target.reshape(nx, ny), ar).ravel())
+        return r, zigzag(r), np.full(r.size, CONTEXT_SPATIAL), [r.size], decoded
     contexts = []
-    r = _run_passes(_linear(values, step, ar, magnitude.shape), passes, step, magnitude, ar, target=target,
-                    contexts=contexts)
+    prediction = _linear(values, step, ar, magnitude.shape)
+    r = _run_passes(prediction, passes, step, magnitude, ar, target=target, contexts=contexts)
     order = np.concatenate([where for where, _ in passes])
-    return r, zigzag(r[order]), np.concatenate(contexts), [where.size for where, _ in passes]
+    return r, zigzag(r[order]), np.concatenate(contexts), [where.size for where, _ in passes], \
+        ar.add(prediction, r)  # _run_passes refined the prediction in place
 
 
 def _run_passes(prediction, passes, step, magnitude, ar, target=None, contexts=None, read=None) -> np.ndarray:
-    """The residuals of one volume, pass by pass; a pass after the first adds its factor times the mean
-    residual of its (earlier-pass) neighbours to the prediction (in place). Encoder: from `target`,
+    """The coded residuals of one volume, pass by pass; a pass after the first adds its factor times the mean
+    (dequantised) residual of its (earlier-pass) neighbours to the prediction (in place). Encoder: from `target`,
     fitting step.factors and appending each pass's contexts to `contexts`. Decoder: `read(contexts)` per
     pass."""
     r = np.zeros(prediction.size, dtype=np.int64)
@@ -635,7 +753,7 @@ def _run_passes(prediction, passes, step, magnitude, ar, target=None, contexts=N
     for k, (where, offsets) in enumerate(passes):
         p = prediction[where]
         if offsets:
-            near = _neighbour_sum(r, shape, offsets)[where]
+            near = _neighbour_sum(r * ar.step, shape, offsets)[where]
             if target is not None:
                 step.factors.append(_factor(ar.residuals(target[where], p), near))
             p = ar.clip(p + _scaled(step.factors[k - 1] * near, 2))
@@ -646,7 +764,7 @@ def _run_passes(prediction, passes, step, magnitude, ar, target=None, contexts=N
         if target is None:
             r[where] = read(ctx)
         else:
-            r[where] = ar.residuals(target[where], p)
+            r[where] = ar.quantise(target[where], p)
             contexts.append(ctx)
     return r
 
@@ -730,10 +848,12 @@ def _med_predict(image: np.ndarray, ar: Arithmetic) -> np.ndarray:
     return prediction
 
 
-def _med_decode(residuals: np.ndarray, ar: Arithmetic) -> np.ndarray:
-    """Values from MED residuals, one anti-diagonal at a time."""
-    nx, ny = residuals.shape
-    image = np.zeros((nx, ny), dtype=np.int64)
+def _med_sequential(ar: Arithmetic, shape: tuple, residual) -> tuple[np.ndarray, np.ndarray]:
+    """MED prediction from decoded neighbours, one anti-diagonal at a time: `residual(i, j, prediction)` gives
+    the coded residuals of the voxels (i, j) (the decoder reads them, the near-lossless encoder quantises).
+    Returns the decoded image and the residuals."""
+    image, residuals = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    nx, ny = shape
     for k in range(nx + ny - 1):
         i = np.arange(max(0, k - ny + 1), min(nx, k + 1))
         j = k - i
@@ -742,8 +862,9 @@ def _med_decode(residuals: np.ndarray, ar: Arithmetic) -> np.ndarray:
         c = np.where((i > 0) & (j > 0), image[np.maximum(i - 1, 0), np.maximum(j - 1, 0)], 0)
         prediction = ar.clip(_med(a, b, c))
         prediction = np.where(i == 0, a, np.where(j == 0, b, prediction))
+        residuals[i, j] = residual(i, j, prediction)
         image[i, j] = ar.add(prediction, residuals[i, j])
-    return image
+    return image, residuals
 
 
 # --- member bytes --------------------------------------------------------------------------------------
