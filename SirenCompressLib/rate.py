@@ -40,9 +40,9 @@ def supports(codec: str, target: str) -> None:
     needs = TARGETS[target]
     if needs not in get_codec(codec).RATE_CONTROL:
         able = [name for name in REGISTRY if needs in get_codec(name).RATE_CONTROL]
-        exact = ": it is exact" if get_codec(codec).EXACT else ""
-        raise InputError(f"the {codec} codec cannot aim at {TARGET_WORDS[target]}{exact} (codecs that can: "
-                         f"{', '.join(able) or 'none'})")
+        exact = "; it is exact: it adds no error" if get_codec(codec).EXACT else ""
+        raise InputError(f"the {codec} codec cannot aim at {TARGET_WORDS[target]} (codecs that can: "
+                         f"{', '.join(able) or 'none'}){exact}")
 
 
 def config_for_ratio(config: _Settings, volume: Volume4D, ratio: float, codec: str) -> _Settings:
