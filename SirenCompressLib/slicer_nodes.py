@@ -512,6 +512,22 @@ def settings_from_scene(scene=None) -> tuple[str, object]:
     return codec, panel_config(preset, codec, quantize=float(node.GetParameter("quantizeStep") or 0), **values)
 
 
+def rate_flags_from_scene(scene=None) -> tuple[str, ...]:
+    """The `compress` flags of the module panel's rate target (its parameter node; `rate_flags`), or none.
+
+    Raises
+    ------
+    InputError
+        As `rate_flags`.
+    """
+    scene = scene or slicer.mrmlScene
+    node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
+    if node is None:
+        return ()
+    return rate_flags(node.GetParameter("codec") or DEFAULT, node.GetParameter("rateTarget") or "none",
+                      float(node.GetParameter("targetValue") or 0))
+
+
 class _ArchiveFileIO:
     """What Slicer asks of both scripted file readers and writers; `parent` is Slicer's C++ peer."""
 
@@ -575,7 +591,8 @@ class SirenCompressFileWriter(_ArchiveFileIO):
         try:
             self.prepare()
             codec, config = settings_from_scene()
-            task = NodeCompression(node, properties["fileName"], config, python=self.python(), codec=codec)
+            task = NodeCompression(node, properties["fileName"], config, python=self.python(), codec=codec,
+                                   flags=rate_flags_from_scene())
             self.wait(task.start())
             task.complete()
             reference_archive(node, properties["fileName"])

@@ -252,7 +252,14 @@ def test_writer_uses_the_panel_settings(scene, tmp_path):
     settings.SetParameter("codec", "lossless")
     settings.SetParameter("quantizeStep", "0.25")
     assert sn.settings_from_scene(scene) == ("lossless", lossless.Config(quantize=0.25))
+    assert sn.rate_flags_from_scene(scene) == ()
+    settings.SetParameter("rateTarget", "noise")
+    settings.SetParameter("targetValue", "10")
+    with pytest.raises(InputError, match="lossless codec cannot aim at an added noise"):
+        sn.rate_flags_from_scene(scene)
     settings.SetParameter("codec", "siren")
+    assert sn.rate_flags_from_scene(scene) == ("--target-noise", "0.1")
+    settings.SetParameter("rateTarget", "none")
     parent = FakeParent()
     writer = sn.SirenCompressFileWriter(parent)
     assert writer.canWriteObject(node) is True
