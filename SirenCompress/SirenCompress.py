@@ -74,6 +74,8 @@ class SirenCompressParameterNode:
     learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = get_codec(DEFAULT).default_config().lr
     finalActivation: Annotated[str, Choice(["identity", "relu"])] = "identity"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    rateTarget: Annotated[str, Choice(list(slicer_nodes.PANEL_TARGETS))] = "none"
+    targetValue: Annotated[float, WithinRange(0.0, 100000.0)] = 0.0  # ratio, dB, or % of the noise variance
     outputPath: str = ""  # empty: <input>_siren.sirz in the default scene folder; a folder: that file in it
 
 
@@ -87,6 +89,7 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._choices = None  # the panel's choices last seen, to follow a change the user makes
+        self._noise = (None, "")  # (input node, the line on its noise) last shown
         self._progress = slicer_nodes.Progress()
 
     def setup(self) -> None:
@@ -146,9 +149,13 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Follow a choice the user changed (connecting the GUI changes nothing), then update the buttons."""
         p = self._parameterNode
         if p is not None:
-            before, self._choices = self._choices, {"preset": p.preset, "inputNode": p.inputNode, "codec": p.codec}
+            before, self._choices = self._choices, {"preset": p.preset, "inputNode": p.inputNode, "codec": p.codec,
+                                                    "rateTarget": p.rateTarget}
             for name, value in slicer_nodes.choice_updates(before, self._choices).items():
                 setattr(p, name, value)
+            if p.inputNode is not self._noise[0]:
+                self._noise = (p.inputNode, self.logic.noiseText(p.inputNode))
+        self.ui.noiseLabel.text = self._noise[1] if p is not None else ""
         self._updateButton()
 
     def _updateButton(self) -> None:
@@ -171,6 +178,8 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.presetComboBox.enabled = bool(get_codec(p.codec).PRESETS)
         self.ui.finalActivationComboBox.enabled = "final_activation" in own
         self.ui.quantizeSpinBox.enabled = "quantize" in own
+        self.ui.rateTargetComboBox.enabled = bool(get_codec(p.codec).RATE_CONTROL)
+        self.ui.targetValueSpinBox.enabled = p.rateTarget != "none"
         try:
             kind = slicer_nodes.input_kind(node)
         except SirenCompressError as exc:
@@ -202,7 +211,8 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.ensureDependencies()
             output = self.logic.outputPathFor(p.inputNode, p.outputPath)
             self.compressed = None
-            self.task = self.logic.startCompress(p.inputNode, output, self.logic.configFromParameters(p), p.codec)
+            self.task = self.logic.startCompress(p.inputNode, output, self.logic.configFromParameters(p), p.codec,
+                                                 slicer_nodes.rate_flags(p.codec, p.rateTarget, p.targetValue))
             self.ui.logTextEdit.clear()
             self._log(_("Compressing {name} to {path}").format(name=p.inputNode.GetName(), path=output))
             self._progress = slicer_nodes.Progress()
@@ -226,10 +236,12 @@ class SirenCompressWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._log(_("Failed: {error}").format(error=exc))
             self.ui.statusLabel.text = str(exc)
             return
-        whole = loaded.archive.manifest["metrics"]
+        whole, added = loaded.archive.manifest["metrics"], slicer_nodes.added_noise(loaded.archive)
         self.ui.resultLabel.text = _("Compression ratio {ratio:.1f} (raw 16-bit); PSNR {psnr} dB; SSIM {ssim}").format(
             ratio=loaded.ratio, psnr=f"{whole['psnr']:.2f}" if whole["psnr"] is not None else "∞",
-            ssim=f"{whole['ssim']:.4f}" if whole["ssim"] is not None else "n/a")
+            ssim=f"{whole['ssim']:.4f}" if whole["ssim"] is not None else "n/a") + ("" if added is None else _(
+                "; added noise {fraction:.3g} σ² (SNR loss {loss:.2f} %)").format(
+                fraction=added["noise_fraction"], loss=added["snr_loss"]))
         self._log(_("Done: {name}").format(name=loaded.nodes[0].GetName()))
         original = task.node if task.node.GetScene() is slicer.mrmlScene else None  # None: the scene was closed
         self.logic.show(loaded, original=original)
@@ -272,17 +284,21 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
                  units: int = 256,
                  epochs: int = 2000, learningRate: float | None = None, finalActivation: str = "identity",
                  device: str = "auto", seed: int = 0, progress=None, codec: str = DEFAULT,
-                 quantizeStep: float = 0.0) -> slicer_nodes.Loaded:
+                 quantizeStep: float = 0.0, rateTarget: str = "none",
+                 targetValue: float = 0.0) -> slicer_nodes.Loaded:
         """Compress `node` (blocking) and return the decoded node(s), report table and chart. `preset`
         gives the other settings of a codec with presets; learningRate None: the preset's. An exact codec needs
-        integer voxels, or quantizeStep > 0 for float voxels; a codec takes the settings it has."""
+        integer voxels, or quantizeStep > 0 for float voxels; a codec takes the settings it has. rateTarget
+        "ratio", "psnr" or "noise" aims at targetValue: a compression ratio, a PSNR in dB, or an added error
+        variance in per cent of the scanner's noise variance."""
         self.ensureDependencies()
         base = slicer_nodes.panel_config(preset, codec)
         config = slicer_nodes.panel_config(preset, codec=codec, quantize=quantizeStep, layers=layers, units=units,
                                            epochs=epochs, lr=learningRate or getattr(base, "lr", None),
                                            final_activation=finalActivation, device=device, seed=seed)
         output = self.outputPathFor(node, outputPath)
-        return slicer_nodes.compress_node(node, output, config, on_event=progress, python=self.python(), codec=codec)
+        return slicer_nodes.compress_node(node, output, config, on_event=progress, python=self.python(), codec=codec,
+                                          flags=slicer_nodes.rate_flags(codec, rateTarget, targetValue))
 
     def decompress(self, path, name=None) -> slicer_nodes.Loaded:
         """Open a .sirz file into new nodes (numpy only)."""
@@ -296,8 +312,15 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
         self.ensurePackages(DMRI_PACKAGES)
         return slicer_nodes.evaluate_nodes(originalNode, decodedNode, folder, archiveBytes, references)
 
-    def startCompress(self, node, outputPath, config, codec: str | None = None) -> slicer_nodes.NodeCompression:
-        return slicer_nodes.NodeCompression(node, outputPath, config, python=self.python(), codec=codec).start()
+    def startCompress(self, node, outputPath, config, codec: str | None = None,
+                      flags: tuple[str, ...] = ()) -> slicer_nodes.NodeCompression:
+        return slicer_nodes.NodeCompression(node, outputPath, config, python=self.python(), codec=codec,
+                                            flags=flags).start()
+
+    @staticmethod
+    def noiseText(node) -> str:
+        """The estimated noise σ of a node's data, in words (empty for no node)."""
+        return slicer_nodes.noise_text(node)
 
     def finishCompress(self, task: slicer_nodes.NodeCompression) -> slicer_nodes.Loaded:
         return task.finish()

@@ -44,6 +44,7 @@ WORK_FLOOR = 1 << 32
 WORK_PER_BYTE = 1 << 26
 SLICE_KEYS = {"index", "kind", "member", "bytes", "metrics", "voxels_sha256", "max_error"}  # the others: the codec's
 MAX_ERROR_LIMIT = 10**9  # a slice's "max_error" (near-lossless bound) lies in 1 … 10^9
+NOISE_SIGMA, NOISE_METHOD = "noise_sigma", "noise_method"  # "source" keys: the noise at encode (lossy codecs)
 
 
 @dataclass
@@ -432,13 +433,17 @@ def _header(header, m: dict) -> None:
 
 
 def _source(source, m: dict) -> None:
-    """Facts about the input: any JSON scalars; name and format strings, file_bytes and gzip_bytes counts."""
+    """Facts about the input: any JSON scalars; name, format and noise_method strings, file_bytes and gzip_bytes
+    counts, a positive noise_sigma."""
     if not (isinstance(source, dict) and all(v is None or isinstance(v, (str, bool)) or is_number(v)
                                              for v in source.values())):
         raise ArchiveError("bad source entry (expected an object of JSON scalars)")
-    for key in ("name", "format"):
+    for key in ("name", "format", NOISE_METHOD):
         if not isinstance(source.get(key, ""), str):
             raise ArchiveError(f"bad source.{key} (expected a string)")
+    sigma = source.get(NOISE_SIGMA)
+    if not (sigma is None or is_number(sigma) and sigma > 0):
+        raise ArchiveError("bad source.noise_sigma (expected a positive number)")
     for key in ("file_bytes", "gzip_bytes"):
         if not (source.get(key) is None or is_int(source[key]) and source[key] >= 0):
             raise ArchiveError(f"bad source.{key} (expected a byte count)")

@@ -39,9 +39,9 @@ from .io import diffusion_hint, fsl_gradient_paths, image_format, read_map, read
 from .metrics import Comparison, compare
 from .noise import estimate_noise
 from .phantom import PHANTOMS, named_phantom
-from .pipeline import compress, decompress, gzip_size, max_error, sizes, stored_comparison
+from .pipeline import added_noise, compress, decompress, gzip_size, max_error, sizes, stored_comparison
 from .progress import Bar, JsonLines
-from .rate import config_for_psnr, config_for_ratio, supports
+from .rate import config_for_noise, config_for_psnr, config_for_ratio, supports
 from .sample import SAMPLES, copy_sample, sample_files
 from .version import __version__
 from .volume import FrameIndex, Volume4D
@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose the units per layer (unless --units is given) and the bit depth (integer "
                         "weights, unless --weight-bits is given) by trial networks on one slice, and stop "
                         "training each slice once it reaches this PSNR (dB)")
+    c.add_argument("--target-noise", type=float, metavar="F",
+                   help="the highest compression ratio whose added error variance D is at most F × the noise "
+                        "variance σ² of the data (σ estimated as by `sirencompress noise`; 0.1: an SNR loss of "
+                        "4.7 %%): the PSNR at which D = F·σ², aimed at as --target-psnr is (codecs that can aim at "
+                        "a PSNR)")
     c.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
                    help="bar: for people (stderr); jsonl: one JSON object per line on stdout")
     c.add_argument("--force", action="store_true", help="replace an existing output")
@@ -245,26 +250,24 @@ def _compress(args: argparse.Namespace) -> None:
         print(f"warning: {hint}, but no gradients were read: give --bval/--bvec or --grad to keep them; "
               "compressing without gradients", file=sys.stderr)
     codec, config, given = _codec_config(args, volume, diffusion_like=hint is not None)
-    if args.target_ratio and args.target_psnr:
-        raise InputError("give --target-ratio or --target-psnr, not both")
+    targets = [flag for flag, value in (("--target-ratio", args.target_ratio), ("--target-psnr", args.target_psnr),
+                                        ("--target-noise", args.target_noise)) if value is not None]
+    if len(targets) > 1:
+        raise InputError(f"give one rate target, not {' and '.join(targets)}")
     if args.target_ratio:
         config = config_for_ratio(config, volume, args.target_ratio, codec)
-    if args.target_psnr:
-        supports(codec, "psnr")
-        print(f"rate control: trial networks for {args.target_psnr:g} dB on one slice", file=sys.stderr)
-        config, _ = config_for_psnr(config, volume, args.target_psnr, codec, "units" not in given,
-                                    "weight_bits" not in given,
-                                    lambda p: print("  " + p.describe(config.layers), file=sys.stderr))
-        print(f"rate control: {config.layers}×{config.units}, {config.weight_bits}-bit weights", file=sys.stderr)
+    noise = True  # compress estimates it
+    if args.target_psnr is not None or args.target_noise is not None:
+        config, noise = _psnr_target(args, volume, codec, config, given)
     source = {"name": args.input.name, "format": image_format(args.input),
               "file_bytes": args.input.stat().st_size, "gzip_bytes": gzip_size(volume.data)}
     progress = {"bar": Bar(), "jsonl": JsonLines(), "none": None}[args.progress]
-    archive = compress(volume, codec, config, progress, source)
+    archive = compress(volume, codec, config, progress, source, noise)
     n = write_archive(archive, args.output, args.force)
-    size, whole = sizes(archive, n), stored_comparison(archive).whole
+    size, whole, added = sizes(archive, n), stored_comparison(archive).whole, added_noise(archive)
     if args.progress == "jsonl":
         JsonLines()({"event": "done", "output": str(args.output), "bytes": n, "ratio_raw16": size.ratio_raw16,
-                     "psnr": whole.psnr, "ssim": whole.ssim})
+                     "psnr": whole.psnr, "ssim": whole.ssim, **_noise_fields(added)})
     else:
         print(f"wrote {args.output}: {n:,} bytes in {archive.manifest['encode_seconds']:.0f} s")
         print(_ratios_line(size))
@@ -273,6 +276,35 @@ def _compress(args: argparse.Namespace) -> None:
             print(f"{promise}: every slice's SHA-256 is stored and checked when it is decoded")
         if promise is None or max_error(archive):
             print(f"PSNR {_db(whole.psnr)}, SSIM {_num(whole.ssim)} (per slice: sirencompress info {args.output})")
+        if added is not None:
+            print(_noise_line(added) + (f" (target: at most {args.target_noise:g} σ²)"
+                                        if args.target_noise is not None else ""))
+
+
+def _psnr_target(args: argparse.Namespace, volume, codec: str, config, given: dict):
+    """The settings for --target-psnr, or for --target-noise (the PSNR at which the added error is F·σ²),
+    and the noise estimate for `compress` (True: it estimates it)."""
+    report = lambda p: print("  " + p.describe(config.layers), file=sys.stderr)  # noqa: E731
+    units, bits = "units" not in given, "weight_bits" not in given
+    noise = True
+    if args.target_noise is None:
+        supports(codec, "psnr")
+        print(f"rate control: {args.target_psnr:g} dB", file=sys.stderr)
+        config, probes = config_for_psnr(config, volume, args.target_psnr, codec, units, bits, report)
+    else:
+        supports(codec, "noise")
+        try:
+            noise = estimate_noise(volume)
+        except InputError as exc:
+            raise InputError(f"--target-noise needs the noise σ of the data, which cannot be estimated: {exc}") \
+                from None
+        psnr = noise.bound.psnr_at_fraction(args.target_noise) if args.target_noise > 0 else 0.0
+        print(f"rate control: added error at most {args.target_noise:g} σ² (σ {noise.sigma:.4g}): "
+              f"{psnr:.2f} dB", file=sys.stderr)
+        config, probes, _ = config_for_noise(config, volume, args.target_noise, codec, noise, units, bits, report)
+    if probes:
+        print(f"rate control: {config.layers}×{config.units}, {config.weight_bits}-bit weights", file=sys.stderr)
+    return config, noise
 
 
 def _promise(archive) -> str | None:
@@ -349,7 +381,11 @@ def _info(args: argparse.Namespace) -> None:
         out["slices"] = [{"slice": s["index"], "kind": s["kind"], "bytes": s["bytes"], **s["metrics"]}
                          for s in m["slices"]]
         out["constant_voxels"] = constant_voxels
-        print(json.dumps(out, indent=1))
+        added = added_noise(archive)
+        out["noise"] = None if added is None else {k: v for k, v in added.items() if k != "slices"}
+        for z, entry in enumerate(out["slices"]):
+            entry.update(_noise_fields(added, z))
+        print(json.dumps(out, indent=1, ensure_ascii=False))
         return
     config = ", ".join(f"{k}={v}" for k, v in m["codec"]["config"].items())
     g = m["gradients"]
@@ -373,7 +409,10 @@ def _info(args: argparse.Namespace) -> None:
         print(f"voxels decoded as constants (no temporal signal found): {constant_voxels} of "
               f"{m['shape'][0] * m['shape'][1] * m['shape'][2]}")
     print(_ratios_line(size))
-    _print_table(comparison, [s["kind"] for s in m["slices"]], [s["bytes"] for s in m["slices"]])
+    added = added_noise(archive)
+    if added is not None:
+        print(_noise_line(added) + f"; σ by {added['method']}")
+    _print_table(comparison, [s["kind"] for s in m["slices"]], [s["bytes"] for s in m["slices"]], added)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -573,14 +612,36 @@ def _sample(args: argparse.Namespace) -> None:
     print(write_volume(phantom[0], path, args.force)[0])
 
 
-def _print_table(comparison: Comparison, kinds: list[str] | None = None, nbytes: list[int] | None = None) -> None:
-    """Per-slice rows and a last row for the whole image; kind and bytes columns when given."""
-    rows = [[str(z)] + ([kinds[z], str(nbytes[z])] if kinds else []) + _cells(m)
+def _print_table(comparison: Comparison, kinds: list[str] | None = None, nbytes: list[int] | None = None,
+                 added: dict | None = None) -> None:
+    """Per-slice rows and a last row for the whole image; kind and bytes columns when given, D/σ² and SNR loss
+    columns with an `added_noise` dict."""
+    def noise_cells(z: int | None) -> list[str]:
+        if added is None:
+            return []
+        part = added if z is None else added["slices"][z]
+        return [f"{part['noise_fraction']:.3g}", f"{part['snr_loss']:.2f}"]
+
+    rows = [[str(z)] + ([kinds[z], str(nbytes[z])] if kinds else []) + _cells(m) + noise_cells(z)
             for z, m in enumerate(comparison.slices)]
-    rows.append(["all"] + (["", str(sum(nbytes))] if kinds else []) + _cells(comparison.whole))
-    head = ["slice"] + (["kind", "bytes"] if kinds else []) + ["MSE", "PSNR dB", "SSIM"]
+    rows.append(["all"] + (["", str(sum(nbytes))] if kinds else []) + _cells(comparison.whole) + noise_cells(None))
+    head = ["slice"] + (["kind", "bytes"] if kinds else []) + ["MSE", "PSNR dB", "SSIM"] \
+        + (["D/σ²", "SNR loss %"] if added else [])
     for row in [head] + rows:
         print(" ".join(cell.rjust(9) for cell in row))
+
+
+def _noise_fields(added: dict | None, z: int | None = None) -> dict:
+    """The JSON keys of the error in noise units: noise_sigma (whole image only), noise_fraction, snr_loss; of
+    slice `z` when given; null without a recorded σ."""
+    part = {} if added is None else added if z is None else added["slices"][z]
+    fields = {key: part.get(key) for key in ("noise_fraction", "snr_loss")}
+    return fields if z is not None else {"noise_sigma": part.get("sigma"), **fields}
+
+
+def _noise_line(added: dict) -> str:
+    return (f"added error {added['noise_fraction']:.3g} σ² of the noise σ {added['sigma']:.4g} at encode: "
+            f"SNR loss {added['snr_loss']:.2f} %")
 
 
 def _cells(m) -> list[str]:

@@ -131,6 +131,27 @@ class NoiseBound:
         """
         return self.noise_psnr + 20 * math.log10(2) * bits / ratio
 
+    def psnr_at_fraction(self, fraction: float) -> float:
+        """The PSNR of a codec whose mean squared error is `fraction`·σ²: noise PSNR − 10·log10(fraction), in dB.
+
+        Parameters
+        ----------
+        fraction : float
+            D / σ², positive (`noise_fraction`).
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            When `fraction` is not positive.
+        """
+        if not fraction > 0:
+            raise ValueError(f"the noise fraction must be positive, got {fraction}")
+        return self.noise_psnr - 10 * math.log10(fraction)
+
 
 def noise_fraction(mse: float, sigma: float, data_range: float | None = None) -> float:
     """A codec's added error as a fraction of the noise variance, D / σ².

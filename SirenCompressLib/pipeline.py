@@ -10,10 +10,20 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .archive import FORMAT_NAME, FORMAT_VERSION, Archive, check_archive, json_number, slice_member_name
+from .archive import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    NOISE_METHOD,
+    NOISE_SIGMA,
+    Archive,
+    check_archive,
+    json_number,
+    slice_member_name,
+)
 from .codecs import EncodedSlice, JsonSettings, codec_of, get_codec, sha256_hex, suggest
 from .errors import ArchiveError, InputError
 from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
+from .noise import NoiseEstimate, estimate_noise, noise_fraction, snr_loss
 from .version import __version__
 from .volume import FrameIndex, Gradients, Volume4D
 
@@ -22,12 +32,15 @@ DECODE_THREADS = 2
 
 
 def compress(volume: Volume4D, codec: str | None = None, config: JsonSettings | None = None,
-             progress: Callable[[dict], None] | None = None, source: dict | None = None) -> Archive:
+             progress: Callable[[dict], None] | None = None, source: dict | None = None,
+             noise: NoiseEstimate | bool = True) -> Archive:
     """Encode a volume into an archive.
 
     The per-slice metrics in the manifest are measured on the archive's own decode, exactly what `decompress`
     returns; an exact codec's entries also get the SHA-256 of that decode, and a near-lossless slice's decode
-    (its entry's "max_error" E) is checked to be within ±E of the input.
+    (its entry's "max_error" E) is checked to be within ±E of the input. A lossy codec's archive also
+    records the noise σ of the volume and how it was found (`estimate_noise`; the manifest's source keys
+    `noise_sigma` and `noise_method`), so that its error can be given in units of the noise (`added_noise`).
 
     Parameters
     ----------
@@ -42,6 +55,10 @@ def compress(volume: Volume4D, codec: str | None = None, config: JsonSettings | 
         Receives the codec's progress events (dicts).
     source : dict or None
         Stored as given in the manifest, e.g. the input file's name and size.
+    noise : NoiseEstimate or bool
+        True: estimate the noise for a lossy codec, recording nothing when the estimate fails (too few
+        volumes, noise-free data); False: record none; a NoiseEstimate of `volume`: record it (for a lossy
+        codec).
 
     Returns
     -------
@@ -63,6 +80,15 @@ def compress(volume: Volume4D, codec: str | None = None, config: JsonSettings | 
     elif type(config) is not module.Config:
         raise TypeError(f"the {codec} codec takes {_class_name(module.Config)} settings, "
                         f"not {_class_name(type(config))}")
+    if module.EXACT or noise is False:
+        noise = None
+    elif noise is True:
+        try:
+            noise = estimate_noise(volume)
+        except InputError:  # the error is then given as PSNR alone
+            noise = None
+    if noise is not None:
+        source = {**(source or {}), NOISE_SIGMA: noise.sigma, NOISE_METHOD: noise.method}
     start = time.monotonic()
     encoded = module.encode(volume, config, progress)
     archive = assemble(volume, codec, config, encoded, source, time.monotonic() - start)
@@ -294,6 +320,36 @@ def stored_comparison(archive: Archive) -> Comparison:
     """
     m = archive.manifest
     return Comparison([Metrics.from_json(s["metrics"]) for s in m["slices"]], Metrics.from_json(m["metrics"]))
+
+
+def added_noise(archive: Archive) -> dict | None:
+    """A lossy archive's error in units of the noise recorded at encode: D / σ² and the SNR loss
+    (`noise.noise_fraction`, `noise.snr_loss`), for the whole image and per slice (each against the global σ).
+
+    Parameters
+    ----------
+    archive : Archive
+
+    Returns
+    -------
+    dict or None
+        {"sigma": σ in data units, "method": how it was found, "noise_fraction": D / σ², "snr_loss": per cent,
+        "slices": [{"noise_fraction", "snr_loss"} per slice]}; None when the archive records no σ (an exact
+        codec's, one whose noise could not be estimated, or one written before SirenCompress recorded it).
+    """
+    m = archive.manifest
+    source = m.get("source") or {}
+    sigma = source.get(NOISE_SIGMA)
+    if sigma is None:
+        return None
+    span = float(m["value_range"][1]) - float(m["value_range"][0])
+
+    def of(metrics: dict) -> dict:
+        return {"noise_fraction": noise_fraction(metrics["mse"], sigma, span),
+                "snr_loss": snr_loss(metrics["mse"], sigma, span)}
+
+    return {"sigma": sigma, "method": source.get(NOISE_METHOD, ""), **of(m["metrics"]),
+            "slices": [of(entry["metrics"]) for entry in m["slices"]]}
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Rate control: settings that meet a compression ratio or a PSNR on a given volume, for the codecs whose
-`RATE_CONTROL` names that target (through their hooks `member_bytes` and `psnr_probe`)."""
+"""Rate control: settings that meet a compression ratio, a PSNR or an added noise on a given volume, for the
+codecs whose `RATE_CONTROL` names what that target needs (through their hooks `member_bytes` and `psnr_probe`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ from typing import TypeVar
 
 from .codecs import REGISTRY, EncodedSlice, JsonSettings, get_codec
 from .errors import InputError
+from .noise import NoiseEstimate
 from .volume import Volume4D
 
 _Settings = TypeVar("_Settings", bound=JsonSettings)  # a codec's Config; the functions return the same class
 
 UNITS_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 INTEGER_BITS = (8, 6)  # bit depths tried for integer weights
+# Rate target (the compress flag --target-NAME) → the `RATE_CONTROL` entry it needs, and its name in messages.
+# An added-noise target is a PSNR target once the noise σ is known (`config_for_noise`).
+TARGETS = {"ratio": "ratio", "psnr": "psnr", "noise": "psnr"}
+TARGET_WORDS = {"ratio": "a compression ratio", "psnr": "a PSNR", "noise": "an added noise level"}
 
 
 def supports(codec: str, target: str) -> None:
@@ -25,17 +30,19 @@ def supports(codec: str, target: str) -> None:
     codec : str
         A key of `codecs.REGISTRY`.
     target : str
-        "ratio" or "psnr".
+        A key of `TARGETS`: "ratio", "psnr" or "noise".
 
     Raises
     ------
     InputError
-        Unless the codec's `RATE_CONTROL` has `target` (the message names the codecs that can).
+        Unless the codec's `RATE_CONTROL` has what `target` needs (the message names the codecs that can).
     """
-    if target not in get_codec(codec).RATE_CONTROL:
-        able = [name for name in REGISTRY if target in get_codec(name).RATE_CONTROL]
-        raise InputError(f"the {codec} codec cannot aim at a {'PSNR' if target == 'psnr' else 'compression ratio'}"
-                         f" (codecs that can: {', '.join(able) or 'none'})")
+    needs = TARGETS[target]
+    if needs not in get_codec(codec).RATE_CONTROL:
+        able = [name for name in REGISTRY if needs in get_codec(name).RATE_CONTROL]
+        exact = "; it is exact: it adds no error" if get_codec(codec).EXACT else ""
+        raise InputError(f"the {codec} codec cannot aim at {TARGET_WORDS[target]} (codecs that can: "
+                         f"{', '.join(able) or 'none'}){exact}")
 
 
 def config_for_ratio(config: _Settings, volume: Volume4D, ratio: float, codec: str) -> _Settings:
@@ -170,6 +177,43 @@ def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str
             winners.append(found)
     best = min(winners, key=lambda p: p.bytes) if winners else max(probes, key=lambda p: p.psnr)
     return replace(config, units=best.units, weight_bits=best.weight_bits, target_psnr=psnr), probes
+
+
+def config_for_noise(config: _Settings, volume: Volume4D, fraction: float, codec: str, noise: NoiseEstimate,
+                     units: bool = True, bits: bool = True,
+                     report: Callable[[Probe], None] | None = None) -> tuple[_Settings, list[Probe], float]:
+    """The settings of the highest compression ratio whose added error D stays within `fraction`·σ²: the PSNR
+    target at which D = fraction·σ² (`NoiseBound.psnr_at_fraction`), met by `config_for_psnr`.
+
+    Parameters
+    ----------
+    config : Config
+        The codec's settings.
+    volume : Volume4D
+    fraction : float
+        The most D / σ², positive (0.1: the codec adds a tenth of the noise variance, an SNR loss of 4.7 %).
+    codec : str
+        A codec whose `RATE_CONTROL` has "psnr".
+    noise : NoiseEstimate
+        The noise of `volume` (`estimate_noise`).
+    units, bits, report
+        As `config_for_psnr`.
+
+    Returns
+    -------
+    (Config, list of Probe, float)
+        The settings, every probe made, and the PSNR aimed at (dB).
+
+    Raises
+    ------
+    InputError
+        When the codec cannot aim at a PSNR, or `fraction` is not positive.
+    """
+    supports(codec, "noise")
+    if not fraction > 0:
+        raise InputError("the target noise fraction must be positive")
+    psnr = noise.bound.psnr_at_fraction(fraction)
+    return (*config_for_psnr(config, volume, psnr, codec, units, bits, report), psnr)
 
 
 def _container_bytes(volume, codec: str, config, placeholders: list[EncodedSlice]) -> int:

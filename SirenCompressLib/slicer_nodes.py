@@ -24,7 +24,9 @@ from .codecs import DEFAULT, REGISTRY, codec_of, configure, get_codec, suggest
 from .errors import InputError, SirenCompressError
 from .io import write_volume
 from .jobs import CompressJob, compress_command
-from .pipeline import decompress, sizes, stored_comparison
+from .noise import estimate_noise
+from .pipeline import added_noise, decompress, sizes, stored_comparison
+from .rate import TARGETS, supports
 from .volume import FrameIndex, Gradients, Volume4D, unit_rows
 
 FILE_TYPE = "SirenCompressArchive"
@@ -38,6 +40,8 @@ DEFAULT_PRESET = get_codec(DEFAULT).DEFAULT_PRESET
 # Codec setting → name of the module panel's parameter (SirenCompressParameterNode field).
 PANEL_PARAMETERS = {"layers": "layers", "units": "units", "epochs": "epochs", "lr": "learningRate",
                     "final_activation": "finalActivation", "device": "device"}
+PANEL_TARGETS = ("none", *TARGETS)  # the panel's rate targets (`rate.TARGETS`, the flags --target-NAME)
+TARGET_DEFAULTS = {"none": 0.0, "ratio": 20.0, "psnr": 45.0, "noise": 10.0}  # the value a chosen target starts at
 
 
 def panel_fields(codec: str) -> set[str]:
@@ -58,9 +62,10 @@ def suggested_codec(node) -> str:
 
 def choice_updates(before: dict | None, after: dict) -> dict:
     """Panel values to set after the user changed a choice (`before` → `after`, dicts of the parameters
-    "preset", "inputNode" and "codec"; `before` None: the panel was just connected, nothing changes):
-    a new preset brings its learning rate ("learningRate"; the chosen codec's preset, else that of the first
-    codec with such a preset); a new input is offered its suggested codec unless an exact codec is chosen."""
+    "preset", "inputNode", "codec" and "rateTarget"; `before` None: the panel was just connected, nothing
+    changes): a new preset brings its learning rate ("learningRate"; the chosen codec's preset, else that of the
+    first codec with such a preset); a new input is offered its suggested codec unless an exact codec is chosen;
+    a new rate target starts at its default value ("targetValue", `TARGET_DEFAULTS`)."""
     if before is None:
         return {}
     updates = {}
@@ -74,7 +79,51 @@ def choice_updates(before: dict | None, after: dict) -> dict:
             updates["codec"] = suggested_codec(after["inputNode"])
         except InputError:
             pass  # not compressible: the panel says why
+    if after["rateTarget"] != before["rateTarget"]:
+        updates["targetValue"] = TARGET_DEFAULTS[after["rateTarget"]]
     return updates
+
+
+def rate_flags(codec: str, target: str, value: float) -> tuple[str, ...]:
+    """The `compress` flags of the panel's rate target: none, a compression ratio, a PSNR in dB, or an added noise
+    in per cent of the noise variance σ² (--target-noise value/100).
+
+    Parameters
+    ----------
+    codec : str
+        The chosen codec.
+    target : str
+        One of `PANEL_TARGETS`.
+    value : float
+        The target's value, positive unless `target` is "none".
+
+    Returns
+    -------
+    tuple of str
+
+    Raises
+    ------
+    InputError
+        When the codec cannot aim at the target, or the value is not positive.
+    """
+    if target == "none":
+        return ()
+    supports(codec, target)
+    if not value > 0:
+        raise InputError(f"the {target} target must be positive, not {value:g}")
+    return f"--target-{target}", repr(value / 100 if target == "noise" else value)
+
+
+def noise_text(node) -> str:
+    """One line on the noise of a node's data for the panel: σ (`estimate_noise`) in data units and in per cent of
+    the range, or why it cannot be estimated; empty for no node."""
+    if node is None:
+        return ""
+    try:
+        noise = estimate_noise(volume_from_node(node))
+    except SirenCompressError as exc:
+        return f"noise σ unknown: {exc}"
+    return f"scanner noise σ {noise.sigma:.4g} ({noise.percent_of_range:.2g} % of the range)"
 
 
 def input_kind(node) -> str:
@@ -172,20 +221,31 @@ class Report:
 
 
 def add_report(archive: Archive, name: str, scene=None) -> Report:
-    """Per-slice table (slice, MSE, PSNR, SSIM, network bytes) and a PSNR-per-slice chart of an archive."""
+    """Per-slice table (slice, MSE, PSNR, SSIM, network bytes; with the noise σ recorded at encode, the added
+    error D/σ² and the SNR loss) and a PSNR-per-slice chart of an archive."""
     scene = scene or slicer.mrmlScene
     comparison = stored_comparison(archive)
     slices = archive.manifest["slices"]
+    added = added_noise(archive)
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name + " report"))
     columns = [np.arange(len(slices), dtype=np.int32),
                np.array([m.mse for m in comparison.slices]),
                np.array([m.psnr for m in comparison.slices]),
                np.array([np.nan if m.ssim is None else m.ssim for m in comparison.slices]),
                np.array([s["bytes"] for s in slices], dtype=np.int32)]
-    slicer.util.updateTableFromArray(table, columns, ["slice", "MSE", "PSNR", "SSIM", "bytes"])
+    names = ["slice", "MSE", "PSNR", "SSIM", "bytes"]
+    if added is not None:
+        columns += [np.array([s[key] for s in added["slices"]]) for key in ("noise_fraction", "snr_loss")]
+        names += ["D/σ²", "SNR loss"]
+    slicer.util.updateTableFromArray(table, columns, names)
     table.SetColumnUnitLabel("PSNR", "dB")
     table.SetColumnDescription("PSNR", "20·log10(1/RMSE), data scaled to [0, 1] by the original's min and max")
     table.SetColumnDescription("bytes", "bytes of the slice's network in the archive")
+    if added is not None:
+        table.SetColumnDescription("D/σ²", f"the slice's mean squared error over the noise variance, σ = "
+                                           f"{added['sigma']:.4g} ({added['method']})")
+        table.SetColumnUnitLabel("SNR loss", "%")
+        table.SetColumnDescription("SNR loss", "100·(1 − 1/√(1 + D/σ²)): how much the codec's error lowers the SNR")
     series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", scene.GenerateUniqueName(name + " PSNR"))
     series.SetAndObserveTableNodeID(table.GetID())
     series.SetXColumnName("slice")
@@ -313,9 +373,9 @@ class NodeCompression:
     """
 
     def __init__(self, node, output_path: str | os.PathLike, config, python: str | None = None,
-                 codec: str | None = None) -> None:
+                 codec: str | None = None, flags: tuple[str, ...] = ()) -> None:
         input_kind(node)
-        self.node, self.output_path, self.config = node, Path(output_path), config
+        self.node, self.output_path, self.config, self.flags = node, Path(output_path), config, tuple(flags)
         self.codec = codec_of(config, codec)
         self.python = python
         self.folder: str | None = None
@@ -328,7 +388,7 @@ class NodeCompression:
             write_volume(volume_from_node(self.node), source)
             extra = {"python": self.python} if self.python else {}
             self.job = CompressJob(*compress_command(source, self.output_path, self.codec, self.config.to_json(),
-                                                     **extra)).start()
+                                                     flags=self.flags, **extra)).start()
         except BaseException:
             self.close()
             raise
@@ -409,12 +469,12 @@ class Progress:
 
 
 def compress_node(node, output_path: str | os.PathLike, config=None, on_event=None, python: str | None = None,
-                  scene=None, codec: str | None = None) -> Loaded:
+                  scene=None, codec: str | None = None, flags: tuple[str, ...] = ()) -> Loaded:
     """Blocking form: compress `node` to `output_path` with `config` (default: the default settings of `codec`,
     else of the default codec) and return the decoded nodes and report. `codec` None: the codec whose
-    settings `config` are."""
+    settings `config` are; `flags`: further `compress` flags (`rate_flags`)."""
     config = config or get_codec(codec or DEFAULT).default_config()
-    task = NodeCompression(node, output_path, config, python, codec).start()
+    task = NodeCompression(node, output_path, config, python, codec, flags).start()
     try:
         task.wait(on_event)
     except BaseException:
@@ -450,6 +510,22 @@ def settings_from_scene(scene=None) -> tuple[str, object]:
         if text and hasattr(base, key):
             values[key] = type(getattr(base, key))(text)
     return codec, panel_config(preset, codec, quantize=float(node.GetParameter("quantizeStep") or 0), **values)
+
+
+def rate_flags_from_scene(scene=None) -> tuple[str, ...]:
+    """The `compress` flags of the module panel's rate target (its parameter node; `rate_flags`), or none.
+
+    Raises
+    ------
+    InputError
+        As `rate_flags`.
+    """
+    scene = scene or slicer.mrmlScene
+    node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
+    if node is None:
+        return ()
+    return rate_flags(node.GetParameter("codec") or DEFAULT, node.GetParameter("rateTarget") or "none",
+                      float(node.GetParameter("targetValue") or 0))
 
 
 class _ArchiveFileIO:
@@ -515,7 +591,8 @@ class SirenCompressFileWriter(_ArchiveFileIO):
         try:
             self.prepare()
             codec, config = settings_from_scene()
-            task = NodeCompression(node, properties["fileName"], config, python=self.python(), codec=codec)
+            task = NodeCompression(node, properties["fileName"], config, python=self.python(), codec=codec,
+                                   flags=rate_flags_from_scene())
             self.wait(task.start())
             task.complete()
             reference_archive(node, properties["fileName"])

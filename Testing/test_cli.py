@@ -221,3 +221,55 @@ def test_output_cut_short_by_a_pipe_is_not_an_error(tmp_path, phantom_nifti):
     r = subprocess.run([sys.executable, "-c", closed_stdout, "info", str(out)], capture_output=True, text=True,
                        cwd=REPO)
     assert r.returncode == 0 and r.stderr == ""
+
+
+def test_target_noise_is_met_and_the_noise_is_shown(tmp_path, phantom_nifti):
+    """--target-noise F with the transform codec: D/σ² within 5 % below F, in the done event; info gives σ and
+    D/σ² and the SNR loss, whole and per slice."""
+    out = tmp_path / "n.sirz"
+    r = run_cli("compress", phantom_nifti, "-o", out, "--codec", "transform", "--target-noise", "0.3",
+                "--progress", "jsonl")
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stdout.splitlines()[-1])
+    assert done["event"] == "done" and 0.95 * 0.3 <= done["noise_fraction"] <= 0.3
+    assert done["snr_loss"] == pytest.approx(100 * (1 - 1 / np.sqrt(1 + done["noise_fraction"])))
+    assert done["noise_sigma"] > 0
+    report = json.loads(run_cli("info", out, "--json").stdout)
+    assert report["noise"]["sigma"] == done["noise_sigma"] and "Marchenko" in report["noise"]["method"]
+    assert report["noise"]["noise_fraction"] == pytest.approx(done["noise_fraction"])
+    assert all(s["noise_fraction"] > 0 and s["snr_loss"] > 0 for s in report["slices"])
+    text = run_cli("info", out).stdout
+    assert "D/σ²" in text and "SNR loss" in text and "σ by Marchenko" in text
+
+
+@pytest.mark.parametrize("case", ["exact codec", "no noise estimate", "two targets"])
+def test_target_noise_refusals_exit_2_with_one_line(tmp_path, phantom_nifti, case):
+    source, extra, message = phantom_nifti, ["--codec", "lossless"], "lossless codec cannot aim at an added noise"
+    if case == "no noise estimate":  # too few volumes to tell noise from signal
+        source = _few_volumes(tmp_path)
+        extra, message = ["--codec", "transform"], "--target-noise needs the noise σ of the data"
+    elif case == "two targets":
+        extra, message = ["--codec", "transform", "--target-psnr", "40"], "give one rate target"
+    r = run_cli("compress", source, "-o", tmp_path / "x.sirz", "--target-noise", "0.1", *extra, "--progress", "none")
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.sirz").exists()
+
+
+def test_progress_done_event_without_a_noise_estimate(tmp_path):
+    """A lossy codec on data whose noise cannot be estimated (5 volumes): compressed all the same, no σ recorded,
+    the done event's noise fields null, info without noise columns."""
+    source, out = _few_volumes(tmp_path), tmp_path / "few.sirz"
+    r = run_cli("compress", source, "-o", out, "--codec", "transform", "--progress", "jsonl")
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stdout.splitlines()[-1])
+    assert done["noise_sigma"] is None and done["noise_fraction"] is None and done["snr_loss"] is None
+    assert "noise_sigma" not in read_archive(out).manifest["source"]
+    assert "D/σ²" not in run_cli("info", out).stdout and "noise" not in r.stderr
+
+
+def _few_volumes(tmp_path):
+    """A noisy 8×8×2 image of 5 volumes (too few for a noise estimate), alone in a folder."""
+    (tmp_path / "few").mkdir()
+    path = tmp_path / "few" / "few.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).integers(0, 100, (8, 8, 2, 5), np.int16), np.eye(4)), path)
+    return path

@@ -336,3 +336,27 @@ def test_scene_closed_during_a_compression(widget, scene, tmp_path):
     assert original is None and loaded.nodes[0].GetScene() is scene
     assert "Compression ratio" in widget.ui.resultLabel.text and widget.compressed is None
     assert widget.ui.compressButton.text == "Compress" and widget.ui.compressButton.enabled is False
+
+
+def test_panel_noise_target_with_the_real_child_process(widget, scene, tmp_path):
+    """Choosing an input shows its noise σ; the noise target (in per cent of σ²) reaches the CLI child, whose
+    archive meets it; the result line gives the added noise and the report its columns."""
+    dwi = slicer_nodes.nodes_from_volume(phantom(), "dwi", scene)[0]
+    widget.setParameterNode(widget.logic.getParameterNode())
+    p = widget._parameterNode
+    p.inputNode, p.codec, p.outputPath = dwi, "transform", str(tmp_path)
+    widget.onParameterNodeModified()
+    assert widget.ui.noiseLabel.text.startswith("scanner noise σ ")
+    p.rateTarget = "noise"
+    widget.onParameterNodeModified()
+    assert p.targetValue == slicer_nodes.TARGET_DEFAULTS["noise"] and widget.ui.targetValueSpinBox.enabled
+    p.targetValue = 30.0
+    widget.onCompressButton()
+    while widget.task is not None:
+        widget.onPoll()
+        time.sleep(0.1)
+    (loaded, original), = widget.shown
+    added = slicer_nodes.added_noise(loaded.archive)
+    assert 0.95 * 0.3 <= added["noise_fraction"] <= 0.3
+    assert "added noise" in widget.ui.resultLabel.text and "SNR loss" in widget.ui.resultLabel.text
+    assert loaded.report.table.GetColumnIndex("D/σ²") >= 0

@@ -125,7 +125,7 @@ def test_reader_loads_dwi_and_report(scene, archive_path):
                        "vtkMRMLPlotChartNode"]
     table = nodes[1]
     assert [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())] == \
-        ["slice", "MSE", "PSNR", "SSIM", "bytes"]
+        ["slice", "MSE", "PSNR", "SSIM", "bytes", "D/σ²", "SNR loss"]
     manifest = json.loads(zipfile.ZipFile(archive_path).read("manifest.json"))
     np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "PSNR"),
                                [s["metrics"]["psnr"] for s in manifest["slices"]])
@@ -252,7 +252,14 @@ def test_writer_uses_the_panel_settings(scene, tmp_path):
     settings.SetParameter("codec", "lossless")
     settings.SetParameter("quantizeStep", "0.25")
     assert sn.settings_from_scene(scene) == ("lossless", lossless.Config(quantize=0.25))
+    assert sn.rate_flags_from_scene(scene) == ()
+    settings.SetParameter("rateTarget", "noise")
+    settings.SetParameter("targetValue", "10")
+    with pytest.raises(InputError, match="lossless codec cannot aim at an added noise"):
+        sn.rate_flags_from_scene(scene)
     settings.SetParameter("codec", "siren")
+    assert sn.rate_flags_from_scene(scene) == ("--target-noise", "0.1")
+    settings.SetParameter("rateTarget", "none")
     parent = FakeParent()
     writer = sn.SirenCompressFileWriter(parent)
     assert writer.canWriteObject(node) is True
@@ -340,9 +347,10 @@ def test_choice_updates_follow_only_a_change(scene):
     that choice: connecting the panel (before None) or an unrelated change leaves every value alone."""
     long_run = sn.nodes_from_volume(Volume4D(np.zeros((4, 4, 2, 50), np.int16), np.eye(4)), "bold", scene)[0]
     dwi = dwi_node(scene, phantom())
-    now = {"preset": "paper", "inputNode": long_run, "codec": "siren"}
+    now = {"preset": "paper", "inputNode": long_run, "codec": "siren", "rateTarget": "none"}
     assert sn.choice_updates(None, now) == {}
     assert sn.choice_updates(dict(now), now) == {}
+    assert sn.choice_updates(now, {**now, "rateTarget": "noise"}) == {"targetValue": sn.TARGET_DEFAULTS["noise"]}
     assert sn.choice_updates({**now, "preset": "compact"}, now) == {"learningRate": SIREN_PRESETS["paper"].lr}
     assert sn.choice_updates({**now, "inputNode": dwi}, now) == {"codec": "fmri"}
     assert sn.choice_updates({**now, "inputNode": dwi}, {**now, "codec": "lossless"}) == {}
@@ -396,3 +404,36 @@ def test_node_to_file_matches_the_library_reader(scene, tmp_path):
     write_volume(sn.volume_from_node(sequence), tmp_path / "x.nrrd")
     assert read_volume(tmp_path / "x.nrrd").frames == volume.frames
 
+
+
+def test_rate_flags_and_the_noise_line(scene):
+    """The panel's rate target as compress flags (noise in per cent of σ²), refused for a codec that cannot aim
+    at it; the panel's line on the input's noise σ, or why it is unknown."""
+    assert sn.rate_flags("transform", "none", 0.0) == ()
+    assert sn.rate_flags("transform", "noise", 10.0) == ("--target-noise", "0.1")
+    assert sn.rate_flags("siren", "psnr", 45.0) == ("--target-psnr", "45.0")
+    with pytest.raises(InputError, match="lossless codec cannot aim at an added noise"):
+        sn.rate_flags("lossless", "noise", 10.0)
+    with pytest.raises(InputError, match="must be positive"):
+        sn.rate_flags("transform", "ratio", 0.0)
+    assert sn.noise_text(None) == ""
+    assert sn.noise_text(dwi_node(scene, phantom())).startswith("scanner noise σ ")
+    few = sn.nodes_from_volume(Volume4D(np.random.default_rng(0).normal(100, 10, (8, 8, 2, 5)).astype(np.float32),
+                                        np.eye(4)), "few", scene)[0]
+    assert "at least 10 volumes" in sn.noise_text(few)
+
+
+def test_report_gives_the_added_noise_per_slice(scene):
+    """An archive that records σ gets D/σ² and SNR loss columns (as added_noise); one without, none."""
+    from SirenCompressLib.pipeline import added_noise
+
+    volume = phantom()
+    archive = compress(volume, "transform")
+    table = sn.add_report(archive, "dwi", scene).table
+    added = added_noise(archive)
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "D/σ²"),
+                               [s["noise_fraction"] for s in added["slices"]])
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "SNR loss"),
+                               [s["snr_loss"] for s in added["slices"]])
+    plain = sn.add_report(compress(volume, "transform", noise=False), "plain", scene).table
+    assert plain.GetNumberOfColumns() == 5
