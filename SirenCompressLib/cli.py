@@ -37,7 +37,7 @@ from .evaluate import dmri_report, rd
 from .evaluate.rd import CLASSICAL
 from .io import diffusion_hint, fsl_gradient_paths, image_format, read_map, read_volume, unstorable, write_volume
 from .metrics import Comparison, compare
-from .noise import estimate_noise
+from .noise import GLOBAL_BLOCKS, estimate_noise
 from .phantom import PHANTOMS, named_phantom
 from .pipeline import added_noise, compress, decompress, gzip_size, max_error, sizes, stored_comparison
 from .progress import Bar, JsonLines
@@ -294,7 +294,7 @@ def _psnr_target(args: argparse.Namespace, volume, codec: str, config, given: di
     else:
         supports(codec, "noise")
         try:
-            noise = estimate_noise(volume)
+            noise = estimate_noise(volume, most_blocks=GLOBAL_BLOCKS)
         except InputError as exc:
             raise InputError(f"--target-noise needs the noise σ of the data, which cannot be estimated: {exc}") \
                 from None
@@ -532,7 +532,7 @@ def _bench(args: argparse.Namespace) -> None:
               for codec in args.codecs for preset in args.presets or sorted(get_codec(codec).PRESETS) or [None]}
     print(f"data: {data_name}", flush=True)
     try:
-        noise = estimate_noise(volume)
+        noise = estimate_noise(volume, most_blocks=GLOBAL_BLOCKS)
         bound = noise.bound
         print(f"noise σ {noise.sigma:.4g}, noise PSNR {noise.noise_psnr:.2f} dB ({noise.method})", flush=True)
     except InputError as exc:  # the codecs can still be compared

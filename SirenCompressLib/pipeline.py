@@ -23,7 +23,7 @@ from .archive import (
 from .codecs import EncodedSlice, JsonSettings, codec_of, get_codec, sha256_hex, suggest
 from .errors import ArchiveError, InputError
 from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
-from .noise import NoiseEstimate, estimate_noise, noise_fraction, snr_loss
+from .noise import GLOBAL_BLOCKS, NoiseEstimate, estimate_noise, noise_fraction, snr_loss
 from .version import __version__
 from .volume import FrameIndex, Gradients, Volume4D
 
@@ -84,7 +84,7 @@ def compress(volume: Volume4D, codec: str | None = None, config: JsonSettings | 
         noise = None
     elif noise is True:
         try:
-            noise = estimate_noise(volume)
+            noise = estimate_noise(volume, most_blocks=GLOBAL_BLOCKS)
         except InputError:  # the error is then given as PSNR alone
             noise = None
     if noise is not None:

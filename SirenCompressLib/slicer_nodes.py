@@ -24,7 +24,7 @@ from .codecs import DEFAULT, REGISTRY, codec_of, configure, get_codec, suggest
 from .errors import InputError, SirenCompressError
 from .io import write_volume
 from .jobs import CompressJob, compress_command
-from .noise import estimate_noise
+from .noise import GLOBAL_BLOCKS, estimate_noise
 from .pipeline import added_noise, decompress, sizes, stored_comparison
 from .rate import TARGETS, supports
 from .volume import FrameIndex, Gradients, Volume4D, unit_rows
@@ -120,7 +120,7 @@ def noise_text(node) -> str:
     if node is None:
         return ""
     try:
-        noise = estimate_noise(volume_from_node(node))
+        noise = estimate_noise(volume_from_node(node), most_blocks=GLOBAL_BLOCKS)
     except SirenCompressError as exc:
         return f"noise σ unknown: {exc}"
     return f"scanner noise σ {noise.sigma:.4g} ({noise.percent_of_range:.2g} % of the range)"
