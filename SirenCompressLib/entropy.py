@@ -22,6 +22,7 @@ HEADER = np.dtype("<u4")
 WORD = np.dtype("<u2")
 SYMBOLS_PER_LANE = 4096
 COUNT_LIMIT = 1 << 16  # counts of a context with an increment above 1 are halved beyond this total
+_SLOT_MASK, _PROB_SHIFT, _WORD_SHIFT = np.uint64((1 << PROB_BITS) - 1), np.uint64(PROB_BITS), np.uint64(16)
 
 
 def encode(symbols: np.ndarray, alphabet: int, contexts: np.ndarray | None = None, n_contexts: int = 1) -> bytes:
@@ -71,10 +72,9 @@ def decode(data: bytes, count: int, alphabet: int, contexts: np.ndarray | None =
     lanes = _lanes(count)
     decoder = _Decoder([data], [count], [lanes], [alphabet], n_contexts)
     contexts = _contexts(contexts, count, n_contexts).reshape(-1, lanes)
-    active = np.ones(lanes, dtype=bool)
     symbols = np.empty(contexts.shape, dtype=np.int64)
     for k, row in enumerate(contexts):
-        symbols[k] = decoder.step(row, active)
+        symbols[k] = decoder.step(row, None)
         decoder.model.update(row, symbols[k])
     decoder.close()
     return symbols.ravel()[:count].astype(np.int64)
@@ -229,12 +229,15 @@ class ChunkDecoders:
             after[:steps[s], s] = _update_steps(n, width, self._every) if self._every else True
         out = np.zeros(rows.shape, dtype=np.int64)
         lane_steps = steps[decoder.lane_stream]
+        learns, whole = after.any(axis=1), active.all(axis=1)
         first = np.zeros(len(contexts), dtype=np.int64)  # per stream: the first step not yet learnt from
+        changes = {0, *lane_steps.tolist()}  # the steps where a chunk ends: fewer lanes are live after them
         for k in range(total):
-            live = None if lane_steps.min() > k else np.flatnonzero(lane_steps > k)
-            at = slice(None) if live is None else live
-            out[k, at] = decoder.step(rows[k, at], active[k, at], live)
-            if after[k].any():
+            if k in changes:
+                live = None if lane_steps.min() > k else np.flatnonzero(lane_steps > k)
+                at = slice(None) if live is None else live
+            out[k, at] = decoder.step(rows[k, at], None if whole[k] else active[k, at], live)
+            if learns[k]:
                 start = int(first[after[k]].min())
                 learn = active[start:k + 1] & after[k][decoder.lane_stream]
                 learn &= np.arange(start, k + 1)[:, None] >= first[decoder.lane_stream]
@@ -313,29 +316,34 @@ class _Decoder:
         self.at = self.word_start[:-1].copy()  # per stream: its next word
         self.model = _Model(np.repeat(alphabets, n_contexts), increment)
 
-    def step(self, rows: np.ndarray, active: np.ndarray, lanes: np.ndarray | None = None) -> np.ndarray:
-        """Decode one symbol in each of `lanes` (all lanes: None) with the model rows `rows`; an inactive lane
-        keeps its state (symbol 0 with probability 1)."""
+    def step(self, rows: np.ndarray, active: np.ndarray | None, lanes: np.ndarray | None = None) -> np.ndarray:
+        """Decode one symbol in each of `lanes` (all lanes: None) with the model rows `rows`; a lane that
+        `active` (None: all) marks inactive keeps its state (symbol 0 with probability 1)."""
         cum = self.model.cumulative()
+        flat = cum.ravel()
         state = self.state if lanes is None else self.state[lanes]
-        slot = state & np.uint64((1 << PROB_BITS) - 1)
+        slot = state & _SLOT_MASK
         base = rows * cum.shape[1]
         s = np.zeros(rows.size, dtype=np.int64)  # the largest s with cum[s] <= slot: a binary search
         for bit in reversed(range(cum.shape[1].bit_length() - 1)):  # the width is a power of 2
-            s += (cum.ravel()[base + s + (1 << bit)] <= slot) << bit
-        start, end = cum.ravel()[base + s], cum.ravel()[base + s + 1]
-        if not active.all():
+            s += (flat[base + s + (1 << bit)] <= slot) << bit
+        start, end = flat[base + s], flat[base + s + 1]
+        if active is not None:
             s[~active], start[~active], end[~active] = 0, 0, 1 << PROB_BITS
-        state = (end - start) * (state >> np.uint64(PROB_BITS)) + slot - start
+        state = (end - start) * (state >> _PROB_SHIFT) + slot - start
         need = np.flatnonzero(state < STATE_LOW)
         if need.size:
-            owner = self.lane_stream[need if lanes is None else lanes[need]]
-            taken = np.bincount(owner, minlength=self.at.size)
-            if np.any(self.at + taken > self.word_start[1:]):
+            if self.at.size == 1:  # one stream: its words in lane order
+                where = self.at + np.arange(need.size)
+                self.at += need.size
+            else:
+                owner = self.lane_stream[need if lanes is None else lanes[need]]
+                taken = np.bincount(owner, minlength=self.at.size)
+                where = self.at[owner] + np.arange(need.size) - (np.cumsum(taken) - taken)[owner]
+                self.at += taken
+            if np.any(self.at > self.word_start[1:]):
                 raise ArchiveError("entropy-coded stream is truncated")
-            rank = np.arange(need.size) - (np.cumsum(taken) - taken)[owner]
-            state[need] = (state[need] << np.uint64(16)) | self.stream[self.at[owner] + rank]
-            self.at += taken
+            state[need] = (state[need] << _WORD_SHIFT) | self.stream[where]
         if lanes is None:
             self.state = state
         else:

@@ -220,7 +220,7 @@ def decoded_slices(archive: Archive) -> Iterator[np.ndarray]:
         for z in range(count):
             yield from _decoded(archive, [z])
         return
-    batches = np.array_split(np.arange(count), max(DECODE_THREADS, -(-count // DECODE_BATCH)))
+    batches = np.array_split(np.arange(count), -(-count // DECODE_BATCH))  # as even as can be
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
         for decoded in pool.map(lambda zs: _decoded(archive, zs.tolist()), [b for b in batches if b.size]):
             yield from decoded

@@ -1,5 +1,6 @@
 """Archives written by version 0.3 decode unchanged: one small archive per codec (Testing/data/<codec>-0.3.sirz,
-written by `make_0.3_fixtures.py` run against the 0.3 tree, commit 00162af) and the voxels 0.3 decoded from it."""
+written by `make_0.3_fixtures.py` run against the 0.3 tree, commit 00162af) and the voxels 0.3 decoded from it;
+and so does a transform archive of 0.5 (`make_0.5_fixtures.py`)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,15 @@ def test_info_of_a_0_3_archive_without_a_noise_estimate(codec):
     assert report["noise"] is None and all(s["noise_fraction"] is None for s in report["slices"])
     text = run_cli("info", DATA / f"{codec}-0.3.sirz")
     assert text.returncode == 0 and "PSNR dB" in text.stdout and "D/σ²" not in text.stdout
+
+
+def test_a_0_5_transform_archive_decodes_to_what_0_5_decoded():
+    """Written by `make_0.5_fixtures.py` with 0.5.0 (commit 2fc085c): float data with negative reconstruction
+    offsets. The symbols decode exactly; the voxels to float64 rounding (matrix products may sum in another
+    order)."""
+    archive = read_archive(DATA / "transform-0.5.sirz")
+    assert archive.manifest["library_version"] == "0.5.0" and archive.manifest["codec"]["name"] == "transform"
+    decoded = decompress(archive).data
+    expected = np.load(DATA / "transform-0.5-decoded.npy")
+    assert decoded.dtype == expected.dtype == np.float32 and decoded.shape == expected.shape
+    np.testing.assert_allclose(decoded, expected, rtol=1e-6, atol=1e-3)

@@ -792,7 +792,7 @@ def reconstruct(q: Quantised, step: float, shape: tuple) -> np.ndarray:
     nonzero = np.flatnonzero(q.symbols)  # most are zero: the offsets only where not
     symbols = q.symbols.ravel()[nonzero]
     offset = q.offsets[np.minimum(np.abs(symbols), CLASSES) - 1] / OFFSET_UNITS
-    values.ravel()[nonzero] += np.copysign(offset, symbols)
+    values.ravel()[nonzero] += np.sign(symbols) * offset  # offsets may be negative
     values *= step
     values[q.in_plane] = wavelet.inverse(values[q.in_plane])
     maps = values[:, :nx, :ny]
