@@ -271,14 +271,13 @@ def _encode_grid(symbols: np.ndarray, contexts: np.ndarray, active: np.ndarray, 
     freqs = np.full(symbols.shape, 1 << PROB_BITS, dtype=np.uint64)
     after = np.ones(steps, dtype=bool) if updates is None else updates
     first = 0
-    for k in range(steps):
-        cum, on = model.cumulative(), active[k]
-        starts[k, on] = cum[contexts[k, on], symbols[k, on]]
-        freqs[k, on] = cum[contexts[k, on], symbols[k, on] + 1] - starts[k, on]
-        if after[k]:
-            on = active[first:k + 1]
-            model.update(contexts[first:k + 1][on], symbols[first:k + 1][on])
-            first = k + 1
+    for last in [*np.flatnonzero(after).tolist(), steps - 1]:  # the steps up to an update share a model
+        cum, on = model.cumulative(), active[first:last + 1]
+        c, s = contexts[first:last + 1][on], symbols[first:last + 1][on]
+        starts[first:last + 1][on], freqs[first:last + 1][on] = cum[c, s], cum[c, s + 1] - cum[c, s]
+        if last < steps and after[last]:
+            model.update(c, s)
+        first = last + 1
     state = np.full(lanes, STATE_LOW, dtype=np.uint64)
     words, emitted = np.zeros((steps, lanes), dtype=np.uint64), np.zeros((steps, lanes), dtype=bool)
     for k in range(steps - 1, -1, -1):
