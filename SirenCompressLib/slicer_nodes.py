@@ -181,22 +181,42 @@ def nodes_from_volume(volume: Volume4D, name: str, scene=None) -> list:
     scene = scene or slicer.mrmlScene
     if volume.gradients is not None:
         node = scene.AddNewNodeByClass("vtkMRMLDiffusionWeightedVolumeNode", scene.GenerateUniqueName(name))
-        _set_voxels(node, volume.data)
-        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.ijk_to_ras))
-        g = volume.gradients
-        if g.convention == "fsl":  # Slicer keeps directions in a measurement frame: use RAS itself
-            g = Gradients(g.bvals, g.directions_ras(volume.ijk_to_ras), "nrrd", np.eye(3))
-        node.SetNumberOfGradients(volume.shape[3])
-        node.SetBValues(numpy_support.numpy_to_vtk(np.ascontiguousarray(g.bvals), deep=True))
-        directions = numpy_support.numpy_to_vtk(np.ascontiguousarray(unit_rows(g.bvecs)), deep=True)
-        node.SetDiffusionGradients(directions)  # Slicer accepts only unit or zero vectors
-        frame = np.eye(4)
-        frame[:3, :3] = g.measurement_frame
-        node.SetMeasurementFrameMatrix(slicer.util.vtkMatrixFromArray(frame))
+        fill_dwi(node, volume)
         node.CreateDefaultDisplayNodes()
         return [node]
-    frames = volume.frames or FrameIndex("frame", "", [str(i) for i in range(volume.shape[3])])
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))
+    fill_sequence(sequence, volume)
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(name + " browser"))
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    _sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
+    return [sequence, browser]
+
+
+def fill_dwi(node, volume: Volume4D) -> None:
+    """Give a DWI node the voxels, geometry and gradients of `volume` (which has gradients)."""
+    fill_volume(node, volume)
+    g = volume.gradients
+    if g.convention == "fsl":  # Slicer keeps directions in a measurement frame: use RAS itself
+        g = Gradients(g.bvals, g.directions_ras(volume.ijk_to_ras), "nrrd", np.eye(3))
+    node.SetNumberOfGradients(volume.shape[3])
+    node.SetBValues(numpy_support.numpy_to_vtk(np.ascontiguousarray(g.bvals), deep=True))
+    directions = numpy_support.numpy_to_vtk(np.ascontiguousarray(unit_rows(g.bvecs)), deep=True)
+    node.SetDiffusionGradients(directions)  # Slicer accepts only unit or zero vectors
+    frame = np.eye(4)
+    frame[:3, :3] = g.measurement_frame
+    node.SetMeasurementFrameMatrix(slicer.util.vtkMatrixFromArray(frame))
+
+
+def fill_volume(node, volume: Volume4D) -> None:
+    """Give a volume node the voxels (volumes as components) and geometry of `volume`."""
+    _set_voxels(node, volume.data)
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.ijk_to_ras))
+
+
+def fill_sequence(sequence, volume: Volume4D) -> None:
+    """Fill an empty sequence node with one scalar volume per volume of `volume`, at its frame index values."""
+    scene = sequence.GetScene()
+    frames = volume.frames or FrameIndex("frame", "", [str(i) for i in range(volume.shape[3])])
     sequence.SetIndexName(frames.name)
     sequence.SetIndexUnit(frames.unit)
     item = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
@@ -207,10 +227,6 @@ def nodes_from_volume(volume: Volume4D, name: str, scene=None) -> list:
             sequence.SetDataNodeAtValue(item, value)  # stores a copy
     finally:
         scene.RemoveNode(item)
-    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(name + " browser"))
-    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-    _sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
-    return [sequence, browser]
 
 
 @dataclass
