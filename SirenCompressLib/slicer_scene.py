@@ -109,15 +109,11 @@ def compressible_nodes(scene) -> list[tuple[object, str]]:
     -------
     list of (vtkMRMLNode, str)
     """
-    proxies = set()
-    for browser in _nodes(scene, "vtkMRMLSequenceBrowserNode"):
-        for i in range(browser.GetNumberOfSynchronizedSequenceNodes()):
-            proxy = browser.GetProxyNode(browser.GetNthSynchronizedSequenceNode(i))
-            if proxy is not None:
-                proxies.add(proxy.GetID())
+    browsers = _nodes(scene, "vtkMRMLSequenceBrowserNode")
     found = []
     for node in _nodes(scene, "vtkMRMLStorableNode"):
-        if node.GetHideFromEditors() or not node.GetSaveWithScene() or node.GetID() in proxies:
+        if node.GetHideFromEditors() or not node.GetSaveWithScene() or \
+                any(browser.IsProxyNodeID(node.GetID()) for browser in browsers):
             continue
         kind = _kind(node)
         if kind is not None:
@@ -214,18 +210,18 @@ def load_scene(path: str | os.PathLike, scene=None) -> list:
     """
     scene = scene or slicer.mrmlScene
     archive = read_scene_archive(path)
-    volumes = {}
-    for entry in archive.manifest["nodes"]:
-        try:
-            volumes[entry["id"]] = decompress(archive.archives[entry["id"]])
-        except ArchiveError as exc:
-            raise ArchiveError(f"{path}: node {entry['name']!r}: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="sirencompress-scene-") as folder:
         for name, data in archive.scene_files().items():
             (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
             (Path(folder) / name).write_bytes(data)
         mrml = Path(folder) / archive.mrml
         _check_mrml(mrml, archive, path)
+        volumes = {}
+        for entry in archive.manifest["nodes"]:
+            try:
+                volumes[entry["id"]] = decompress(archive.archives[entry["id"]])
+            except ArchiveError as exc:
+                raise ArchiveError(f"{path}: node {entry['name']!r}: {exc}") from None
         return _import(scene, mrml, archive, volumes)
 
 
