@@ -90,7 +90,7 @@ def save_scene(path: str | os.PathLike, scene=None, codec: str | None = None, pr
             archive = compress(volume_from_node(node), codec, config)
         members.append((node.GetID(), node.GetName(), kind, archive))
     with tempfile.TemporaryDirectory(prefix="sirencompress-scene-") as folder:
-        files, mrml = _scene_files(scene, Path(folder), {node.GetID() for node, _ in nodes})
+        files, mrml = _scene_files(scene, Path(folder) / "scene", {node.GetID() for node, _ in nodes})
     archive = build_scene_archive(members, files, mrml)
     write_scene_archive(archive, path, force)
     return archive
@@ -137,6 +137,7 @@ def _kind(node) -> str | None:
 def _scene_files(scene, folder: Path, compressed: set[str]) -> tuple[dict[str, bytes], str]:
     """Slicer's scene bundle of `scene` written into `folder`, less the compressed nodes' storage nodes and
     files: the files by relative path, and the MRML file's path among them."""
+    folder.mkdir()
     url, root = scene.GetURL(), scene.GetRootDirectory()
     try:
         if not scene.SaveSceneToSlicerDataBundleDirectory(str(folder)):

@@ -3,10 +3,12 @@ slicer-core (headless)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -235,6 +237,28 @@ def test_kinds_of_archive_are_told_apart(full_scene, tmp_path):
     with zipfile.ZipFile(path) as zf:
         assert zf.getinfo(saved.manifest["scene"]).compress_type == zipfile.ZIP_DEFLATED
         assert zf.getinfo("nodes/0000.sirz").compress_type == zipfile.ZIP_STORED
+
+
+def test_cli_info_and_decompress(full_scene, tmp_path, capsys):
+    from SirenCompressLib.cli import main
+
+    build(full_scene)
+    path = tmp_path / "scene.sirz"
+    save_scene(path, full_scene)
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [(n["name"], n["kind"]) for n in info["nodes"]] == [("dwi", "dwi"), ("T1", "volume"),
+                                                               ("tissues", "labelmap")]
+    assert all(n["ratio_raw16"] > 0 for n in info["nodes"]) and info["archive_bytes"] == path.stat().st_size
+    assert main(["info", str(path)]) == 0 and "tissues  labelmap" in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert main(["decompress", str(path), "-o", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} >= {"dwi.nii.gz", "dwi.bval", "dwi.bvec", "T1.nii.gz", "tissues.nii.gz",
+                                              "scene.mrml", "Data"}
+    np.testing.assert_array_equal(np.asarray(nib.load(out / "T1.nii.gz").dataobj).reshape(SHAPE),
+                                  np.transpose(slicer.util.arrayFromVolume(by_name(full_scene, "T1")), (2, 1, 0)))
+    assert main(["decompress", str(path), "-o", str(out)]) == 2  # exists: --force
+    assert "exists already" in capsys.readouterr().err
 
 
 def test_settings_need_a_codec(full_scene, tmp_path):
