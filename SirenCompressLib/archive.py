@@ -265,13 +265,17 @@ def read_manifest(zf: zipfile.ZipFile) -> dict:
     Raises
     ------
     ArchiveError
-        When there is no manifest, it is too large or not a JSON object, or a member name occurs twice.
+        When there is no manifest, it is not the first member at the start of the file (every writer puts it there;
+        a node archive stored inside a truncated scene archive would otherwise be read as the whole), it is too large
+        or not a JSON object, or a member name occurs twice.
     """
     names = zf.namelist()
     if len(set(names)) != len(names):
         raise ArchiveError("a member name occurs twice")
     if MANIFEST not in names:
         raise ArchiveError(f"not a .sirz archive (no {MANIFEST})")
+    if zf.getinfo(MANIFEST).header_offset != 0:  # a truncated scene archive could read as a node archive in it
+        raise ArchiveError(f"{MANIFEST} is not at the start of the file: a truncated or concatenated archive")
     size = zf.getinfo(MANIFEST).file_size
     if size > MAX_MANIFEST_BYTES:
         raise ArchiveError(f"{MANIFEST} is larger than the {MAX_MANIFEST_BYTES >> 20} MiB limit")

@@ -19,7 +19,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from .archive import Archive, read_archive
+from .archive import SCENE_KIND, Archive, manifest_kind, read_archive
 from .codecs import DEFAULT, REGISTRY, codec_of, configure, get_codec, suggest
 from .errors import InputError, SirenCompressError
 from .io import write_volume
@@ -574,7 +574,13 @@ class SirenCompressFileReader(_ArchiveFileIO):
         return 0.9 if self.canLoadFile(filePath) else 0.0
 
     def load(self, properties: dict) -> bool:
+        """Open a single-volume archive (`load_archive`) or a scene archive (`slicer_scene.load_scene`)."""
+        from .slicer_scene import load_scene
+
         try:
+            if manifest_kind(properties["fileName"]) == SCENE_KIND:
+                self.parent.loadedNodes = [node.GetID() for node in load_scene(properties["fileName"])]
+                return True
             loaded = load_archive(properties["fileName"], properties.get("name"))
         except SirenCompressError as exc:
             self._error(f"Cannot open {properties['fileName']}: {exc}")
@@ -588,7 +594,8 @@ class SirenCompressFileReader(_ArchiveFileIO):
 
 class SirenCompressFileWriter(_ArchiveFileIO):
     """Saves a DWI, sequence or multivolume node as .sirz, compressing with the module panel's settings
-    in a child process; the node's storage node then references the archive. The Slicer module's
+    in a child process; the node's storage node then references the archive. Saves the scene as a scene archive
+    (`slicer_scene.save_scene`, each 4D node with its suggested codec, in this process). The Slicer module's
     subclass installs what is missing first and shows progress with Cancel while it waits."""
 
     def extensions(self, obj) -> list[str]:
@@ -596,6 +603,8 @@ class SirenCompressFileWriter(_ArchiveFileIO):
 
     def canWriteObject(self, obj) -> bool:
         """Whether `obj` (any object Slicer asks about: the scene, any node) can be compressed; never raises."""
+        if isinstance(obj, slicer.vtkMRMLScene):
+            return True
         try:
             input_kind(obj)
         except InputError:
@@ -603,7 +612,9 @@ class SirenCompressFileWriter(_ArchiveFileIO):
         return True
 
     def write(self, properties: dict) -> bool:
-        node = slicer.mrmlScene.GetNodeByID(properties["nodeID"])
+        node = slicer.mrmlScene.GetNodeByID(properties.get("nodeID") or "")
+        if node is None:
+            return self.write_scene(properties["fileName"])
         try:
             self.prepare()
             codec, config = settings_from_scene()
@@ -616,6 +627,19 @@ class SirenCompressFileWriter(_ArchiveFileIO):
             self._error(f"Cannot save {properties['fileName']}: {exc}")
             return False
         self.parent.writtenNodes = [node.GetID()]
+        return True
+
+    def write_scene(self, path: str) -> bool:
+        """The whole scene as a scene archive at `path` (replacing a file there: the Save dialog asked)."""
+        from .slicer_scene import save_scene
+
+        try:
+            self.prepare()
+            save_scene(path, force=True)
+        except SirenCompressError as exc:
+            self._error(f"Cannot save {path}: {exc}")
+            return False
+        self.parent.writtenNodes = []
         return True
 
     def prepare(self) -> None:

@@ -18,7 +18,7 @@ if not hasattr(slicer, "vtkMRMLScene"):  # PyPI's unrelated "slicer" package
 
 import vtk  # noqa: E402
 
-from conftest import REPO, phantom  # noqa: E402
+from conftest import REPO, FakeParent, phantom  # noqa: E402
 from SirenCompressLib import (  # noqa: E402
     ArchiveError,
     decompress,
@@ -259,6 +259,25 @@ def test_cli_info_and_decompress(full_scene, tmp_path, capsys):
                                   np.transpose(slicer.util.arrayFromVolume(by_name(full_scene, "T1")), (2, 1, 0)))
     assert main(["decompress", str(path), "-o", str(out)]) == 2  # exists: --force
     assert "exists already" in capsys.readouterr().err
+
+
+def test_file_writer_and_reader_take_scenes(full_scene, tmp_path):
+    """The module's .sirz writer saves the scene (no node id: Slicer saving the scene); the reader opens it."""
+    build(full_scene)
+    writer = sn.SirenCompressFileWriter(FakeParent())
+    assert writer.canWriteObject(full_scene) and not writer.canWriteObject(by_name(full_scene, "seeds"))
+    path = tmp_path / "scene.sirz"
+    assert writer.write({"fileName": str(path)}) is True
+    full_scene.Clear(0)
+    parent = FakeParent()
+    assert sn.SirenCompressFileReader(parent).load({"fileName": str(path)}) is True
+    names = {full_scene.GetNodeByID(i).GetName() for i in parent.loadedNodes}
+    assert {"dwi", "T1", "tissues", "seeds", "segments"} <= names
+    path.write_bytes(path.read_bytes()[:-100])
+    assert sn.SirenCompressFileReader(parent).load({"fileName": str(path)}) is False
+    assert "Cannot open" in parent.messages.GetNthMessageText(parent.messages.GetNumberOfMessages() - 1)
+    with pytest.raises(ArchiveError, match="not at the start"):  # not read as the node archive stored last
+        read_archive(path)
 
 
 def test_settings_need_a_codec(full_scene, tmp_path):
