@@ -32,7 +32,7 @@ from slicer.util import VTKObservationMixin
 if importlib.util.find_spec("SirenCompressLib") is None:
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from SirenCompressLib import slicer_nodes  # noqa: E402
+from SirenCompressLib import slicer_nodes, slicer_scene  # noqa: E402
 from SirenCompressLib.codecs import DEFAULT, get_codec  # noqa: E402
 from SirenCompressLib.errors import SirenCompressError  # noqa: E402
 from SirenCompressLib.slicer_nodes import SirenCompressFileReader  # noqa: E402, F401
@@ -275,6 +275,7 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
         logic = slicer.util.getModuleLogic("SirenCompress")
         loaded = logic.compress(node, layers=3, units=256, epochs=500)   # blocks; returns nodes + report
         loaded = logic.decompress("/path/to/file.sirz")
+        logic.saveScene("/path/to/scene.sirz")          # the whole scene; logic.loadScene(path) opens it
     """
 
     def getParameterNode(self):
@@ -303,6 +304,17 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
     def decompress(self, path, name=None) -> slicer_nodes.Loaded:
         """Open a .sirz file into new nodes (numpy only)."""
         return slicer_nodes.load_archive(path, name)
+
+    def saveScene(self, path, codec: str | None = None, preset: str | None = None, force: bool = True,
+                  **settings) -> None:
+        """Save the whole scene as one .sirz (blocking, in this process): 4D nodes with `codec` and its settings
+        (None: the codec suggested for each), 3D volumes and label maps losslessly, the rest as Slicer saves it."""
+        self.ensureDependencies()
+        slicer_scene.save_scene(path, slicer.mrmlScene, codec, preset, force, **settings)
+
+    def loadScene(self, path) -> list:
+        """Add the scene of a scene archive to the current scene; returns the nodes added."""
+        return slicer_scene.load_scene(path)
 
     def evaluate(self, originalNode, decodedNode, folder, archiveBytes=None, references: bool = True) -> dict:
         """DTI (FA, MD, direction) and RISH errors of `decodedNode` against `originalNode` per tissue, beside
@@ -451,6 +463,8 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         self.test_save_node_as_archive()
         self.setUp()
         self.test_panel_scene_closed_during_compression()
+        self.setUp()
+        self.test_save_and_open_scene()
 
     def _phantomNode(self):
         from SirenCompressLib.phantom import dwi_phantom
@@ -557,5 +571,20 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         self.assertTrue(path.exists())
         self.assertEqual(len(slicer.util.getNodesByClass("vtkMRMLDiffusionWeightedVolumeNode")), 1)
         self.assertFalse(widget.ui.compressButton.enabled)  # the new scene has no input selected
+        path.unlink()
+        self.delayDisplay("Test passed")
+
+    def test_save_and_open_scene(self):
+        self.delayDisplay("Scene: saved as one .sirz (console), opened again through the file reader")
+        node = self._phantomNode()
+        labels = slicer.util.addVolumeFromArray((slicer.util.arrayFromVolume(node)[..., 0] > 500).astype("uint8"),
+                                                name="mask", nodeClassName="vtkMRMLLabelMapVolumeNode")
+        mask = slicer.util.arrayFromVolume(labels).copy()
+        path = Path(slicer.app.temporaryPath) / "SirenCompressScene.sirz"
+        SirenCompressLogic().saveScene(path)
+        slicer.mrmlScene.Clear()
+        slicer.util.loadNodeFromFile(str(path), slicer_nodes.FILE_TYPE)
+        self.assertEqual(len(slicer.util.getNodesByClass("vtkMRMLDiffusionWeightedVolumeNode")), 1)
+        self.assertTrue((slicer.util.arrayFromVolume(slicer.util.getNode("mask")) == mask).all())
         path.unlink()
         self.delayDisplay("Test passed")

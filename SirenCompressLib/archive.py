@@ -45,6 +45,9 @@ WORK_PER_BYTE = 1 << 26
 SLICE_KEYS = {"index", "kind", "member", "bytes", "metrics", "voxels_sha256", "max_error"}  # the others: the codec's
 MAX_ERROR_LIMIT = 10**9  # a slice's "max_error" (near-lossless bound) lies in 1 … 10^9
 NOISE_SIGMA, NOISE_METHOD = "noise_sigma", "noise_method"  # "source" keys: the noise at encode (lossy codecs)
+SCENE_KIND = "scene"  # the manifest's "kind" of a scene archive (scene_archive.py); single-volume ones have none
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
+              NotImplementedError, RuntimeError)  # RuntimeError: encrypted; NotImplemented: method
 
 
 @dataclass
@@ -105,12 +108,33 @@ def to_bytes(archive: Archive) -> bytes:
     -------
     bytes
     """
-    manifest = {**archive.manifest, "digest": digest(archive.manifest, archive.members)}
+    return container_bytes(archive.manifest, archive.members)
+
+
+def container_bytes(manifest: dict, members: dict[str, bytes], deflate: Callable[[str], bool] = lambda name: False
+                    ) -> bytes:
+    """The zip of a .sirz container (a single-volume or a scene archive): `manifest.json` with the digest of the
+    whole added, then the members in order, stored (or deflated where `deflate(name)` says so), with fixed
+    timestamps.
+
+    Parameters
+    ----------
+    manifest : dict
+        Without "digest".
+    members : dict of str to bytes
+    deflate : callable
+        Whether a member is deflated; the others are stored (already entropy-coded).
+
+    Returns
+    -------
+    bytes
+    """
+    manifest = {**manifest, "digest": digest(manifest, members)}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr(_info(MANIFEST, zipfile.ZIP_DEFLATED), json.dumps(manifest, indent=1, allow_nan=False).encode())
-        for name, data in archive.members.items():
-            zf.writestr(_info(name, zipfile.ZIP_STORED), data)  # already entropy-coded
+        for name, data in members.items():
+            zf.writestr(_info(name, zipfile.ZIP_DEFLATED if deflate(name) else zipfile.ZIP_STORED), data)
     return buffer.getvalue()
 
 
@@ -176,26 +200,114 @@ def read_archive(path: str | os.PathLike) -> Archive:
     Raises
     ------
     ArchiveError
-        For a missing, unreadable, corrupt, truncated or modified file (its digest does not match).
+        For a missing, unreadable, corrupt, truncated or modified file (its digest does not match), and for a
+        scene archive (`scene_archive.read_scene_archive` reads those).
     """
     path = Path(path)
     if not path.is_file():
         raise ArchiveError(f"{path}: no such file")
     try:
-        return _read(path)
+        return _read(path, path.stat().st_size)
     except ArchiveError as exc:
         raise ArchiveError(f"{path}: {exc}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
-            NotImplementedError, RuntimeError) as exc:  # RuntimeError: encrypted; NotImplemented: method
-        raise ArchiveError(f"{path}: not a valid .sirz archive (corrupt or truncated: {exc})") from None
+    except ZIP_ERRORS as exc:
+        raise ArchiveError(f"{path}: {not_an_archive(exc)}") from None
 
 
-def _read(path: Path) -> Archive:
-    size = path.stat().st_size
-    with zipfile.ZipFile(path) as zf:
+def archive_from_bytes(data: bytes) -> Archive:
+    """Read and validate a .sirz held in memory (a scene archive's node member), as `read_archive` does a file.
+
+    Parameters
+    ----------
+    data : bytes
+
+    Returns
+    -------
+    Archive
+
+    Raises
+    ------
+    ArchiveError
+        As `read_archive`.
+    """
+    try:
+        return _read(io.BytesIO(data), len(data))
+    except ZIP_ERRORS as exc:
+        raise ArchiveError(not_an_archive(exc)) from None
+
+
+def not_an_archive(exc: Exception) -> str:
+    """The message for a zip-level error (one of `ZIP_ERRORS`).
+
+    Parameters
+    ----------
+    exc : Exception
+
+    Returns
+    -------
+    str
+    """
+    return f"not a valid .sirz archive (corrupt or truncated: {exc})"
+
+
+def read_manifest(zf: zipfile.ZipFile) -> dict:
+    """The JSON object of a .sirz container's manifest, read no further than its declared size (at most
+    `MAX_MANIFEST_BYTES`), after checking that no member name occurs twice.
+
+    Parameters
+    ----------
+    zf : zipfile.ZipFile
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ArchiveError
+        When there is no manifest, it is not the first member at the start of the file (every writer puts it there;
+        a node archive stored inside a truncated scene archive would otherwise be read as the whole), it is too large
+        or not a JSON object, or a member name occurs twice.
+    """
+    names = zf.namelist()
+    if len(set(names)) != len(names):
+        raise ArchiveError("a member name occurs twice")
+    if MANIFEST not in names:
+        raise ArchiveError(f"not a .sirz archive (no {MANIFEST})")
+    if zf.getinfo(MANIFEST).header_offset != 0:  # a truncated scene archive could read as a node archive in it
+        raise ArchiveError(f"{MANIFEST} is not at the start of the file: a truncated or concatenated archive")
+    size = zf.getinfo(MANIFEST).file_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ArchiveError(f"{MANIFEST} is larger than the {MAX_MANIFEST_BYTES >> 20} MiB limit")
+    with zf.open(MANIFEST) as f:  # read at most its declared size: a deflate bomb stops there
+        return _parse_manifest(f.read(size))
+
+
+def manifest_kind(path: str | os.PathLike) -> str:
+    """Which kind of .sirz a file is, from its manifest: `SCENE_KIND` for a scene archive, else "volume" (every
+    archive written before scene archives, and anything that is not one: reading it says what is wrong).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return SCENE_KIND if read_manifest(zf).get("kind") == SCENE_KIND else "volume"
+    except (ArchiveError, *ZIP_ERRORS):
+        return "volume"
+
+
+def _read(source, size: int) -> Archive:
+    with zipfile.ZipFile(source) as zf:
+        manifest = read_manifest(zf)
+        if manifest.get("kind") == SCENE_KIND:
+            raise ArchiveError("a scene archive (several nodes): read it with read_scene_archive or load_scene")
         infos = _member_infos(zf, size)
-        with zf.open(MANIFEST) as f:  # read at most its declared size: a deflate bomb stops there
-            manifest = _parse_manifest(f.read(zf.getinfo(MANIFEST).file_size))
         stored = manifest.pop("digest", None)
         if stored is not None and not (isinstance(stored, str) and SHA256.fullmatch(stored)):
             raise ArchiveError("the manifest's digest is not a SHA-256")
@@ -211,23 +323,15 @@ def _read(path: Path) -> Archive:
 def _member_infos(zf: zipfile.ZipFile, size: int) -> dict[str, zipfile.ZipInfo]:
     """The slice members' entries, after checking every entry's name and declared sizes: members are
     stored, and together no larger than the file."""
-    infos = zf.infolist()
-    names = [info.filename for info in infos]
-    if len(set(names)) != len(names):
-        raise ArchiveError("a member name occurs twice")
-    if MANIFEST not in names:
-        raise ArchiveError(f"not a .sirz archive (no {MANIFEST})")
     members = {}
-    for info in infos:
+    for info in zf.infolist():
         if info.filename == MANIFEST:
-            if info.file_size > MAX_MANIFEST_BYTES:
-                raise ArchiveError(f"{MANIFEST} is larger than the {MAX_MANIFEST_BYTES >> 20} MiB limit")
-        elif not MEMBER_NAME.fullmatch(info.filename):
+            continue
+        if not MEMBER_NAME.fullmatch(info.filename):
             raise ArchiveError(f"unexpected member {info.filename!r}")
-        elif info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
             raise ArchiveError(f"member {info.filename} is not stored as it is")
-        else:
-            members[info.filename] = info
+        members[info.filename] = info
     if sum(info.file_size for info in members.values()) > size:
         raise ArchiveError("the members' declared sizes add up to more than the file")
     return members

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import batch, headers
-from .archive import read_archive, write_archive
+from .archive import SCENE_KIND, manifest_kind, read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
 from .codecs import (
     DEFAULT,
@@ -43,6 +43,7 @@ from .pipeline import added_noise, compress, decompress, gzip_size, max_error, s
 from .progress import Bar, JsonLines
 from .rate import config_for_noise, config_for_psnr, config_for_ratio, supports
 from .sample import SAMPLES, copy_sample, sample_files
+from .scene_archive import raw16_bytes, read_scene_archive
 from .version import __version__
 from .volume import FrameIndex, Volume4D
 
@@ -119,9 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="replace an existing output")
     c.set_defaults(run=_compress)
 
-    d = commands.add_parser("decompress", help="decode a .sirz to NIfTI (+ .bval/.bvec) or NRRD")
+    d = commands.add_parser("decompress", help="decode a .sirz to NIfTI (+ .bval/.bvec) or NRRD; a scene archive "
+                                               "to a folder")
     d.add_argument("input", type=Path)
-    d.add_argument("-o", "--output", type=Path, required=True, help=".nii, .nii.gz or .nrrd")
+    d.add_argument("-o", "--output", type=Path, required=True,
+                   help=".nii, .nii.gz or .nrrd; for a scene archive a folder (made if missing): every node as "
+                        "NAME.nii.gz (+ .bval/.bvec), and the scene's MRML file and other files")
     d.add_argument("--force", action="store_true", help="replace existing outputs")
     d.set_defaults(run=_decompress)
 
@@ -349,6 +353,8 @@ def _read_text(path: Path) -> str:
 
 
 def _decompress(args: argparse.Namespace) -> None:
+    if manifest_kind(args.input) == SCENE_KIND:
+        return _decompress_scene(args)
     kind = image_format(args.output)
     volume = decompress(read_archive(args.input))
     for path in write_volume(volume, args.output, args.force):
@@ -359,7 +365,39 @@ def _decompress(args: argparse.Namespace) -> None:
               f"(the archive keeps them)", file=sys.stderr)
 
 
+def _decompress_scene(args: argparse.Namespace) -> None:
+    """Every node of a scene archive as NAME.nii.gz in the output folder, then the scene's own files."""
+    archive = read_scene_archive(args.input)
+    folder = args.output
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: a scene archive decodes to a folder, not a file")
+    files = archive.scene_files()
+    volumes, used = [], {name.lower() for name in files}
+    for entry in archive.manifest["nodes"]:
+        stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in entry["name"]).strip(".") or "node"
+        name, n = f"{stem}.nii.gz", 1
+        while name.lower() in used:
+            n += 1
+            name = f"{stem}_{n}.nii.gz"
+        used.add(name.lower())
+        volumes.append((folder / name, decompress(archive.archives[entry["id"]])))
+    targets = [folder / name for name in files]
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    check_outputs(targets + [path for path, _ in volumes], args.force)  # before anything is written
+    for path, volume in volumes:
+        for written in write_volume(volume, path, args.force):
+            print(f"wrote {written}")
+    with atomic_outputs(targets, args.force) as temps:
+        for temp, data in zip(temps, files.values()):
+            temp.write_bytes(data)
+    print(f"wrote {folder / archive.mrml} and {len(files) - 1} more scene files; the compressed nodes' voxels are "
+          f"in the image files above (opening {args.input.name} in 3D Slicer puts them back into their nodes)")
+
+
 def _info(args: argparse.Namespace) -> None:
+    if manifest_kind(args.input) == SCENE_KIND:
+        return _scene_info(args)
     archive = read_archive(args.input)
     m, size = archive.manifest, sizes(archive, args.input.stat().st_size)
     comparison = stored_comparison(archive)
@@ -413,6 +451,31 @@ def _info(args: argparse.Namespace) -> None:
     if added is not None:
         print(_noise_line(added) + f"; σ by {added['method']}")
     _print_table(comparison, [s["kind"] for s in m["slices"]], [s["bytes"] for s in m["slices"]], added)
+
+
+def _scene_info(args: argparse.Namespace) -> None:
+    """A scene archive's nodes: name, kind, codec, bytes and compression ratio (against raw 16-bit)."""
+    archive = read_scene_archive(args.input)
+    size = args.input.stat().st_size
+    rows = [{**{k: e[k] for k in ("name", "kind", "codec", "bytes")}, "shape": archive.archives[e["id"]].manifest[
+        "shape"], "ratio_raw16": 2 * math.prod(archive.archives[e["id"]].manifest["shape"]) / e["bytes"]}
+        for e in archive.manifest["nodes"]]
+    scene_bytes = sum(len(data) for data in archive.scene_files().values())
+    if args.json:
+        print(json.dumps({"kind": SCENE_KIND, "format_version": archive.manifest["format_version"],
+                          "library_version": archive.manifest["library_version"], "archive_bytes": size,
+                          "raw16_bytes": raw16_bytes(archive), "scene_files": len(archive.scene_files()),
+                          "scene_bytes": scene_bytes, "nodes": rows}, indent=1, ensure_ascii=False))
+        return
+    print(f"{args.input}: .sirz scene archive, format {archive.manifest['format_version']}, SirenCompress "
+          f"{archive.manifest['library_version']}; {len(rows)} compressed nodes, {len(archive.scene_files())} scene "
+          f"files ({scene_bytes:,} bytes uncompressed, MRML {archive.mrml})")
+    width = max([len(r["name"]) for r in rows] + [4])
+    print(f"{'name':<{width}}  {'kind':<11}  {'codec':<9}  {'shape':<16}  {'bytes':>10}  {'ratio':>6}")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['kind']:<11}  {r['codec']:<9}  {'×'.join(map(str, r['shape'])):<16}  "
+              f"{r['bytes']:>10,}  {r['ratio_raw16']:>6.2f}")
+    print(f"whole archive: {size:,} bytes; CR {raw16_bytes(archive) / size:.2f} against the nodes as raw 16-bit")
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -19,7 +19,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from .archive import Archive, read_archive
+from .archive import SCENE_KIND, Archive, manifest_kind, read_archive
 from .codecs import DEFAULT, REGISTRY, codec_of, configure, get_codec, suggest
 from .errors import InputError, SirenCompressError
 from .io import write_volume
@@ -181,22 +181,42 @@ def nodes_from_volume(volume: Volume4D, name: str, scene=None) -> list:
     scene = scene or slicer.mrmlScene
     if volume.gradients is not None:
         node = scene.AddNewNodeByClass("vtkMRMLDiffusionWeightedVolumeNode", scene.GenerateUniqueName(name))
-        _set_voxels(node, volume.data)
-        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.ijk_to_ras))
-        g = volume.gradients
-        if g.convention == "fsl":  # Slicer keeps directions in a measurement frame: use RAS itself
-            g = Gradients(g.bvals, g.directions_ras(volume.ijk_to_ras), "nrrd", np.eye(3))
-        node.SetNumberOfGradients(volume.shape[3])
-        node.SetBValues(numpy_support.numpy_to_vtk(np.ascontiguousarray(g.bvals), deep=True))
-        directions = numpy_support.numpy_to_vtk(np.ascontiguousarray(unit_rows(g.bvecs)), deep=True)
-        node.SetDiffusionGradients(directions)  # Slicer accepts only unit or zero vectors
-        frame = np.eye(4)
-        frame[:3, :3] = g.measurement_frame
-        node.SetMeasurementFrameMatrix(slicer.util.vtkMatrixFromArray(frame))
+        fill_dwi(node, volume)
         node.CreateDefaultDisplayNodes()
         return [node]
-    frames = volume.frames or FrameIndex("frame", "", [str(i) for i in range(volume.shape[3])])
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))
+    fill_sequence(sequence, volume)
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(name + " browser"))
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    _sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
+    return [sequence, browser]
+
+
+def fill_dwi(node, volume: Volume4D) -> None:
+    """Give a DWI node the voxels, geometry and gradients of `volume` (which has gradients)."""
+    fill_volume(node, volume)
+    g = volume.gradients
+    if g.convention == "fsl":  # Slicer keeps directions in a measurement frame: use RAS itself
+        g = Gradients(g.bvals, g.directions_ras(volume.ijk_to_ras), "nrrd", np.eye(3))
+    node.SetNumberOfGradients(volume.shape[3])
+    node.SetBValues(numpy_support.numpy_to_vtk(np.ascontiguousarray(g.bvals), deep=True))
+    directions = numpy_support.numpy_to_vtk(np.ascontiguousarray(unit_rows(g.bvecs)), deep=True)
+    node.SetDiffusionGradients(directions)  # Slicer accepts only unit or zero vectors
+    frame = np.eye(4)
+    frame[:3, :3] = g.measurement_frame
+    node.SetMeasurementFrameMatrix(slicer.util.vtkMatrixFromArray(frame))
+
+
+def fill_volume(node, volume: Volume4D) -> None:
+    """Give a volume node the voxels (volumes as components) and geometry of `volume`."""
+    _set_voxels(node, volume.data)
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.ijk_to_ras))
+
+
+def fill_sequence(sequence, volume: Volume4D) -> None:
+    """Fill an empty sequence node with one scalar volume per volume of `volume`, at its frame index values."""
+    scene = sequence.GetScene()
+    frames = volume.frames or FrameIndex("frame", "", [str(i) for i in range(volume.shape[3])])
     sequence.SetIndexName(frames.name)
     sequence.SetIndexUnit(frames.unit)
     item = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
@@ -207,10 +227,6 @@ def nodes_from_volume(volume: Volume4D, name: str, scene=None) -> list:
             sequence.SetDataNodeAtValue(item, value)  # stores a copy
     finally:
         scene.RemoveNode(item)
-    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(name + " browser"))
-    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-    _sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
-    return [sequence, browser]
 
 
 @dataclass
@@ -558,7 +574,13 @@ class SirenCompressFileReader(_ArchiveFileIO):
         return 0.9 if self.canLoadFile(filePath) else 0.0
 
     def load(self, properties: dict) -> bool:
+        """Open a single-volume archive (`load_archive`) or a scene archive (`slicer_scene.load_scene`)."""
+        from .slicer_scene import load_scene
+
         try:
+            if manifest_kind(properties["fileName"]) == SCENE_KIND:
+                self.parent.loadedNodes = [node.GetID() for node in load_scene(properties["fileName"])]
+                return True
             loaded = load_archive(properties["fileName"], properties.get("name"))
         except SirenCompressError as exc:
             self._error(f"Cannot open {properties['fileName']}: {exc}")
@@ -572,7 +594,8 @@ class SirenCompressFileReader(_ArchiveFileIO):
 
 class SirenCompressFileWriter(_ArchiveFileIO):
     """Saves a DWI, sequence or multivolume node as .sirz, compressing with the module panel's settings
-    in a child process; the node's storage node then references the archive. The Slicer module's
+    in a child process; the node's storage node then references the archive. Saves the scene as a scene archive
+    (`slicer_scene.save_scene`, each 4D node with its suggested codec, in this process). The Slicer module's
     subclass installs what is missing first and shows progress with Cancel while it waits."""
 
     def extensions(self, obj) -> list[str]:
@@ -580,6 +603,8 @@ class SirenCompressFileWriter(_ArchiveFileIO):
 
     def canWriteObject(self, obj) -> bool:
         """Whether `obj` (any object Slicer asks about: the scene, any node) can be compressed; never raises."""
+        if isinstance(obj, slicer.vtkMRMLScene):
+            return True
         try:
             input_kind(obj)
         except InputError:
@@ -587,7 +612,9 @@ class SirenCompressFileWriter(_ArchiveFileIO):
         return True
 
     def write(self, properties: dict) -> bool:
-        node = slicer.mrmlScene.GetNodeByID(properties["nodeID"])
+        node = slicer.mrmlScene.GetNodeByID(properties.get("nodeID") or "")
+        if node is None:
+            return self.write_scene(properties["fileName"])
         try:
             self.prepare()
             codec, config = settings_from_scene()
@@ -600,6 +627,19 @@ class SirenCompressFileWriter(_ArchiveFileIO):
             self._error(f"Cannot save {properties['fileName']}: {exc}")
             return False
         self.parent.writtenNodes = [node.GetID()]
+        return True
+
+    def write_scene(self, path: str) -> bool:
+        """The whole scene as a scene archive at `path` (replacing a file there: the Save dialog asked)."""
+        from .slicer_scene import save_scene
+
+        try:
+            self.prepare()
+            save_scene(path, force=True)
+        except SirenCompressError as exc:
+            self._error(f"Cannot save {path}: {exc}")
+            return False
+        self.parent.writtenNodes = []
         return True
 
     def prepare(self) -> None:

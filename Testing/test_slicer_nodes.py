@@ -329,7 +329,7 @@ def test_writer_and_reader_answer_about_every_mrml_object_without_raising(scene,
     writer, reader = sn.SirenCompressFileWriter(FakeParent()), sn.SirenCompressFileReader(FakeParent())
     classes = [scene.GetNthRegisteredNodeClass(i).GetClassName()
                for i in range(scene.GetNumberOfRegisteredNodeClasses())]
-    objects = [scene, None, vtk.vtkImageData()] + [scene.CreateNodeByClass(name) for name in classes]
+    objects = [None, vtk.vtkImageData()] + [scene.CreateNodeByClass(name) for name in classes]
     objects += [scene.AddNewNodeByClass(name) for name in ("vtkMRMLScalarVolumeNode", "vtkMRMLSequenceNode",
                                                            "vtkMRMLVectorVolumeNode", "vtkMRMLTableNode")]
     assert len(classes) > 50
@@ -337,6 +337,7 @@ def test_writer_and_reader_answer_about_every_mrml_object_without_raising(scene,
         assert writer.canWriteObject(obj) is False, obj
         assert writer.extensions(obj) == [sn.NAME_FILTER]
     assert writer.canWriteObject(dwi_node(scene, phantom())) is True
+    assert writer.canWriteObject(scene) is True  # the scene: as a scene archive
     (tmp_path / "folder.sirz").mkdir()
     for path in ("", str(tmp_path), str(tmp_path / "folder.sirz"), "scan.nrrd", "x.SIRZ", "ü ä.sirz", "/no/such.sirz"):
         assert type(reader.canLoadFile(path)) is bool and type(reader.canLoadFileConfidence(path)) is float

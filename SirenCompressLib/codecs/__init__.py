@@ -466,6 +466,17 @@ def suggest(has_gradients: bool, volumes: int, diffusion_like: bool = False) -> 
                 DEFAULT)
 
 
+def exact_codec() -> str:
+    """The first registered codec that is exact (`Codec.EXACT`): the one that codes what must come back bit for
+    bit (the 3D volumes and label maps of a scene archive).
+
+    Returns
+    -------
+    str
+    """
+    return next(name for name in REGISTRY if get_codec(name).EXACT)
+
+
 def flagged_fields(name: str) -> list:
     """The `Config` fields of a codec that are offered as flags (made by `setting`), in order.
 
