@@ -271,11 +271,14 @@ def _encode_grid(symbols: np.ndarray, contexts: np.ndarray, active: np.ndarray, 
     freqs = np.full(symbols.shape, 1 << PROB_BITS, dtype=np.uint64)
     after = np.ones(steps, dtype=bool) if updates is None else updates
     first = 0
-    for last in [*np.flatnonzero(after).tolist(), steps - 1]:  # the steps up to an update share a model
+    ends = np.flatnonzero(after).tolist()  # the steps up to an update (and those after the last) share a model
+    if steps and (not ends or ends[-1] != steps - 1):
+        ends.append(steps - 1)
+    for last in ends:
         cum, on = model.cumulative(), active[first:last + 1]
         c, s = contexts[first:last + 1][on], symbols[first:last + 1][on]
         starts[first:last + 1][on], freqs[first:last + 1][on] = cum[c, s], cum[c, s + 1] - cum[c, s]
-        if last < steps and after[last]:
+        if after[last]:
             model.update(c, s)
         first = last + 1
     state = np.full(lanes, STATE_LOW, dtype=np.uint64)

@@ -45,6 +45,7 @@ UPDATE_EVERY = 512  # symbols between updates of the coefficient coder's counts
 RD_SLOPE = 2 * math.log(2) / 12  # λ = this × Δ²: squared error per bit at a uniform quantiser's slope
 MIN_LANES, MAX_LANES = 16, 4096
 LANE_SHARE = 0.01
+CHUNK_STEPS = 64  # at least as many lanes as a pass of a map needs to decode in this many steps
 SIDE_LANES = 256  # at most: fewer for a side stream of fewer than 4 symbols a lane (see `_side_lanes`)
 MAX_MAGNITUDE = 1 << 52  # |symbol| below this (exact in float64): a smaller step for the data is refused
 RATE_SLICES = 8  # slices the rate search encodes
@@ -442,7 +443,8 @@ def write_slice(q: Quantised, network: cm.Network) -> bytes:
     alphabet = int(tokens.max(initial=0)) + 1
     contexts = np.concatenate(contexts) if contexts else tokens
     coded = entropy.encode_chunks(tokens, alphabet, contexts, cm.CONTEXTS, chunks,
-                                  _lanes(_entropy_bytes(tokens, contexts, alphabet)), INCREMENT, UPDATE_EVERY)
+                                  _lanes(_entropy_bytes(tokens, contexts, alphabet), max(chunks, default=0)),
+                                  INCREMENT, UPDATE_EVERY)
     verbatim = entropy.pack_bits(np.concatenate(bits or [np.zeros(0)]), np.concatenate(nbits or [np.zeros(0)]))
     return _sized(side) + _sized(bytes([alphabet]) + coded) + verbatim
 
@@ -456,11 +458,13 @@ def _entropy_bytes(tokens: np.ndarray, contexts: np.ndarray, alphabet: int) -> i
     return int(bits / 8)
 
 
-def _lanes(nbytes: int) -> int:
-    """Lanes of the coefficient coder for a stream of about `nbytes`: the most (a power of 2, MIN_LANES to
-    MAX_LANES) whose final states (4 bytes a lane) take at most LANE_SHARE of it. More lanes decode faster."""
+def _lanes(nbytes: int, chunk: int) -> int:
+    """Lanes of the coefficient coder for a stream of about `nbytes` in chunks (passes) of `chunk` symbols:
+    the most (a power of 2, MIN_LANES to MAX_LANES) whose final states (4 bytes a lane) take at most
+    LANE_SHARE of it, and at least enough for a pass in CHUNK_STEPS steps. More lanes decode faster, and the
+    slices of a volume decode in lock step, as slowly as their fewest lanes (small slices of little signal)."""
     lanes = MIN_LANES
-    while lanes < MAX_LANES and 8 * lanes <= LANE_SHARE * nbytes:
+    while lanes < MAX_LANES and (8 * lanes <= LANE_SHARE * nbytes or lanes * CHUNK_STEPS < chunk):
         lanes *= 2
     return lanes
 
