@@ -32,10 +32,10 @@ from slicer.util import VTKObservationMixin
 if importlib.util.find_spec("SirenCompressLib") is None:
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from SirenCompressLib import slicer_nodes, slicer_scene  # noqa: E402
+from SirenCompressLib import slicer_files, slicer_nodes, slicer_scene  # noqa: E402
 from SirenCompressLib.codecs import DEFAULT, get_codec  # noqa: E402
 from SirenCompressLib.errors import SirenCompressError  # noqa: E402
-from SirenCompressLib.slicer_nodes import SirenCompressFileReader  # noqa: E402, F401
+from SirenCompressLib.slicer_files import SirenCompressFileReader  # noqa: E402, F401
 
 TORCH_REQUIREMENT = ">=2.1"
 LIBRARY_PACKAGES = (("nrrd", "pynrrd"), ("skimage", "scikit-image"), ("nibabel", "nibabel"))  # (module, package)
@@ -415,7 +415,7 @@ class SirenCompressLogic(ScriptedLoadableModuleLogic):
                     hierarchy.SetItemParent(item, parent)
 
 
-class SirenCompressFileWriter(slicer_nodes.SirenCompressFileWriter):
+class SirenCompressFileWriter(slicer_files.SirenCompressFileWriter):
     """The library's writer, run from Slicer's Save dialog or `slicer.util.saveNode`: installs what is
     missing first (asking), trains in Slicer's Python launcher, and shows progress with Cancel meanwhile."""
 

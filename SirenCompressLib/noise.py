@@ -366,13 +366,13 @@ def estimate_noise(volume: Volume4D | np.ndarray, mask: np.ndarray | None = None
         raise InputError(f"too few foreground voxels for the noise estimate: it needs blocks of {side}×{side} "
                          "voxels at least half inside")
     variances, slices = np.asarray(variances), np.asarray(slices)
-    sigma = math.sqrt(float(np.median(variances)))
+    sigma = math.sqrt(max(float(np.median(variances)), 0.0))  # MP-PCA's noise variance may come out below 0
     lo, hi = value_range(data)
     if sigma <= 1e-6 * (hi - lo) or (data.dtype.kind in "iu" and sigma < 0.5):
         raise InputError(f"no noise found (σ {sigma:.3g}"
                          + (", no more than the integer rounding's)" if data.dtype.kind in "iu" else ")")
                          + ": the image looks noise-free")
-    per_slice = tuple(math.sqrt(float(np.median(variances[slices == z]))) if (slices == z).any() else None
+    per_slice = tuple(math.sqrt(max(float(np.median(variances[slices == z])), 0.0)) if (slices == z).any() else None
                       for z in range(nz))
     method = (f"Marchenko–Pastur PCA (Veraart et al. 2016) in {side}×{side}-voxel blocks of each slice"
               + (", Koay–Basser Rician correction" if rician else ""))

@@ -26,6 +26,7 @@ from SirenCompressLib import (  # noqa: E402
     read_archive,
     read_scene_archive,
     save_scene,
+    slicer_files,  # noqa: E402
     write_archive,
 )
 from SirenCompressLib import slicer_nodes as sn  # noqa: E402
@@ -264,17 +265,17 @@ def test_cli_info_and_decompress(full_scene, tmp_path, capsys):
 def test_file_writer_and_reader_take_scenes(full_scene, tmp_path):
     """The module's .sirz writer saves the scene (no node id: Slicer saving the scene); the reader opens it."""
     build(full_scene)
-    writer = sn.SirenCompressFileWriter(FakeParent())
+    writer = slicer_files.SirenCompressFileWriter(FakeParent())
     assert writer.canWriteObject(full_scene) and not writer.canWriteObject(by_name(full_scene, "seeds"))
     path = tmp_path / "scene.sirz"
     assert writer.write({"fileName": str(path)}) is True
     full_scene.Clear(0)
     parent = FakeParent()
-    assert sn.SirenCompressFileReader(parent).load({"fileName": str(path)}) is True
+    assert slicer_files.SirenCompressFileReader(parent).load({"fileName": str(path)}) is True
     names = {full_scene.GetNodeByID(i).GetName() for i in parent.loadedNodes}
     assert {"dwi", "T1", "tissues", "seeds", "segments"} <= names
     path.write_bytes(path.read_bytes()[:-100])
-    assert sn.SirenCompressFileReader(parent).load({"fileName": str(path)}) is False
+    assert slicer_files.SirenCompressFileReader(parent).load({"fileName": str(path)}) is False
     assert "Cannot open" in parent.messages.GetNthMessageText(parent.messages.GetNumberOfMessages() - 1)
     with pytest.raises(ArchiveError, match="not at the start"):  # not read as the node archive stored last
         read_archive(path)

@@ -25,7 +25,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 import vtk  # noqa: E402
 
 from conftest import REPO, phantom  # noqa: E402
-from SirenCompressLib import SIREN_PRESETS, SirenConfig, Volume4D, slicer_nodes  # noqa: E402
+from SirenCompressLib import SIREN_PRESETS, SirenConfig, Volume4D, slicer_files, slicer_nodes  # noqa: E402
 from SirenCompressLib.codecs import lossless  # noqa: E402
 from SirenCompressLib.phantom import dwi_phantom  # noqa: E402
 
@@ -107,8 +107,8 @@ def module(monkeypatch):
 
 
 def test_module_exposes_reader_writer_and_logic(module):
-    assert module.SirenCompressFileReader.__module__ == "SirenCompressLib.slicer_nodes"
-    assert issubclass(module.SirenCompressFileWriter, slicer_nodes.SirenCompressFileWriter)
+    assert module.SirenCompressFileReader.__module__ == "SirenCompressLib.slicer_files"
+    assert issubclass(module.SirenCompressFileWriter, slicer_files.SirenCompressFileWriter)
     assert module.SirenCompressFileWriter(None).fileType() == "SirenCompressArchive"
 
 

@@ -28,6 +28,7 @@ from SirenCompressLib import (  # noqa: E402
     compress,
     jobs,  # noqa: E402
     read_volume,
+    slicer_files,  # noqa: E402
     write_archive,
     write_volume,
 )
@@ -103,7 +104,7 @@ def test_plain_3d_volume_is_refused_with_a_reason(scene):
         sn.input_kind(node)
     with pytest.raises(InputError, match="select an input"):
         sn.input_kind(None)
-    assert sn.SirenCompressFileWriter(FakeParent()).canWriteObject(node) is False
+    assert slicer_files.SirenCompressFileWriter(FakeParent()).canWriteObject(node) is False
 
 
 @pytest.fixture
@@ -115,7 +116,7 @@ def archive_path(tmp_path):
 
 def test_reader_loads_dwi_and_report(scene, archive_path):
     parent = FakeParent()
-    reader = sn.SirenCompressFileReader(parent)
+    reader = slicer_files.SirenCompressFileReader(parent)
     assert reader.canLoadFile(str(archive_path)) is True
     assert isinstance(reader.canLoadFileConfidence(str(archive_path)), float)
     assert reader.load({"fileName": str(archive_path)}) is True
@@ -136,7 +137,7 @@ def test_reader_loads_a_sequence_archive(scene, tmp_path):
     volume = sequence_volume()
     write_archive(compress(volume, config=SirenConfig(layers=1, units=8, epochs=3)), tmp_path / "s.sirz")
     parent = FakeParent()
-    assert sn.SirenCompressFileReader(parent).load({"fileName": str(tmp_path / "s.sirz"), "name": "fmri"})
+    assert slicer_files.SirenCompressFileReader(parent).load({"fileName": str(tmp_path / "s.sirz"), "name": "fmri"})
     sequence = scene.GetNodeByID(parent.loadedNodes[0])
     assert sequence.IsA("vtkMRMLSequenceNode") and sequence.GetName() == "fmri"
     assert sequence.GetIndexName() == "time" and sequence.GetNthIndexValue(7) == "17.5"
@@ -146,7 +147,7 @@ def test_reader_refuses_a_corrupt_file_and_leaves_nothing(scene, tmp_path):
     (tmp_path / "bad.sirz").write_bytes(b"garbage" * 50)
     before = scene.GetNumberOfNodes()
     parent = FakeParent()
-    assert sn.SirenCompressFileReader(parent).load({"fileName": str(tmp_path / "bad.sirz")}) is False
+    assert slicer_files.SirenCompressFileReader(parent).load({"fileName": str(tmp_path / "bad.sirz")}) is False
     assert scene.GetNumberOfNodes() == before
     assert "not a valid .sirz archive" in parent.messages.GetNthMessageText(0)
 
@@ -261,7 +262,7 @@ def test_writer_uses_the_panel_settings(scene, tmp_path):
     assert sn.rate_flags_from_scene(scene) == ("--target-noise", "0.1")
     settings.SetParameter("rateTarget", "none")
     parent = FakeParent()
-    writer = sn.SirenCompressFileWriter(parent)
+    writer = slicer_files.SirenCompressFileWriter(parent)
     assert writer.canWriteObject(node) is True
     assert writer.write({"nodeID": node.GetID(), "fileName": str(tmp_path / "w.sirz")}) is True
     manifest = json.loads(zipfile.ZipFile(tmp_path / "w.sirz").read("manifest.json"))
@@ -277,7 +278,7 @@ def test_a_scene_saved_after_the_writer_references_the_archive(scene, tmp_path):
     settings.SetSingletonTag(sn.MODULE_NAME)
     settings.SetParameter("codec", "lossless")
     properties = {"nodeID": node.GetID(), "fileName": str(tmp_path / "a.sirz")}
-    assert sn.SirenCompressFileWriter(FakeParent()).write(properties)
+    assert slicer_files.SirenCompressFileWriter(FakeParent()).write(properties)
     assert node.GetStorageNode().GetFileName() == str(tmp_path / "a.sirz")
     scene.SetURL(str(tmp_path / "scene.mrml"))
     scene.Commit()
@@ -290,7 +291,7 @@ def test_writer_runs_its_hooks_and_reports_what_stops_it(scene, tmp_path):
     node = dwi_node(scene, phantom())
     seen = []
 
-    class Writer(sn.SirenCompressFileWriter):
+    class Writer(slicer_files.SirenCompressFileWriter):
         def prepare(self):
             raise sn.SirenCompressError("pynrrd is not installed")
 
@@ -306,7 +307,7 @@ def test_writer_runs_its_hooks_and_reports_what_stops_it(scene, tmp_path):
 def test_writer_cancelled_from_its_wait_writes_nothing(scene, tmp_path):
     node = dwi_node(scene, phantom())
 
-    class Writer(sn.SirenCompressFileWriter):
+    class Writer(slicer_files.SirenCompressFileWriter):
         def wait(self, task):  # as the progress dialog's Cancel does
             while not any(e["event"] == "start" for e in task.poll()):
                 assert task.running
@@ -326,7 +327,8 @@ def test_writer_and_reader_answer_about_every_mrml_object_without_raising(scene,
     """qSlicerSaveDataDialog.cxx asks every writer about the scene itself (`fileWriterExtensions(this->MRMLScene)`)
     and about each storable node; qSlicerScriptedFileWriter.cxx / qSlicerScriptedFileReader.cxx accept only a
     Python bool from canWriteObject / canLoadFile (PyBool_Check) and print any exception as a traceback."""
-    writer, reader = sn.SirenCompressFileWriter(FakeParent()), sn.SirenCompressFileReader(FakeParent())
+    writer = slicer_files.SirenCompressFileWriter(FakeParent())
+    reader = slicer_files.SirenCompressFileReader(FakeParent())
     classes = [scene.GetNthRegisteredNodeClass(i).GetClassName()
                for i in range(scene.GetNumberOfRegisteredNodeClasses())]
     objects = [None, vtk.vtkImageData()] + [scene.CreateNodeByClass(name) for name in classes]
@@ -365,9 +367,9 @@ def test_reader_shows_what_it_loads(app_logic, archive_path, monkeypatch):
     monkeypatch.setattr(slicer, "app", types.SimpleNamespace(applicationLogic=lambda: app_logic), raising=False)
     selection = app_logic.GetSelectionNode()
     parent = FakeParent()
-    assert sn.SirenCompressFileReader(parent).load({"fileName": str(archive_path), "show": False})
+    assert slicer_files.SirenCompressFileReader(parent).load({"fileName": str(archive_path), "show": False})
     assert selection.GetActiveVolumeID() is None
-    assert sn.SirenCompressFileReader(parent).load({"fileName": str(archive_path)})
+    assert slicer_files.SirenCompressFileReader(parent).load({"fileName": str(archive_path)})
     assert selection.GetActiveVolumeID() == parent.loadedNodes[0]
     assert selection.GetActiveTableID() == parent.loadedNodes[1]
 

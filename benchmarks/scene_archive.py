@@ -12,6 +12,7 @@ is `load_scene`. Each into a fresh scene, best of 3 runs; run with slicer-core i
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 import zipfile
@@ -87,6 +88,8 @@ def best(run, times: int = 3) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         scene, keep = fresh_scene()
