@@ -306,7 +306,8 @@ def _read(source, size: int) -> Archive:
     with zipfile.ZipFile(source) as zf:
         manifest = read_manifest(zf)
         if manifest.get("kind") == SCENE_KIND:
-            raise ArchiveError("a scene archive (several nodes): read it with read_scene_archive or load_scene")
+            raise ArchiveError("a scene archive (several nodes): read one node with "
+                               "read_scene_archive(path).node_archive(NAME), the whole scene with load_scene")
         infos = _member_infos(zf, size)
         stored = manifest.pop("digest", None)
         if stored is not None and not (isinstance(stored, str) and SHA256.fullmatch(stored)):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import batch, headers
-from .archive import SCENE_KIND, manifest_kind, read_archive, write_archive
+from .archive import SCENE_KIND, Archive, manifest_kind, read_archive, write_archive
 from .atomic import atomic_outputs, check_outputs
 from .codecs import (
     DEFAULT,
@@ -126,12 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", type=Path, required=True,
                    help=".nii, .nii.gz or .nrrd; for a scene archive a folder (made if missing): every node as "
                         "NAME.nii.gz (+ .bval/.bvec), and the scene's MRML file and other files")
+    d.add_argument("--node", metavar="NAME", help="of a scene archive, only this node (its name or id), to a file")
     d.add_argument("--force", action="store_true", help="replace existing outputs")
     d.set_defaults(run=_decompress)
 
     i = commands.add_parser("info", help="describe a .sirz: shape, codec, sizes, ratios, per-slice metrics")
     i.add_argument("input", type=Path)
     i.add_argument("--json", action="store_true")
+    i.add_argument("--node", metavar="NAME", help="of a scene archive, this node (its name or id) as its own archive")
     i.set_defaults(run=_info)
 
     e = commands.add_parser("evaluate", help="per-slice and whole MSE, PSNR, SSIM of a decoded image; with --dmri "
@@ -352,11 +354,20 @@ def _read_text(path: Path) -> str:
         raise InputError(f"{path}: cannot read the settings: {exc.strerror or exc}") from None
 
 
+def _volume_archive(args: argparse.Namespace) -> tuple[Archive, int]:
+    """The single-volume archive a command reads, and its bytes: the input file, or with --node that node of a
+    scene archive."""
+    if args.node is None:
+        return read_archive(args.input), args.input.stat().st_size
+    entry = (scene := read_scene_archive(args.input)).node_entry(args.node)
+    return scene.archives[entry["id"]], entry["bytes"]
+
+
 def _decompress(args: argparse.Namespace) -> None:
-    if manifest_kind(args.input) == SCENE_KIND:
+    if args.node is None and manifest_kind(args.input) == SCENE_KIND:
         return _decompress_scene(args)
     kind = image_format(args.output)
-    volume = decompress(read_archive(args.input))
+    volume = decompress(_volume_archive(args)[0])
     for path in write_volume(volume, args.output, args.force):
         print(f"wrote {path}")
     lost = unstorable(volume.header, volume.frames, kind)
@@ -396,10 +407,10 @@ def _decompress_scene(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    if manifest_kind(args.input) == SCENE_KIND:
+    if args.node is None and manifest_kind(args.input) == SCENE_KIND:
         return _scene_info(args)
-    archive = read_archive(args.input)
-    m, size = archive.manifest, sizes(archive, args.input.stat().st_size)
+    archive, nbytes = _volume_archive(args)
+    m, size = archive.manifest, sizes(archive, nbytes)
     comparison = stored_comparison(archive)
     frames = None if m.get("frames") is None else FrameIndex(**m["frames"])
     constants = [s.get("constant_voxels") for s in m["slices"]]  # fmri: voxels outside the coded mask
@@ -429,7 +440,8 @@ def _info(args: argparse.Namespace) -> None:
     g = m["gradients"]
     shells = "none" if g is None else f"{len(g['bvals'])} ({g['convention']}), b = " + ", ".join(
         f"{b:g}" for b in sorted({round(b, -2) for b in g["bvals"]}))
-    print(f"{args.input}: .sirz format {m['format_version']}, SirenCompress {m['library_version']}")
+    where = args.input if args.node is None else f"{args.input}, node {args.node!r}"
+    print(f"{where}: .sirz format {m['format_version']}, SirenCompress {m['library_version']}")
     print(f"shape {'×'.join(map(str, m['shape']))} {m['dtype']}; gradients: {shells}")
     print(f"codec {m['codec']['name']}: {config}")
     if _promise(archive) is not None:

@@ -120,7 +120,8 @@ def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str
     For each bit depth (8 and 6 for integer weights, unless `bits` is False; config.weight_bits otherwise) a
     bisection over UNITS_LADDER (config.units only, if `units` is False) finds the fewest units that reach the
     target within the epochs, trained by the codec's `psnr_probe` hook; the candidate with the fewest bytes
-    wins. If nothing reaches it, the probe with the highest PSNR wins.
+    wins. If nothing reaches it, the probe with the highest PSNR wins. A codec whose `Config` has no
+    `target_psnr` trains to its epochs: its PSNR lands at or above the target, by up to a rung of the ladder.
 
     Parameters
     ----------
@@ -152,13 +153,14 @@ def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str
     module = get_codec(codec)
     if hasattr(module, "settings_for_psnr"):  # a codec that searches its own settings
         return module.settings_for_psnr(volume, config, psnr), []
+    aim = {"target_psnr": psnr} if hasattr(config, "target_psnr") else {}  # training that stops at the target
     trial_of = module.psnr_probe(volume, config)
     if trial_of is None:
-        return replace(config, target_psnr=psnr), []
+        return replace(config, **aim), []
     probes: list[Probe] = []
 
     def probe(n_units: int, n_bits: int) -> Probe:
-        reached, nbytes = trial_of(replace(config, units=n_units, weight_bits=n_bits, target_psnr=psnr))
+        reached, nbytes = trial_of(replace(config, units=n_units, weight_bits=n_bits, **aim))
         probes.append(Probe(n_units, n_bits, reached, nbytes))
         if report is not None:
             report(probes[-1])
@@ -179,7 +181,7 @@ def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str
         if found is not None:
             winners.append(found)
     best = min(winners, key=lambda p: p.bytes) if winners else max(probes, key=lambda p: p.psnr)
-    return replace(config, units=best.units, weight_bits=best.weight_bits, target_psnr=psnr), probes
+    return replace(config, units=best.units, weight_bits=best.weight_bits, **aim), probes
 
 
 def config_for_noise(config: _Settings, volume: Volume4D, fraction: float, codec: str, noise: NoiseEstimate,

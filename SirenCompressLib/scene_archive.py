@@ -32,7 +32,7 @@ from .archive import (
 )
 from .atomic import atomic_outputs
 from .codecs import REGISTRY, get_codec
-from .errors import ArchiveError
+from .errors import ArchiveError, InputError
 from .version import __version__
 
 SCENE_FORMAT_VERSION = 3  # single-volume archives stay at archive.FORMAT_VERSION
@@ -66,6 +66,28 @@ class SceneArchive:
     members: dict[str, bytes]
     archives: dict[str, Archive] = field(default_factory=dict)
 
+    def node_entry(self, name: str) -> dict:
+        """The manifest entry of the node named `name` (or with that id): its id, name, kind, member, codec, bytes.
+
+        Parameters
+        ----------
+        name : str
+
+        Returns
+        -------
+        dict
+
+        Raises
+        ------
+        InputError
+            When no node has that name or id (the message lists the names).
+        """
+        for entry in self.manifest["nodes"]:
+            if name in (entry["name"], entry["id"]):
+                return entry
+        names = ", ".join(repr(entry["name"]) for entry in self.manifest["nodes"]) or "none"
+        raise InputError(f"the scene archive has no node {name!r} (its compressed nodes: {names})")
+
     def node_archive(self, name: str) -> Archive:
         """The single-volume archive of the node named `name` (or with that id), e.g. to `pipeline.decompress` it.
 
@@ -79,13 +101,10 @@ class SceneArchive:
 
         Raises
         ------
-        KeyError
+        InputError
             When no node has that name or id.
         """
-        for entry in self.manifest["nodes"]:
-            if name in (entry["name"], entry["id"]):
-                return self.archives[entry["id"]]
-        raise KeyError(f"the scene archive has no node {name!r}")
+        return self.archives[self.node_entry(name)["id"]]
 
     def scene_files(self) -> dict[str, bytes]:
         """The MRML file and the other nodes' files, by their path relative to the MRML file's folder.

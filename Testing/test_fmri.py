@@ -172,9 +172,7 @@ def test_cli_refuses_flags_of_other_codecs(tmp_path):
     nifti = tmp_path / "run.nii.gz"
     write_volume(small_phantom().volume, nifti)
     for flags, message in ((["--lr-decay", "cosine"], "does not apply to the fmri codec"),
-                           (["--codec", "siren", "--components", "5"], "does not apply to the siren codec"),
-                           (["--target-psnr", "40"],
-                            "fmri codec cannot aim at a PSNR (codecs that can: transform, siren)")):
+                           (["--codec", "siren", "--components", "5"], "does not apply to the siren codec")):
         result = run_cli("compress", nifti, "-o", tmp_path / "x.sirz", *flags)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "x.sirz").exists()
@@ -188,6 +186,20 @@ def test_target_ratio_picks_the_units(tmp_path):
     archive = compress(volume, "fmri", config)
     ratio = volume.data.size * 2 / len(to_bytes(archive))
     assert 36 < ratio < 44 and config.units != QUICK.units
+
+
+def test_target_psnr_takes_the_smallest_member_that_reaches_it():
+    """Each probe is a whole encode and decode, scored as the archive's metrics score it."""
+    from SirenCompressLib.rate import config_for_psnr
+
+    volume = small_phantom().volume
+    config, probes = config_for_psnr(QUICK, volume, 40.5, "fmri", units=False)
+    assert [p.weight_bits for p in probes] == [8, 6] and config.units == QUICK.units
+    chosen = min((p for p in probes if p.psnr >= 40.5), key=lambda p: p.bytes)
+    assert config.weight_bits == chosen.weight_bits
+    archive = compress(volume, "fmri", config)
+    assert archive.manifest["metrics"]["psnr"] == pytest.approx(chosen.psnr, abs=1e-9)
+    assert archive.manifest["metrics"]["psnr"] >= 40.5
 
 
 def test_config_checks_and_json_round_trip():

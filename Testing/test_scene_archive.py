@@ -25,6 +25,7 @@ from SirenCompressLib import (  # noqa: E402
     load_scene,
     read_archive,
     read_scene_archive,
+    read_volume,
     save_scene,
     slicer_files,  # noqa: E402
     write_archive,
@@ -260,6 +261,17 @@ def test_cli_info_and_decompress(full_scene, tmp_path, capsys):
                                   np.transpose(slicer.util.arrayFromVolume(by_name(full_scene, "T1")), (2, 1, 0)))
     assert main(["decompress", str(path), "-o", str(out)]) == 2  # exists: --force
     assert "exists already" in capsys.readouterr().err
+    assert main(["decompress", str(path), "--node", "dwi", "-o", str(tmp_path / "dwi.nrrd")]) == 0
+    assert "dwi.nrrd" in capsys.readouterr().out
+    np.testing.assert_array_equal(read_volume(tmp_path / "dwi.nrrd").data,
+                                  decompress(read_scene_archive(path).node_archive("dwi")).data)
+    assert main(["info", str(path), "--node", "T1", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["codec"]["name"] == exact_codec()
+    assert info["sizes"]["archive_bytes"] == read_scene_archive(path).node_entry("T1")["bytes"]
+    assert main(["decompress", str(path), "--node", "nothing", "-o", str(tmp_path / "x.nii.gz")]) == 2
+    assert "no node 'nothing' (its compressed nodes: 'dwi', 'T1', 'tissues')" in capsys.readouterr().err
+    assert not (tmp_path / "x.nii.gz").exists()
 
 
 def test_file_writer_and_reader_take_scenes(full_scene, tmp_path):

@@ -63,7 +63,13 @@ def test_cli_siren3d_round_trip_without_torch(phantom_nifti, tmp_path):
     assert_same_geometry(read_volume(decoded), read_volume(phantom_nifti))
 
 
-def test_cli_target_psnr_needs_the_slice_codec(phantom_nifti, tmp_path):
-    result = run_cli("compress", phantom_nifti, "-o", tmp_path / "p.sirz", "--codec", "siren3d", "--target-psnr", "30")
-    expected = "siren3d codec cannot aim at a PSNR (codecs that can: transform, siren)"
-    assert result.returncode == 2 and expected in result.stderr
+def test_cli_target_psnr_stops_the_whole_volume_network_at_the_target(phantom_nifti, tmp_path):
+    """One probe (units and bits given) trains the network until it reaches the target; the archive lands there."""
+    archive = tmp_path / "p.sirz"
+    args = ["--layers", "2", "--units", "32", "--weight-bits", "8", "--epochs", "400", "--qat-epochs", "0",
+            "--lr", "3e-3", "--device", "cpu", "--progress", "none"]
+    result = run_cli("compress", phantom_nifti, "-o", archive, "--codec", "siren3d", "--target-psnr", "26", *args)
+    assert result.returncode == 0, result.stderr
+    manifest = read_archive(archive).manifest
+    assert manifest["codec"]["config"]["target_psnr"] == 26.0
+    assert 26.0 <= manifest["metrics"]["psnr"] < 27.0

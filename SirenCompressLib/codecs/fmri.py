@@ -23,6 +23,7 @@ Decoding needs numpy alone. Member layout: docs/FORMAT.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -47,7 +48,7 @@ ENTRY_KEYS_0_3 = {"mean_step", "threshold", "scale", "frames", "components"}  # 
 NAME = "fmri"
 SHARED_MEMBER = True
 EXACT = False
-RATE_CONTROL = frozenset({"ratio"})
+RATE_CONTROL = frozenset({"ratio", "psnr"})
 PRESETS: dict = {}
 DEFAULT_PRESET = None
 MIN_FRAMES = 50  # time series this long, without gradients, are suggested this codec
@@ -228,6 +229,39 @@ def member_bytes(volume: Volume4D, config: Config):
         return len(_member(run, _stored_arrays(params, sized, k), sized))
 
     return size
+
+
+def psnr_probe(volume: Volume4D, config: Config) -> Callable[[Config], tuple[float, int]] | None:
+    """Rate control's hook for a PSNR target: each trial is a whole encode and decode (the model trains to its
+    epochs; there is no early stop), scored on the voxels as decoded.
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    callable or None
+        Trial settings → (PSNR in dB, the member's bytes); None for a constant volume.
+    """
+    from ..metrics import psnr_from_mse, value_range
+    from ..pipeline import restore_dtype
+
+    data = volume.data
+    lo, hi = value_range(data)
+    if hi == lo:
+        return None
+
+    def probe(trial: Config) -> tuple[float, int]:
+        encoded = encode(volume, trial)
+        member = encoded[0].member
+        mse = np.mean([np.mean(((restore_dtype(decode_slice(trial, {"index": z, **item.entry}, member, data.shape),
+                                               data.dtype, lo, hi) - data[:, :, z].astype(np.float64)) /
+                                (hi - lo)) ** 2) for z, item in enumerate(encoded)])
+        return psnr_from_mse(float(mse)), len(member)
+
+    return probe
 
 
 @dataclass

@@ -35,11 +35,12 @@ from .siren import (
 )
 
 __all__ = ["DEFAULT_PRESET", "EXACT", "NAME", "PRESETS", "RATE_CONTROL", "SHARED_MEMBER", "Config", "check_slices",
-           "configure", "decode_slice", "default_config", "encode", "member_bytes", "placeholders", "preferred"]
+           "configure", "decode_slice", "default_config", "encode", "member_bytes", "placeholders", "preferred",
+           "psnr_probe"]
 NAME = "siren3d"
 SHARED_MEMBER = True
 EXACT = False
-RATE_CONTROL = frozenset({"ratio"})
+RATE_CONTROL = frozenset({"ratio", "psnr"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,33 @@ def member_bytes(volume: Volume4D, config: Config) -> Callable[[int], int]:
         Units per layer → bytes of the (x, y, z) network's member.
     """
     return _siren_member_bytes(volume, config, n_in=3)
+
+
+def psnr_probe(volume: Volume4D, config: Config) -> Callable[[Config], tuple[float, int]] | None:
+    """Rate control's hook for a PSNR target: each trial trains the whole network, as `encode` does (one trial
+    costs one encode), stopping once its stored weights reach the trial's `target_psnr`.
+
+    Parameters
+    ----------
+    volume : Volume4D
+    config : Config
+
+    Returns
+    -------
+    callable or None
+        Trial settings → (PSNR in dB of the stored weights, member bytes); None for a constant volume.
+    """
+    [first, *_] = placeholders(volume, config)
+    if first.member is None:
+        return None
+    nx, ny, nz, nv = volume.shape
+
+    def probe(trial: Config) -> tuple[float, int]:
+        [(member, reached)] = fit_networks(grid(nx, ny, nz), [volume.data.reshape(-1, nv)], [first.entry],
+                                           volume_span(volume.data), trial, [trial.seed])
+        return reached, len(member)
+
+    return probe
 
 
 def encode(volume: Volume4D, config: Config, progress: Progress | None = None) -> list[EncodedSlice]:
