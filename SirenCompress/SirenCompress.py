@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Union
 
@@ -424,6 +425,27 @@ class SirenCompressFileWriter(slicer_files.SirenCompressFileWriter):
 
     def python(self) -> str:
         return SirenCompressLogic.python()
+
+    @contextmanager
+    def scene_progress(self):
+        """A progress dialog with Cancel while the scene is compressed (in Slicer's process: events are processed
+        between the codec's steps)."""
+        dialog = qt.QProgressDialog(_("Saving the scene"), _("Cancel"), 0, 100, slicer.util.mainWindow())
+        dialog.setWindowModality(qt.Qt.ApplicationModal)
+        dialog.minimumDuration = 0
+        tracker = slicer_nodes.SceneProgress()
+
+        def update(event: dict) -> None:
+            tracker.update(event)
+            dialog.value, dialog.labelText = tracker.percent, tracker.status
+            slicer.app.processEvents()
+            if dialog.wasCanceled:
+                raise SirenCompressError(_("saving cancelled; no file was written"))
+
+        try:
+            yield update
+        finally:
+            dialog.close()
 
     def wait(self, task: slicer_nodes.NodeCompression) -> None:
         progress = slicer_nodes.Progress()

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import slicer
 import vtk
 
@@ -109,7 +112,8 @@ class SirenCompressFileWriter(_ArchiveFileIO):
         """The whole scene as a scene archive at `path` (replacing a file there: the Save dialog asked)."""
         try:
             self.prepare()
-            save_scene(path, force=True)
+            with self.scene_progress() as progress:
+                save_scene(path, force=True, progress=progress)
         except SirenCompressError as exc:
             self._error(f"Cannot save {path}: {exc}")
             return False
@@ -118,6 +122,12 @@ class SirenCompressFileWriter(_ArchiveFileIO):
 
     def prepare(self) -> None:
         """Before compressing: `SirenCompressError` if it cannot run (the module installs what is missing)."""
+
+    @contextmanager
+    def scene_progress(self) -> Iterator[Callable[[dict], None] | None]:
+        """While a scene is saved: the receiver of `save_scene`'s progress events, which raises
+        `SirenCompressError` to cancel (the module shows them with Cancel; here: none)."""
+        yield None
 
     def python(self) -> str | None:
         """The Python for the child process (None: this one)."""

@@ -478,10 +478,30 @@ class Progress:
             self._done += event["kind"] == "network"
             if self._per_slice:
                 self.percent = int(100 * (event["slice"] + 1) / self._slices)
+                self.status = f"slice {event['slice'] + 1}/{self._slices}"
             return [f"slice {event['slice'] + 1}: {event['kind']}, {event['bytes']} bytes"]
         elif kind == "error":
             return [event["message"]]
         return []
+
+
+class SceneProgress:
+    """Turns `slicer_scene.save_scene`'s progress events into a percentage and a status line: the nodes done,
+    and the one being compressed as `Progress` follows it."""
+
+    def __init__(self) -> None:
+        self.percent, self.status = 0, ""
+        self._node, self._index, self._nodes, self._name = Progress(), 0, 1, ""
+
+    def update(self, event: dict) -> None:
+        """Take one event."""
+        if event.get("event") == "node":
+            self._node, self._index, self._nodes, self._name = Progress(), event["index"], event["nodes"], event["name"]
+        else:
+            self._node.update(event)
+        self.percent = int(100 * (self._index + self._node.percent / 100) / self._nodes)
+        self.status = f"{self._name} ({self._index + 1}/{self._nodes})" + \
+            (f": {self._node.status}" if self._node.status else "")
 
 
 def compress_node(node, output_path: str | os.PathLike, config=None, on_event=None, python: str | None = None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import slicer
@@ -44,7 +45,7 @@ KIND_CLASSES = {"dwi": "vtkMRMLDiffusionWeightedVolumeNode", "sequence": "vtkMRM
 
 
 def save_scene(path: str | os.PathLike, scene=None, codec: str | None = None, preset: str | None = None,
-               force: bool = False, **settings) -> SceneArchive:
+               force: bool = False, progress: Callable[[dict], None] | None = None, **settings) -> SceneArchive:
     """Write a Slicer scene as one scene archive (`.sirz`).
 
     Parameters
@@ -60,6 +61,10 @@ def save_scene(path: str | os.PathLike, scene=None, codec: str | None = None, pr
         The codec's preset (None: its default).
     force : bool
         Replace an existing file.
+    progress : callable or None
+        Receives {"event": "node", "name", "kind", "index", "nodes"} before each compressed node, then that
+        node's codec events (`pipeline.compress`). An exception it raises stops the save (e.g. a Cancel
+        button): nothing is written, and the exception propagates.
     **settings
         The codec's settings (its `Config` field names, e.g. ``epochs=500``); they need `codec`.
 
@@ -83,11 +88,13 @@ def save_scene(path: str | os.PathLike, scene=None, codec: str | None = None, pr
     config = None if codec is None else configure(codec, settings, preset)
     nodes = compressible_nodes(scene)
     members = []
-    for node, kind in nodes:
+    for index, (node, kind) in enumerate(nodes):
+        if progress is not None:
+            progress({"event": "node", "name": node.GetName(), "kind": kind, "index": index, "nodes": len(nodes)})
         if NODE_KINDS[kind] == 3:
-            archive = compress(Volume4D(_voxels(node), _ijk_to_ras(node)), exact_codec())
+            archive = compress(Volume4D(_voxels(node), _ijk_to_ras(node)), exact_codec(), progress=progress)
         else:
-            archive = compress(volume_from_node(node), codec, config)
+            archive = compress(volume_from_node(node), codec, config, progress)
         members.append((node.GetID(), node.GetName(), kind, archive))
     with tempfile.TemporaryDirectory(prefix="sirencompress-scene-") as folder:
         files, mrml = _scene_files(scene, Path(folder) / "scene", {node.GetID() for node, _ in nodes})

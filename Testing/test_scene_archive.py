@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from contextlib import contextmanager
 
 import nibabel as nib
 import numpy as np
@@ -21,6 +22,7 @@ import vtk  # noqa: E402
 from conftest import REPO, FakeParent, phantom  # noqa: E402
 from SirenCompressLib import (  # noqa: E402
     ArchiveError,
+    SirenCompressError,
     decompress,
     load_scene,
     read_archive,
@@ -291,6 +293,47 @@ def test_file_writer_and_reader_take_scenes(full_scene, tmp_path):
     assert "Cannot open" in parent.messages.GetNthMessageText(parent.messages.GetNumberOfMessages() - 1)
     with pytest.raises(ArchiveError, match="not at the start"):  # not read as the node archive stored last
         read_archive(path)
+
+
+def test_saving_reports_progress_and_can_be_cancelled(full_scene, tmp_path):
+    """Node events, then each node's codec events, rise to the last node; a receiver that raises stops the save
+    with nothing written, and the file writer reports the cancel as a message."""
+    build(full_scene)
+    path = tmp_path / "scene.sirz"
+    events, tracker, seen = [], sn.SceneProgress(), []
+
+    def follow(event: dict) -> None:
+        events.append(event)
+        tracker.update(event)
+        seen.append((tracker.percent, tracker.status))
+
+    save_scene(path, full_scene, progress=follow)
+    nodes = [(e["name"], e["index"], e["nodes"]) for e in events if e["event"] == "node"]
+    assert nodes == [("dwi", 0, 3), ("T1", 1, 3), ("tissues", 2, 3)]
+    assert sum(e["event"] == "slice" for e in events) == 3 * SHAPE[2]
+    percents = [p for p, _ in seen]
+    assert percents == sorted(percents) and percents[-1] == 100
+    assert seen[-1][1] == f"tissues (3/3): slice {SHAPE[2]}/{SHAPE[2]}"
+    before = path.read_bytes()
+
+    def cancel(event: dict) -> None:
+        if event["event"] == "node" and event["index"] == 1:
+            raise SirenCompressError("cancelled")
+
+    with pytest.raises(SirenCompressError, match="cancelled"):
+        save_scene(tmp_path / "other.sirz", full_scene, progress=cancel)
+    with pytest.raises(SirenCompressError, match="cancelled"):
+        save_scene(path, full_scene, force=True, progress=cancel)
+    assert not (tmp_path / "other.sirz").exists() and path.read_bytes() == before
+
+    class CancellingWriter(slicer_files.SirenCompressFileWriter):
+        @contextmanager
+        def scene_progress(self):
+            yield cancel
+
+    parent = FakeParent()
+    assert CancellingWriter(parent).write({"fileName": str(tmp_path / "other.sirz")}) is False
+    assert "cancelled" in parent.messages.GetNthMessageText(0) and not (tmp_path / "other.sirz").exists()
 
 
 def test_settings_need_a_codec(full_scene, tmp_path):
