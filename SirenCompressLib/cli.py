@@ -43,7 +43,7 @@ from .pipeline import added_noise, compress, decompress, gzip_size, max_error, s
 from .progress import Bar, JsonLines
 from .rate import config_for_noise, config_for_psnr, config_for_ratio, supports
 from .sample import SAMPLES, copy_sample, sample_files
-from .scene_archive import raw16_bytes, read_scene_archive
+from .scene_archive import mrml_with_files, raw16_bytes, read_scene_archive
 from .version import __version__
 from .volume import FrameIndex, Volume4D
 
@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input", type=Path)
     d.add_argument("-o", "--output", type=Path, required=True,
                    help=".nii, .nii.gz or .nrrd; for a scene archive a folder (made if missing): every node as "
-                        "NAME.nii.gz (+ .bval/.bvec), and the scene's MRML file and other files")
+                        "Slicer reads it (DWI NAME.nrrd, sequence NAME.seq.nrrd, 3D NAME.nii.gz) and the scene's "
+                        "MRML file, which references them, and other files")
     d.add_argument("--node", metavar="NAME", help="of a scene archive, only this node (its name or id), to a file")
     d.add_argument("--force", action="store_true", help="replace existing outputs")
     d.set_defaults(run=_decompress)
@@ -376,22 +377,31 @@ def _decompress(args: argparse.Namespace) -> None:
               f"(the archive keeps them)", file=sys.stderr)
 
 
+DECODED_SUFFIXES = {"dwi": ".nrrd", "sequence": ".seq.nrrd", "multivolume": ".nrrd", "volume": ".nii.gz",
+                    "labelmap": ".nii.gz"}  # a scene archive's nodes, decoded: as Slicer's storage nodes read them
+
+
 def _decompress_scene(args: argparse.Namespace) -> None:
-    """Every node of a scene archive as NAME.nii.gz in the output folder, then the scene's own files."""
+    """Every node of a scene archive as a file in the output folder (`DECODED_SUFFIXES`), then the scene's own
+    files, its MRML file with storage nodes that read the decoded files."""
     archive = read_scene_archive(args.input)
     folder = args.output
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder}: a scene archive decodes to a folder, not a file")
     files = archive.scene_files()
-    volumes, used = [], {name.lower() for name in files}
+    volumes, used, names = [], {name.lower() for name in files}, {}
     for entry in archive.manifest["nodes"]:
         stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in entry["name"]).strip(".") or "node"
-        name, n = f"{stem}.nii.gz", 1
+        suffix = DECODED_SUFFIXES[entry["kind"]]
+        name, n = f"{stem}{suffix}", 1
         while name.lower() in used:
             n += 1
-            name = f"{stem}_{n}.nii.gz"
+            name = f"{stem}_{n}{suffix}"
         used.add(name.lower())
+        names[entry["id"]] = name
         volumes.append((folder / name, decompress(archive.archives[entry["id"]])))
+    files[archive.mrml] = mrml_with_files(archive, {node: f"{'../' * archive.mrml.count('/')}{name}"
+                                                    for node, name in names.items()})
     targets = [folder / name for name in files]
     for target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -402,8 +412,8 @@ def _decompress_scene(args: argparse.Namespace) -> None:
     with atomic_outputs(targets, args.force) as temps:
         for temp, data in zip(temps, files.values()):
             temp.write_bytes(data)
-    print(f"wrote {folder / archive.mrml} and {len(files) - 1} more scene files; the compressed nodes' voxels are "
-          f"in the image files above (opening {args.input.name} in 3D Slicer puts them back into their nodes)")
+    print(f"wrote {folder / archive.mrml} (it opens in 3D Slicer, reading the image files above) and "
+          f"{len(files) - 1} more scene files")
 
 
 def _info(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -38,6 +39,9 @@ from .version import __version__
 SCENE_FORMAT_VERSION = 3  # single-volume archives stay at archive.FORMAT_VERSION
 NODE_KINDS = {"dwi": 4, "sequence": 4, "multivolume": 4, "volume": 3, "labelmap": 3}  # kind → dimensions
 SCENE_PREFIX = "scene/"
+# The MRML element of the storage node Slicer reads each kind's decoded file with (`mrml_with_files`).
+STORAGE_ELEMENTS = {"dwi": "NRRDStorage", "sequence": "VolumeSequenceStorage", "volume": "VolumeArchetypeStorage",
+                    "labelmap": "VolumeArchetypeStorage"}
 MAX_NAME = 1024  # characters of a node name, id or member path
 # Deflated scene files may declare at most SCENE_FLOOR + SCENE_BYTES_PER_BYTE · (file size) bytes in all (deflate
 # expands at most about 1032×).
@@ -354,3 +358,41 @@ def raw16_bytes(archive: SceneArchive) -> int:
     int
     """
     return sum(2 * math.prod(a.manifest["shape"]) for a in archive.archives.values())
+
+
+def mrml_with_files(archive: SceneArchive, files: dict[str, str]) -> bytes:
+    """The scene's MRML file with a storage node for each compressed node that reads its decoded file, as
+    Slicer's own storage node for that kind (`STORAGE_ELEMENTS`) would: the scene of `decompress -o FOLDER`
+    then opens in Slicer without this package.
+
+    Parameters
+    ----------
+    archive : SceneArchive
+    files : dict of str to str
+        Node id → the decoded file's path relative to the MRML file (".nrrd" for DWIs, ".seq.nrrd" for
+        sequences, NIfTI or NRRD for 3D volumes). Nodes not given (and multivolumes, which Slicer reads through
+        the MultiVolumeExplorer extension) keep no storage node.
+
+    Returns
+    -------
+    bytes
+        The MRML file, UTF-8.
+
+    Raises
+    ------
+    ArchiveError
+        When the MRML file is not valid XML.
+    """
+    try:
+        root = ET.fromstring(archive.members[archive.manifest["scene"]])
+    except ET.ParseError as exc:
+        raise ArchiveError(f"the MRML scene is not valid XML ({exc})") from None
+    kinds = {entry["id"]: entry["kind"] for entry in archive.manifest["nodes"]}
+    for n, element in enumerate(e for e in list(root) if e.get("id") in files and kinds[e.get("id")] in
+                                STORAGE_ELEMENTS):
+        tag = STORAGE_ELEMENTS[kinds[element.get("id")]]
+        storage = f"vtkMRML{tag}NodeSirenCompress{n + 1}"
+        ET.SubElement(root, tag, {"id": storage, "name": storage, "hideFromEditors": "true",
+                                  "fileName": files[element.get("id")], "useCompression": "1"})
+        element.set("references", element.get("references", "") + f"storage:{storage};")
+    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)

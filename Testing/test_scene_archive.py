@@ -182,6 +182,15 @@ def test_sequence_scene_lossless_and_float_volume(full_scene, tmp_path):
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(named["bold"]), data[..., 0].T)  # the proxy
     browsers = [n for n in second if n.IsA("vtkMRMLSequenceBrowserNode")]
     assert len(browsers) == 1 and browsers[0].GetProxyNode(browsers[0].GetMasterSequenceNode()) is not None
+    from SirenCompressLib.cli import main
+
+    assert main(["decompress", str(path), "-o", str(tmp_path / "out")]) == 0  # the sequence as Slicer reads it
+    scene.Clear(0)
+    scene.SetURL(str(tmp_path / "out" / "scene.mrml"))
+    assert scene.Connect()
+    decoded = sn.volume_from_node(next(n for n in scene_nodes(scene) if n.IsA("vtkMRMLSequenceNode")))
+    np.testing.assert_array_equal(decoded.data, data)
+    assert decoded.frames == frames
 
 
 def scene_nodes(scene) -> list:
@@ -257,10 +266,22 @@ def test_cli_info_and_decompress(full_scene, tmp_path, capsys):
     assert main(["info", str(path)]) == 0 and "tissues  labelmap" in capsys.readouterr().out
     out = tmp_path / "out"
     assert main(["decompress", str(path), "-o", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} >= {"dwi.nii.gz", "dwi.bval", "dwi.bvec", "T1.nii.gz", "tissues.nii.gz",
-                                              "scene.mrml", "Data"}
+    assert {p.name for p in out.iterdir()} >= {"dwi.nrrd", "T1.nii.gz", "tissues.nii.gz", "scene.mrml", "Data"}
     np.testing.assert_array_equal(np.asarray(nib.load(out / "T1.nii.gz").dataobj).reshape(SHAPE),
                                   np.transpose(slicer.util.arrayFromVolume(by_name(full_scene, "T1")), (2, 1, 0)))
+    saved = {name: (slicer.util.arrayFromVolume(by_name(full_scene, name)).copy(),
+                    sn._ijk_to_ras(by_name(full_scene, name))) for name in ("T1", "tissues")}
+    full_scene.Clear(0)  # the folder's scene, opened by Slicer's own storage nodes
+    full_scene.SetURL(str(out / "scene.mrml"))
+    assert full_scene.Connect()
+    dwi = sn.volume_from_node(by_name(full_scene, "dwi"))
+    decoded = decompress(read_scene_archive(path).node_archive("dwi"))
+    np.testing.assert_array_equal(dwi.data, decoded.data)
+    np.testing.assert_allclose(dwi.gradients.directions_ras(dwi.ijk_to_ras),
+                               decoded.gradients.directions_ras(decoded.ijk_to_ras), atol=1e-6)
+    for name, (voxels, ijk_to_ras) in saved.items():
+        assert_same_in_world(by_name(full_scene, name), voxels, ijk_to_ras)
+    capsys.readouterr()
     assert main(["decompress", str(path), "-o", str(out)]) == 2  # exists: --force
     assert "exists already" in capsys.readouterr().err
     assert main(["decompress", str(path), "--node", "dwi", "-o", str(tmp_path / "dwi.nrrd")]) == 0
@@ -274,6 +295,17 @@ def test_cli_info_and_decompress(full_scene, tmp_path, capsys):
     assert main(["decompress", str(path), "--node", "nothing", "-o", str(tmp_path / "x.nii.gz")]) == 2
     assert "no node 'nothing' (its compressed nodes: 'dwi', 'T1', 'tissues')" in capsys.readouterr().err
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def assert_same_in_world(node, voxels: np.ndarray, ijk_to_ras: np.ndarray) -> None:
+    """A scalar volume node holds `voxels` (k, j, i) at the RAS positions `ijk_to_ras` gives them (the voxel order
+    may differ: ITK reads a left-handed NIfTI grid as a right-handed one)."""
+    a, b = slicer.util.arrayFromVolume(node), voxels
+    to_node = np.linalg.inv(sn._ijk_to_ras(node)) @ ijk_to_ras
+    k, j, i = np.indices(b.shape)
+    ijk = np.rint(to_node @ np.stack([i.ravel(), j.ravel(), k.ravel(), np.ones(i.size)])).astype(int)
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(a[ijk[2], ijk[1], ijk[0]], b.ravel())
 
 
 def test_file_writer_and_reader_take_scenes(full_scene, tmp_path):
