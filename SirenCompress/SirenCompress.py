@@ -597,16 +597,21 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_save_and_open_scene(self):
-        self.delayDisplay("Scene: saved as one .sirz (console), opened again through the file reader")
+        self.delayDisplay("Scene: saved as one .sirz through the IO manager (the Save dialog's path: this module's "
+                          "writer, its progress dialog), opened again through the file reader")
         node = self._phantomNode()
         labels = slicer.util.addVolumeFromArray((slicer.util.arrayFromVolume(node)[..., 0] > 500).astype("uint8"),
                                                 name="mask", nodeClassName="vtkMRMLLabelMapVolumeNode")
         mask = slicer.util.arrayFromVolume(labels).copy()
         path = Path(slicer.app.temporaryPath) / "SirenCompressScene.sirz"
-        SirenCompressLogic().saveScene(path)
+        self.assertTrue(slicer.app.coreIOManager().saveNodes(slicer_nodes.FILE_TYPE, {"fileName": str(path)}))
         slicer.mrmlScene.Clear()
         slicer.util.loadNodeFromFile(str(path), slicer_nodes.FILE_TYPE)
         self.assertEqual(len(slicer.util.getNodesByClass("vtkMRMLDiffusionWeightedVolumeNode")), 1)
         self.assertTrue((slicer.util.arrayFromVolume(slicer.util.getNode("mask")) == mask).all())
+        SirenCompressLogic().saveScene(path, codec="lossless")  # the console's path
+        slicer.mrmlScene.Clear()
+        slicer.util.loadNodeFromFile(str(path), slicer_nodes.FILE_TYPE)
+        self.assertEqual(len(slicer.util.getNodesByClass("vtkMRMLDiffusionWeightedVolumeNode")), 1)
         path.unlink()
         self.delayDisplay("Test passed")
