@@ -326,10 +326,11 @@ class _Decoder:
         state = self.state if lanes is None else self.state[lanes]
         slot = state & _SLOT_MASK
         base = rows * cum.shape[1]
-        s = np.zeros(rows.size, dtype=np.int64)  # the largest s with cum[s] <= slot: a binary search
+        at = base.copy()  # row start + the largest s with cum[s] <= slot: a binary search
         for bit in reversed(range(cum.shape[1].bit_length() - 1)):  # the width is a power of 2
-            s += (flat[base + s + (1 << bit)] <= slot) << bit
-        start, end = flat[base + s], flat[base + s + 1]
+            ahead = at + (1 << bit)
+            at = np.where(flat[ahead] <= slot, ahead, at)
+        s, start, end = at - base, flat[at], flat[at + 1]
         if active is not None:
             s[~active], start[~active], end[~active] = 0, 0, 1 << PROB_BITS
         state = (end - start) * (state >> _PROB_SHIFT) + slot - start
@@ -390,9 +391,13 @@ class _Model:
 
     def update(self, rows: np.ndarray, symbols: np.ndarray) -> None:
         n_rows, alphabet = self.counts.shape
-        seen = np.bincount(rows * alphabet + symbols, minlength=n_rows * alphabet).reshape(n_rows, alphabet)
-        self.counts += seen * self.increment
-        changed = np.flatnonzero(seen.any(axis=1))
+        if rows.size * alphabet < self.counts.size:  # a few symbols (a step of few lanes): touch their places only
+            np.add.at(self.counts, (rows, symbols), self.increment)
+            changed = np.unique(rows)
+        else:
+            seen = np.bincount(rows * alphabet + symbols, minlength=n_rows * alphabet).reshape(n_rows, alphabet)
+            self.counts += seen * self.increment
+            changed = np.flatnonzero(seen.any(axis=1))
         self.stale = np.union1d(self.stale, changed) if self.stale.size else changed
         if self.increment > 1:  # adaptive: halve a row's counts when they grow past COUNT_LIMIT
             full = changed[self.counts[changed].sum(axis=1) > COUNT_LIMIT]

@@ -27,7 +27,7 @@ from .noise import GLOBAL_BLOCKS, NoiseEstimate, estimate_noise, noise_fraction,
 from .version import __version__
 from .volume import FrameIndex, Gradients, Volume4D
 
-DECODE_BATCH = 16  # slices decoded at once by a codec that can (memory: about this many slices' coefficients)
+DECODE_BATCH = 24  # the most slices decoded at once by a codec that can (memory: about this many slices' coefficients)
 DECODE_THREADS = 2
 
 
@@ -196,7 +196,7 @@ def decode_slice(archive: Archive, z: int) -> np.ndarray:
 def decoded_slices(archive: Archive) -> Iterator[np.ndarray]:
     """Every axial slice of an archive, decoded in order (numpy only), as `decode_slice` gives it.
 
-    A codec with the hook `decode_slices` decodes up to `DECODE_BATCH` slices at a time (faster: they share its
+    A codec with the hook `decode_slices` decodes the slices in batches (`decode_batches`; faster: they share its
     steps), in `DECODE_THREADS` threads (numpy releases the GIL in its array operations); the others one by one.
 
     Parameters
@@ -220,10 +220,29 @@ def decoded_slices(archive: Archive) -> Iterator[np.ndarray]:
         for z in range(count):
             yield from _decoded(archive, [z])
         return
-    batches = np.array_split(np.arange(count), -(-count // DECODE_BATCH))  # as even as can be
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        for decoded in pool.map(lambda zs: _decoded(archive, zs.tolist()), [b for b in batches if b.size]):
+        for decoded in pool.map(lambda zs: _decoded(archive, zs), decode_batches(count)):
             yield from decoded
+
+
+def decode_batches(count: int) -> list[list[int]]:
+    """The slices 0 … count − 1 in the batches `decoded_slices` gives a codec's `decode_slices`: as few as can be
+    of at most `DECODE_BATCH` slices, a multiple of `DECODE_THREADS` of them (each thread gets as many; a batch
+    costs its steps' overhead once, however many slices share them), as even as can be.
+
+    Parameters
+    ----------
+    count : int
+        Slices, ≥ 0.
+
+    Returns
+    -------
+    list of list of int
+        Consecutive, in order; none empty.
+    """
+    rounds = -(-count // (DECODE_THREADS * DECODE_BATCH))
+    batches = np.array_split(np.arange(count), min(rounds * DECODE_THREADS, count) or 1)
+    return [b.tolist() for b in batches if b.size]
 
 
 def _decoded(archive: Archive, zs: list[int]) -> list[np.ndarray]:

@@ -279,6 +279,17 @@ def test_slices_decoded_together_are_the_slices_decoded_alone(monkeypatch):
     np.testing.assert_array_equal(together[:, :, 1], 700)
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 5, 47, 48, 49, 72, 145])
+def test_decode_batches_share_the_threads_evenly(count):
+    batches = pipeline.decode_batches(count)
+    assert [z for batch in batches for z in batch] == list(range(count)) and all(batches)
+    sizes = [len(batch) for batch in batches]
+    assert max(sizes, default=0) <= pipeline.DECODE_BATCH and max(sizes, default=0) - min(sizes, default=0) <= 1
+    if count >= pipeline.DECODE_THREADS:
+        assert len(batches) % pipeline.DECODE_THREADS == 0
+    assert len(batches) <= max(-(-count // pipeline.DECODE_BATCH), 1) + pipeline.DECODE_THREADS - 1
+
+
 def _decoded_or_archive_error(archive_bytes: bytes, shape: tuple) -> str:
     """'error' for an ArchiveError, 'decoded' for a volume of the declared shape; anything else fails."""
     import tempfile
