@@ -137,6 +137,21 @@ def test_a_wrong_checksum_is_an_archive_error():
         decompress(archive)
 
 
+@pytest.mark.parametrize("least", [1, 16])
+def test_a_small_slice_takes_the_least_lanes_and_old_settings_mean_one(least):
+    """A 3D image of 24×20 voxels: ⌊480/4096⌋ = 0 lanes by the symbol count, so `least_lanes` decides (bounded by
+    the smallest chunk, a checkerboard half of 240); settings stored without it (before 0.7) mean 1."""
+    volume = Volume4D(np.random.default_rng(0).integers(0, 900, (24, 20, 1, 1)).astype(np.int16), np.eye(4))
+    archive = compress(volume, "lossless", lossless.Config(least_lanes=least))
+    member = archive.members[archive.manifest["slices"][0]["member"]]
+    _, side, side_bits, _, _ = np.frombuffer(member, dtype=np.uint32, count=5)
+    stream_lanes = np.frombuffer(member, dtype=np.uint32, count=1, offset=20 + int(side) + int(side_bits))
+    assert int(stream_lanes[0]) == least
+    np.testing.assert_array_equal(decompress(archive).data, volume.data)
+    stored = {k: v for k, v in lossless.Config().to_json().items() if k != "least_lanes"}
+    assert lossless.Config.from_json(stored).least_lanes == 1 and lossless.Config().least_lanes == 16
+
+
 def test_float_data_needs_a_quantisation_step():
     volume = phantom(shape=(6, 6, 1))
     floats = Volume4D(volume.data.astype(np.float32) / 3, volume.ijk_to_ras, volume.gradients)

@@ -38,7 +38,7 @@ from . import EncodedSlice, JsonSettings, lossless, setting
 from .siren import DEVICES, MAX_LAYERS, MAX_UNITS, network_params
 
 HEADER = np.dtype("<u4")
-MEAN_CODER = lossless.Config(qspace="off", order="file")
+MEAN_CODER = lossless.Config(qspace="off", order="file", least_lanes=1)  # as fmri archives have always coded it
 THRESHOLD_START = 0.1  # soft threshold on the spatial maps (unit variance at the start), learnt
 SSIM_FRAMES = 16  # frames whose SSIM enters each training step's loss
 MAX_COMPONENTS = 1 << 12

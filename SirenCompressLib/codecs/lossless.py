@@ -86,12 +86,34 @@ class Config(JsonSettings):
                                     metavar="E")
     max_error_noise: float | None = setting(None, "--max-error-noise", "near-lossless with E = ⌊K·σ⌋, σ the "
                                             "noise estimate (Marchenko–Pastur PCA)", min=0, max=1000, metavar="K")
+    least_lanes: int = setting(16, "--least-lanes", "rANS lanes of a slice's residual stream at least (a small "
+                               "slice decodes in fewer steps; 4 bytes a lane)", min=1, max=4096)
 
     def __post_init__(self) -> None:
         """`InputError` for a setting out of its bounds, or both error bounds given."""
         super().__post_init__()
         if self.max_error is not None and self.max_error_noise is not None:
             raise InputError("give --max-error or --max-error-noise, not both")
+
+    @classmethod
+    def from_json(cls, d: dict) -> Config:
+        """The settings as stored; archives from before `least_lanes` coded with one lane per 4,096 symbols and
+        no least number (1).
+
+        Parameters
+        ----------
+        d : dict
+
+        Returns
+        -------
+        Config
+
+        Raises
+        ------
+        ArchiveError
+            For settings that are not valid.
+        """
+        return super().from_json({"least_lanes": 1, **d})
 
     def to_json(self) -> dict:
         """The settings as the manifest stores them; the near-lossless ones only when given, so that a plain
@@ -555,7 +577,7 @@ def encode_slice(image: np.ndarray, order: list[int], qspace_rows: dict, config:
         contexts.append(ctx)
         chunks += sizes
         magnitude.add(residuals)
-    member = _pack(steps, np.concatenate(symbols), np.concatenate(contexts), chunks)
+    member = _pack(steps, np.concatenate(symbols), np.concatenate(contexts), chunks, config.least_lanes)
     return member, _file_order(values, order, ar, (nx, ny, nv))
 
 
@@ -598,8 +620,8 @@ def decode_member(member: bytes, shape: tuple, dtype: np.dtype, order: list[int]
     steps, residual_stream, raw = _unpack(member, nv, len(passes) - 1, config.motion)
     transforms = _transforms(steps) if config.motion else None
     chunks = [size for step in steps for size in _chunk_sizes(step, passes)]
-    decoder = entropy.ChunkDecoder(residual_stream, entropy.TOKENS, N_CONTEXTS, sum(chunks), _lanes(chunks),
-                                   INCREMENT)
+    decoder = entropy.ChunkDecoder(residual_stream, entropy.TOKENS, N_CONTEXTS, sum(chunks),
+                                   _lanes(chunks, config.least_lanes), INCREMENT)
     bits = entropy.BitReader(raw)
     values = np.zeros((nx * ny, nv), dtype=np.int64)
     magnitude = Magnitudes(nx, ny)
@@ -870,11 +892,12 @@ def _med_sequential(ar: Arithmetic, shape: tuple, residual) -> tuple[np.ndarray,
 # --- member bytes --------------------------------------------------------------------------------------
 
 
-def _lanes(chunks: list[int]) -> int:
-    return int(max(1, min(min(chunks), max(1, sum(chunks) // entropy.SYMBOLS_PER_LANE), 4096)))
+def _lanes(chunks: list[int], least: int) -> int:
+    """One lane per `entropy.SYMBOLS_PER_LANE` symbols, at least `least`, at most the smallest chunk and 4,096."""
+    return int(max(1, min(min(chunks), max(least, sum(chunks) // entropy.SYMBOLS_PER_LANE), 4096)))
 
 
-def _pack(steps: list[Step], coded: np.ndarray, contexts: np.ndarray, chunks: list[int]) -> bytes:
+def _pack(steps: list[Step], coded: np.ndarray, contexts: np.ndarray, chunks: list[int], least_lanes: int) -> bytes:
     """Member bytes: header (5 uint32: the number of side integers, then the byte lengths of the side
     stream, its verbatim bits, the residual stream and its verbatim bits), then those four parts."""
     groups = [(i, group) for step in steps for i, group in enumerate(step.side())]
@@ -884,7 +907,7 @@ def _pack(steps: list[Step], coded: np.ndarray, contexts: np.ndarray, chunks: li
     side = entropy.encode_chunks(side_tokens, entropy.TOKENS, side_contexts, SIDE_CONTEXTS,
                                  [len(group) for _, group in groups], 1)
     tokens, nbits, extra = entropy.split_integers(coded)
-    stream = entropy.encode_chunks(tokens, entropy.TOKENS, contexts, N_CONTEXTS, chunks, _lanes(chunks),
+    stream = entropy.encode_chunks(tokens, entropy.TOKENS, contexts, N_CONTEXTS, chunks, _lanes(chunks, least_lanes),
                                    INCREMENT)
     parts = [side, entropy.pack_bits(side_extra, side_nbits), stream, entropy.pack_bits(extra, nbits)]
     return np.array([side_values.size] + [len(p) for p in parts], dtype=HEADER).tobytes() + b"".join(parts)
