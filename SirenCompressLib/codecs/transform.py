@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -619,8 +620,8 @@ def settings_for_bytes(volume, config: Config, budget: int) -> Config:
 
     A bisection encodes the slices the entropy model trains on (all of a volume of up to 15 slices, every
     `training_stride`-th of a larger one) with the model trained at the current step, and scales their bytes
-    to the volume; the model is retrained at the step found and the search repeated, at most `RATE_ROUNDS`
-    times, until the bytes are within 1 % of the budget. The model trained at a step is the one `encode`
+    to the volume; the model is retrained at the step found and the step refined on its estimates
+    (`_refined_step`), at most `RATE_ROUNDS` times, until the bytes are within 1 % of the budget. The model trained at a step is the one `encode`
     trains there, so for small volumes the size is exact; for larger ones whole encodes correct the step
     (at most `RATE_ROUNDS`).
 
@@ -649,7 +650,7 @@ def settings_for_bytes(volume, config: Config, budget: int) -> Config:
     def quantised(step: float) -> list[Quantised]:
         return [quantise(data[:, :, z].astype(np.float64), step, config, transforms[z]) for z in picked]
 
-    def estimate(step: float, network: cm.Network) -> float:
+    def estimate(network: cm.Network, step: float) -> float:
         sizes = [len(network.to_bytes()) + len(write_slice(q, network)) for q in quantised(step)]
         return sum(sizes) * nz / len(picked)
 
@@ -658,11 +659,14 @@ def settings_for_bytes(volume, config: Config, budget: int) -> Config:
     step, tried = resolved_step(data, config), []
     for _ in range(RATE_ROUNDS):
         network = train_model(quantised(step), config)
-        tried.append((step, estimate(step, network)))
+        tried.append((step, estimate(network, step)))
         if abs(tried[-1][1] - budget) <= RATE_TOLERANCE * budget:
             break
-        spread = 64.0 if len(tried) == 1 else 1.5  # later rounds only refine
-        step = _bisect_step(lambda s, network=network: estimate(s, network), budget, step, spread)
+        size_of = partial(estimate, network)
+        if len(tried) == 1:  # the model of the first step misjudges the sizes near the budget by a few %
+            step = _bisect_step(size_of, budget, step, 3 * RATE_TOLERANCE)
+        else:
+            step = _refined_step(size_of, budget, tried[-1])
     step = min(tried, key=lambda t: abs(math.log(t[1] / budget)))[0]
     tried = []  # (step, bytes) of whole encodes, when the estimate was scaled from some slices
     for _ in range(RATE_ROUNDS if len(picked) < nz else 0):
@@ -693,6 +697,19 @@ def _corrected_step(tried: list[tuple[float, int]], budget: float) -> float:
     if over and under:  # stay inside the bracket
         step = min(max(step, pair[0][0]), pair[1][0])
     return step
+
+
+def _refined_step(size_of, budget: float, known: tuple[float, float]) -> float:
+    """A step whose `size_of` is within a third of RATE_TOLERANCE of `budget`, from a (step, size) near it: at
+    most RATE_ROUNDS corrections by `_corrected_step` (later rounds of the search only refine, where a
+    bisection spends twice the encodes), else the closest step found."""
+    tried = [known]
+    for _ in range(RATE_ROUNDS):
+        step = _corrected_step(tried, budget)
+        tried.append((step, size_of(step)))
+        if abs(tried[-1][1] - budget) <= RATE_TOLERANCE / 3 * budget:
+            break
+    return min(tried, key=lambda t: abs(math.log(t[1] / budget)))[0]
 
 
 def settings_for_psnr(volume, config: Config, psnr: float) -> Config:
@@ -732,14 +749,14 @@ def settings_for_psnr(volume, config: Config, psnr: float) -> Config:
     return replace(config, step=float(lo_step))
 
 
-def _bisect_step(size_of, budget: float, start: float, spread: float = 64.0) -> float:
-    """A step whose `size_of` is within a third of RATE_TOLERANCE of `budget`, or the closest from below found
-    by bisecting log Δ over [start / spread, start × spread] (sizes fall as the step grows)."""
-    lo, hi = start / spread, start * spread
+def _bisect_step(size_of, budget: float, start: float, tolerance: float) -> float:
+    """A step whose `size_of` is within `tolerance` (a fraction) of `budget`, or the closest from below found by
+    bisecting log Δ over [start / 64, start × 64] (sizes fall as the step grows)."""
+    lo, hi = start / 64, start * 64
     for _ in range(24):
         middle = math.sqrt(lo * hi)
         size = size_of(middle)
-        if abs(size - budget) <= RATE_TOLERANCE / 3 * budget:
+        if abs(size - budget) <= tolerance * budget:
             return middle
         lo, hi = (middle, hi) if size > budget else (lo, middle)
         if hi / lo < 1.002:
