@@ -620,10 +620,10 @@ def settings_for_bytes(volume, config: Config, budget: int) -> Config:
 
     A bisection encodes the slices the entropy model trains on (all of a volume of up to 15 slices, every
     `training_stride`-th of a larger one) with the model trained at the current step, and scales their bytes
-    to the volume; the model is retrained at the step found and the step refined on its estimates
-    (`_refined_step`), at most `RATE_ROUNDS` times, until the bytes are within 1 % of the budget. The model trained at a step is the one `encode`
-    trains there, so for small volumes the size is exact; for larger ones whole encodes correct the step
-    (at most `RATE_ROUNDS`).
+    to the volume, to within 3 % of the budget; the model is retrained at the step found and the step refined
+    on its estimates (`_refined_step`), at most `RATE_ROUNDS` times, until the bytes are within 1 % of the
+    budget. The model trained at a step is the one `encode` trains there, so for small volumes the size is
+    exact; for larger ones whole encodes correct the step (at most `RATE_ROUNDS`).
 
     Parameters
     ----------
