@@ -172,6 +172,22 @@ def test_padded_sizes():
     assert [transform.padded_size(n) for n in (1, 5, 13, 15, 16, 17, 24, 33)] == [1, 5, 13, 15, 16, 24, 24, 40]
 
 
+def test_the_rate_estimate_sees_the_features_the_entropy_model_sees():
+    symbols = np.random.default_rng(5).geometric(0.4, (9, 16, 24)) - 1  # more maps than the history
+    features, buckets = transform._features(symbols)
+    for k, where, stack, bucket in transform._passes(symbols):
+        assert np.array_equal(features[:, k][:, where], stack[:, where]) and np.all(buckets[k][where] == bucket)
+
+
+def test_rate_distortion_decisions_pick_zero_or_a_neighbouring_integer_and_zero_some_symbols():
+    values = np.random.default_rng(6).laplace(0, 0.8, (6, 16, 16))
+    symbols = transform._deadzone(values, Config().rounding)
+    chosen = transform._optimised(values, symbols)
+    below = np.floor(np.abs(values))
+    assert np.all((chosen == 0) | (np.abs(chosen) == below) | (np.abs(chosen) == below + 1))
+    assert np.all(chosen * values >= 0) and np.count_nonzero(chosen) < np.count_nonzero(symbols)
+
+
 def test_thin_slices_with_many_volumes_code_at_most_one_component_per_voxel():
     rng = np.random.default_rng(3)
     data = rng.normal(500, 50, (1, 3, 2, 40)).astype(np.float32)
