@@ -34,7 +34,7 @@ if importlib.util.find_spec("SirenCompressLib") is None:
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from SirenCompressLib import slicer_files, slicer_nodes, slicer_scene  # noqa: E402
-from SirenCompressLib.codecs import DEFAULT, get_codec  # noqa: E402
+from SirenCompressLib.codecs import DEFAULT, exact_codec, get_codec  # noqa: E402
 from SirenCompressLib.errors import SirenCompressError  # noqa: E402
 from SirenCompressLib.slicer_files import SirenCompressFileReader  # noqa: E402, F401
 
@@ -609,7 +609,7 @@ class SirenCompressTest(ScriptedLoadableModuleTest):
         slicer.util.loadNodeFromFile(str(path), slicer_nodes.FILE_TYPE)
         self.assertEqual(len(slicer.util.getNodesByClass("vtkMRMLDiffusionWeightedVolumeNode")), 1)
         self.assertTrue((slicer.util.arrayFromVolume(slicer.util.getNode("mask")) == mask).all())
-        SirenCompressLogic().saveScene(path, codec="lossless")  # the console's path
+        SirenCompressLogic().saveScene(path, codec=exact_codec())  # the console's path
         slicer.mrmlScene.Clear()
         slicer.util.loadNodeFromFile(str(path), slicer_nodes.FILE_TYPE)
         self.assertEqual(len(slicer.util.getNodesByClass("vtkMRMLDiffusionWeightedVolumeNode")), 1)
