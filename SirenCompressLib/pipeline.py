@@ -227,8 +227,9 @@ def decoded_slices(archive: Archive) -> Iterator[np.ndarray]:
 
 def decode_batches(count: int) -> list[list[int]]:
     """The slices 0 … count − 1 in the batches `decoded_slices` gives a codec's `decode_slices`: as few as can be
-    of at most `DECODE_BATCH` slices, a multiple of `DECODE_THREADS` of them (each thread gets as many; a batch
-    costs its steps' overhead once, however many slices share them), as even as can be.
+    of at most `DECODE_BATCH` slices (a batch costs its steps' overhead once, however many slices share them),
+    as even as can be; when there are several, a multiple of `DECODE_THREADS` of them, so that each thread gets
+    as many (one batch is not split for the threads: two threads on small batches are slower than one).
 
     Parameters
     ----------
@@ -240,8 +241,10 @@ def decode_batches(count: int) -> list[list[int]]:
     list of list of int
         Consecutive, in order; none empty.
     """
-    rounds = -(-count // (DECODE_THREADS * DECODE_BATCH))
-    batches = np.array_split(np.arange(count), min(rounds * DECODE_THREADS, count) or 1)
+    n = -(-count // DECODE_BATCH)
+    if n > 1:
+        n = min(-(-n // DECODE_THREADS) * DECODE_THREADS, count)
+    batches = np.array_split(np.arange(count), max(n, 1))
     return [b.tolist() for b in batches if b.size]
 
 

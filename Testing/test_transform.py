@@ -301,8 +301,10 @@ def test_decode_batches_share_the_threads_evenly(count):
     assert [z for batch in batches for z in batch] == list(range(count)) and all(batches)
     sizes = [len(batch) for batch in batches]
     assert max(sizes, default=0) <= pipeline.DECODE_BATCH and max(sizes, default=0) - min(sizes, default=0) <= 1
-    if count >= pipeline.DECODE_THREADS:
+    if count > pipeline.DECODE_BATCH:
         assert len(batches) % pipeline.DECODE_THREADS == 0
+    else:
+        assert len(batches) == min(count, 1)
     assert len(batches) <= max(-(-count // pipeline.DECODE_BATCH), 1) + pipeline.DECODE_THREADS - 1
 
 
