@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -22,7 +22,7 @@ from .archive import (
 )
 from .codecs import EncodedSlice, JsonSettings, codec_of, get_codec, sha256_hex, suggest
 from .errors import ArchiveError, InputError
-from .metrics import Comparison, Metrics, combine, slice_metrics, value_range
+from .metrics import Comparison, Metrics, combine, psnr_from_mse, slice_metrics, value_range
 from .noise import GLOBAL_BLOCKS, NoiseEstimate, estimate_noise, noise_fraction, snr_loss
 from .version import __version__
 from .volume import FrameIndex, Gradients, Volume4D
@@ -303,6 +303,28 @@ def decompress(archive: Archive) -> Volume4D:
     frames = m.get("frames")
     return Volume4D(data, np.array(m["ijk_to_ras"]), _gradients_from_json(m["gradients"]),
                     tuple(m["scaling"]), None if frames is None else FrameIndex(**frames), m.get("header", {}))
+
+
+def decoded_psnr(data: np.ndarray, slices: Iterable[np.ndarray]) -> float:
+    """The PSNR (dB, `metrics.psnr_from_mse`) of a codec's raw slice decodes as `decompress` would return them
+    (clamped to the data's range, rounded for integer data): for rate control's trials.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, volumes)
+        The original.
+    slices : iterable of ndarray, shape (x, y, volumes)
+        Slice 0, 1, … as the codec's `decode_slice` gives them.
+
+    Returns
+    -------
+    float
+    """
+    lo, hi = value_range(data)
+    span = float(hi - lo) or 1.0
+    mse = np.mean([np.mean(((restore_dtype(raw, data.dtype, lo, hi).astype(np.float64) - data[:, :, z]) / span) ** 2)
+                   for z, raw in enumerate(slices)])
+    return psnr_from_mse(float(mse))
 
 
 def restore_dtype(values: np.ndarray, dtype: np.dtype, lo: float, hi: float) -> np.ndarray:

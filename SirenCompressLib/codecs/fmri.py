@@ -245,8 +245,8 @@ def psnr_probe(volume: Volume4D, config: Config) -> Callable[[Config], tuple[flo
     callable or None
         Trial settings → (PSNR in dB, the member's bytes); None for a constant volume.
     """
-    from ..metrics import psnr_from_mse, value_range
-    from ..pipeline import restore_dtype
+    from ..metrics import value_range
+    from ..pipeline import decoded_psnr
 
     data = volume.data
     lo, hi = value_range(data)
@@ -256,10 +256,8 @@ def psnr_probe(volume: Volume4D, config: Config) -> Callable[[Config], tuple[flo
     def probe(trial: Config) -> tuple[float, int]:
         encoded = encode(volume, trial)
         member = encoded[0].member
-        mse = np.mean([np.mean(((restore_dtype(decode_slice(trial, {"index": z, **item.entry}, member, data.shape),
-                                               data.dtype, lo, hi) - data[:, :, z].astype(np.float64)) /
-                                (hi - lo)) ** 2) for z, item in enumerate(encoded)])
-        return psnr_from_mse(float(mse)), len(member)
+        return decoded_psnr(data, (decode_slice(trial, {"index": z, **item.entry}, member, data.shape)
+                                   for z, item in enumerate(encoded))), len(member)
 
     return probe
 

@@ -727,8 +727,8 @@ def settings_for_psnr(volume, config: Config, psnr: float) -> Config:
     Config
         With `step` set.
     """
-    from ..metrics import psnr_from_mse, value_range
-    from ..pipeline import restore_dtype
+    from ..metrics import value_range
+    from ..pipeline import decoded_psnr
 
     data = volume.data
     lo, hi = value_range(data)
@@ -736,11 +736,8 @@ def settings_for_psnr(volume, config: Config, psnr: float) -> Config:
     transforms = [klt(data[:, :, z]) for z in range(data.shape[2])]
 
     def reached(step: float) -> float:  # of the voxels as decoded: clamped, and rounded for integer data
-        mse = np.mean([np.mean(((restore_dtype(reconstruct(quantise(data[:, :, z].astype(np.float64), step, config,
-                                                                    t), step, data.shape), data.dtype, lo, hi)
-                                 .astype(np.float64) - data[:, :, z]) / span) ** 2)
-                       for z, t in enumerate(transforms)])
-        return psnr_from_mse(float(mse))
+        return decoded_psnr(data, (reconstruct(quantise(data[:, :, z].astype(np.float64), step, config, t), step,
+                                               data.shape) for z, t in enumerate(transforms)))
 
     lo_step, hi_step = 1e-6 * span, span
     for _ in range(40):
