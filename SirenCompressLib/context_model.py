@@ -111,66 +111,101 @@ def anchors(nx: int, ny: int) -> np.ndarray:
     return (np.add.outer(np.arange(nx), np.arange(ny)) % 2) == 0
 
 
+def _bordered(a: np.ndarray) -> np.ndarray:
+    """`a` with a border of one zero around its last two axes."""
+    p = np.zeros(a.shape[:-2] + (a.shape[-2] + 2, a.shape[-1] + 2), dtype=a.dtype)
+    p[..., 1:-1, 1:-1] = a
+    return p
+
+
 def box3(a: np.ndarray) -> np.ndarray:
-    """Sum over the 3×3 neighbourhood of each place of the last two axes (zero outside), int64.
+    """Sum over the 3×3 neighbourhood of each place of the last two axes (zero outside).
 
     Parameters
     ----------
     a : ndarray, shape (..., x, y)
-        Integer maps (int64 here).
+        Integer maps (int64, or float64 holding integers: exact).
 
     Returns
     -------
     ndarray, shape (..., x, y)
         In `a`'s dtype; each place's own value included.
     """
-    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
+    p = _bordered(a)
     rows = p[..., :-2, :] + p[..., 1:-1, :] + p[..., 2:, :]
     return rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
 
 
 def cross4(a: np.ndarray) -> np.ndarray:
-    """Sum of the four edge neighbours of each place of the last two axes (zero outside), int64.
+    """Sum of the four edge neighbours of each place of the last two axes (zero outside).
 
     Parameters
     ----------
     a : ndarray, shape (..., x, y)
-        Integer maps (int64 here).
+        Integer maps (int64, or float64 holding integers: exact).
 
     Returns
     -------
     ndarray, shape (..., x, y)
         In `a`'s dtype; the place's own value not included.
     """
-    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
+    p = _bordered(a)
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
 
 
 class Features:
     """The features of the next map's symbols, from the log-magnitudes of the maps decoded so far.
 
-    `of(first_pass, own)` gives (..., FEATURES, x, y) int64 and the bucket of the next map's pass; `own` holds
-    the log-magnitudes of that map's anchors (zero elsewhere) for the second pass. `add(L)` appends a decoded
-    map. The maps may carry leading axes (..., x, y): several stacks of maps side by side.
+    `of(first_pass, own)` gives the features of the pass's places (`anchors`, or the others), (..., FEATURES, m)
+    float64 holding integers, in row-major order of the places, and the pass's bucket; `own` holds the
+    log-magnitudes of that map's anchors (zero elsewhere) for the second pass. `add(L)` appends a decoded map.
+    The maps may carry leading axes (..., x, y): several stacks of maps side by side.
     """
 
     def __init__(self, shape: tuple) -> None:
-        self.recent: list[np.ndarray] = []
-        self.history = np.zeros(shape, dtype=np.int64)  # the sum of `recent`
-        self.known = np.zeros(shape[:-2] + (FEATURES - 1,) + shape[-2:], dtype=np.int64)  # all but in-plane
+        first = anchors(*shape[-2:]).ravel()
+        self.places = (np.flatnonzero(first), np.flatnonzero(~first))
+        self.recent: list[np.ndarray] = []  # box3 of the last HISTORY maps
+        self.history = np.zeros(shape)  # their sum: box3 of the sum of the maps
+        self.known = [np.zeros(shape[:-2] + (FEATURES, p.size)) for p in self.places]
         self.count = 0
 
     def add(self, log_map: np.ndarray) -> None:
-        self.recent.append(log_map)
-        self.history = self.history + log_map - (self.recent.pop(0) if len(self.recent) > HISTORY else 0)
-        self.known = np.stack([box3(log_map), box3(self.history), log_map], axis=-3)
+        log_map = np.asarray(log_map, dtype=np.float64)
+        boxed = box3(log_map)
+        self.recent.append(boxed)
+        self.history = self.history + boxed - (self.recent.pop(0) if len(self.recent) > HISTORY else 0)
+        self.known = [np.zeros(log_map.shape[:-2] + (FEATURES, p.size)) for p in self.places]
+        for row, values in enumerate((boxed, self.history, log_map)):
+            self.split(values, self.known[0][..., row, :], self.known[1][..., row, :])
         self.count += 1
 
     def of(self, first_pass: bool, own: np.ndarray | None) -> tuple[np.ndarray, int]:
-        inplane = np.zeros_like(self.history) if first_pass else cross4(own)
-        stack = np.concatenate([self.known, inplane[..., None, :, :]], axis=-3)
+        features = self.known[0 if first_pass else 1]
+        if not first_pass:
+            inplane = cross4(np.asarray(own, dtype=np.float64))
+            self.split(inplane, None, features[..., FEATURES - 1, :])
         bucket = 2 * min(self.count, MAP_BUCKETS - 1) + (0 if first_pass else 1)
-        return stack, bucket
+        return features, bucket
+
+    def split(self, maps: np.ndarray, first: np.ndarray | None, second: np.ndarray | None) -> None:
+        """Copy the values of maps (..., x, y) at the anchors into `first` (..., m) and at the others into `second`,
+        each in row-major order of the places (None: not wanted)."""
+        nx, ny = maps.shape[-2:]
+        lead = maps.shape[:-2]
+        if nx % 2 or ny % 2:
+            flat = maps.reshape(lead + (-1,))
+            for out, places in zip((first, second), self.places):
+                if out is not None:
+                    out[...] = flat[..., places]
+            return
+        quads = maps.reshape(lead + (nx // 2, 2, ny // 2, 2))  # row pair, row in pair, column pair, column in pair
+        for out, column in ((first, 0), (second, 1)):  # anchors: x + y even
+            if out is not None:
+                rows = out.view()
+                rows.shape = lead + (nx // 2, 2, ny // 2)  # a view of `out` (this raises where it cannot be)
+                rows[..., 0, :] = quads[..., 0, :, column]
+                rows[..., 1, :] = quads[..., 1, :, 1 - column]
 
 
 def contexts(network: Network, features: np.ndarray, bucket: int) -> np.ndarray:
@@ -183,7 +218,7 @@ def contexts(network: Network, features: np.ndarray, bucket: int) -> np.ndarray:
     ----------
     network : Network
         One network, or several stacked by `stack` (leading axis: one per stack of features).
-    features : ndarray, shape (FEATURES, n) or (networks, FEATURES, n), int64
+    features : ndarray, shape (FEATURES, n) or (networks, FEATURES, n), integers (float64 is used as it is)
     bucket : int
         The map's bucket (its index, capped, and the pass).
 
@@ -193,7 +228,7 @@ def contexts(network: Network, features: np.ndarray, bucket: int) -> np.ndarray:
     """
     first_scale, second_scale = 2.0 ** (HIDDEN_SHIFT - INPUT_SHIFT), 2.0 ** -(HIDDEN_SHIFT + OUTPUT_SHIFT)
     w1, b1 = np.asarray(network.w1) * first_scale, np.asarray(network.b1) * first_scale  # powers of 2: exact
-    hidden = w1 @ features.astype(np.float64)
+    hidden = w1 @ np.asarray(features, dtype=np.float64)
     hidden += b1[..., None]
     np.maximum(hidden, 0, out=hidden)
     np.floor(hidden, out=hidden)

@@ -12,6 +12,8 @@ Stream layout: uint32 lane count, uint32 symbol count, the final rANS state of e
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .errors import ArchiveError
@@ -127,13 +129,16 @@ def encode_chunks(symbols: np.ndarray, alphabet: int, contexts: np.ndarray, n_co
                         n_contexts, symbols.size, increment, updates)
 
 
+@lru_cache(maxsize=1024)
 def _update_steps(n: int, lanes: int, every: int) -> np.ndarray:
-    """For the steps of a chunk of `n` symbols: whether the model learns after each (bool)."""
+    """For the steps of a chunk of `n` symbols: whether the model learns after each (bool, read-only: the
+    chunks of a stream are mostly of a few sizes, so the answers are kept)."""
     steps = -(-n // lanes)
     done = np.minimum(np.arange(1, steps + 1) * lanes, n)
     after = np.diff(done // max(every, 1), prepend=0) > 0
     if steps:
         after[-1] = True
+    after.flags.writeable = False
     return after
 
 
@@ -226,18 +231,24 @@ class ChunkDecoders:
             padded[:n] = contexts[s] + s * self._n_contexts
             block = padded.reshape(steps[s], width)
             rows[:steps[s], at:at + width], active[:steps[s], at:at + width] = block, block >= 0
-            after[:steps[s], s] = _update_steps(n, width, self._every) if self._every else True
+            after[:steps[s], s] = _update_steps(int(n), int(width), self._every) if self._every else True
         out = np.zeros(rows.shape, dtype=np.int64)
         lane_steps = steps[decoder.lane_stream]
-        learns, whole = after.any(axis=1), active.all(axis=1)
+        learns, whole, together = after.any(axis=1), active.all(axis=1), after.all(axis=1)
         first = np.zeros(len(contexts), dtype=np.int64)  # per stream: the first step not yet learnt from
         changes = {0, *lane_steps.tolist()}  # the steps where a chunk ends: fewer lanes are live after them
+        level = 0  # every stream has learnt from the steps before this one
         for k in range(total):
             if k in changes:
                 live = None if lane_steps.min() > k else np.flatnonzero(lane_steps > k)
                 at = slice(None) if live is None else live
             out[k, at] = decoder.step(rows[k, at], None if whole[k] else active[k, at], live)
-            if learns[k]:
+            if learns[k] and whole[k] and together[k] and level == k:  # the common case: this step, every lane
+                decoder.model.update(rows[k], out[k])
+                first[:], level = k + 1, k + 1
+            elif learns[k]:
+                if together[k]:
+                    level = k + 1
                 start = int(first[after[k]].min())
                 learn = active[start:k + 1] & after[k][decoder.lane_stream]
                 learn &= np.arange(start, k + 1)[:, None] >= first[decoder.lane_stream]
@@ -321,16 +332,11 @@ class _Decoder:
     def step(self, rows: np.ndarray, active: np.ndarray | None, lanes: np.ndarray | None = None) -> np.ndarray:
         """Decode one symbol in each of `lanes` (all lanes: None) with the model rows `rows`; a lane that
         `active` (None: all) marks inactive keeps its state (symbol 0 with probability 1)."""
-        cum = self.model.cumulative()
-        flat = cum.ravel()
         state = self.state if lanes is None else self.state[lanes]
         slot = state & _SLOT_MASK
-        base = rows * cum.shape[1]
-        at = base.copy()  # row start + the largest s with cum[s] <= slot: a binary search
-        for bit in reversed(range(cum.shape[1].bit_length() - 1)):  # the width is a power of 2
-            ahead = at + (1 << bit)
-            at = np.where(flat[ahead] <= slot, ahead, at)
-        s, start, end = at - base, flat[at], flat[at + 1]
+        at = self.model.find(rows, slot)
+        flat = self.model.cum.ravel()
+        s, start, end = at - rows * self.model.cum.shape[1], flat[at], flat[at + 1]
         if active is not None:
             s[~active], start[~active], end[~active] = 0, 0, 1 << PROB_BITS
         state = (end - start) * (state >> _PROB_SHIFT) + slot - start
@@ -376,6 +382,7 @@ class _Model:
         self.cum = np.full((alphabets.size, 1 << width.bit_length()), 1 << PROB_BITS, dtype=np.uint64)
         self.cum[:, 0] = 0
         self.stale = np.arange(alphabets.size)
+        self._narrow = self.cum.astype(np.uint16)  # the same, searched faster (PROB_BITS < 16)
 
     def cumulative(self) -> np.ndarray:
         """(rows, 2^⌈log2(alphabet + 1)⌉) uint64: every symbol of a row's alphabet gets at least 1, the total is
@@ -386,8 +393,20 @@ class _Model:
             freq = np.minimum(counts, 1) + counts * spare // counts.sum(axis=1, keepdims=True)
             freq[np.arange(len(counts)), counts.argmax(axis=1)] += (1 << PROB_BITS) - freq.sum(axis=1)
             self.cum[self.stale, 1:freq.shape[1] + 1] = np.cumsum(freq, axis=1)
+            self._narrow[self.stale] = self.cum[self.stale]
             self.stale = self.stale[:0]
         return self.cum
+
+    def find(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Per (row, slot): the flat index into `cumulative()` of the row's largest s with cum[row, s] <= slot
+        (slot < 2^PROB_BITS), the symbol whose interval holds the slot: a binary search of every row at once."""
+        self.cumulative()
+        narrow, slots = self._narrow.ravel(), slots.astype(np.uint16)
+        width = self._narrow.shape[1]
+        at = rows * width
+        for bit in reversed(range(width.bit_length() - 1)):  # the width is a power of 2
+            at += (narrow[at + (1 << bit)] <= slots) * (1 << bit)
+        return at
 
     def update(self, rows: np.ndarray, symbols: np.ndarray) -> None:
         n_rows, alphabet = self.counts.shape
@@ -396,8 +415,9 @@ class _Model:
             changed = np.unique(rows)
         else:
             seen = np.bincount(rows * alphabet + symbols, minlength=n_rows * alphabet).reshape(n_rows, alphabet)
-            self.counts += seen * self.increment
-            changed = np.flatnonzero(seen.any(axis=1))
+            seen *= self.increment
+            self.counts += seen
+            changed = np.flatnonzero(np.bincount(rows, minlength=n_rows))
         self.stale = np.union1d(self.stale, changed) if self.stale.size else changed
         if self.increment > 1:  # adaptive: halve a row's counts when they grow past COUNT_LIMIT
             full = changed[self.counts[changed].sum(axis=1) > COUNT_LIMIT]
@@ -540,10 +560,13 @@ class BitReader:
 
     def __init__(self, data: bytes | list[bytes]) -> None:
         streams = [data] if isinstance(data, bytes) else data
-        bits = [np.unpackbits(np.frombuffer(d, dtype=np.uint8)) for d in streams]
-        self.bits = np.concatenate(bits) if bits else np.zeros(0, dtype=np.uint8)
-        self.ends = np.cumsum([b.size for b in bits], dtype=np.int64)
-        self.at = self.ends - [b.size for b in bits]  # per stream: its next bit
+        sizes = 8 * np.array([len(d) for d in streams], dtype=np.int64)
+        # per byte of the streams: the big-endian 32-bit word from it (zeros past the end), where every field of
+        # up to 25 bits that starts in that byte lies
+        octets = np.frombuffer(b"".join(streams) + bytes(3), dtype=np.uint8).astype(np.uint32)
+        self.words = (octets[:-3] << 24) | (octets[1:-2] << 16) | (octets[2:-1] << 8) | octets[3:]
+        self.ends = np.cumsum(sizes)
+        self.at = self.ends - sizes  # per stream: its next bit
 
     def read(self, nbits: np.ndarray, streams: np.ndarray | None = None) -> np.ndarray:
         """The next group of fields.
@@ -569,12 +592,25 @@ class BitReader:
         taken = np.bincount(streams, weights=nbits, minlength=self.at.size).astype(np.int64)
         if np.any(self.at + taken > self.ends):
             raise ArchiveError("verbatim bit stream is truncated")
-        ends = self.at[streams] + np.cumsum(nbits) - (np.cumsum(taken) - taken)[streams]
-        out = np.zeros(nbits.size, dtype=np.uint64)
-        for b in range(int(nbits.max()) if nbits.size else 0):
-            has = nbits > b
-            out[has] = (out[has] << np.uint64(1)) | self.bits[(ends - nbits + b)[has]]
+        starts = np.cumsum(nbits) - nbits + (self.at - (np.cumsum(taken) - taken))[streams]
         self.at += taken
+        return self._fields(starts, nbits)
+
+    def _fields(self, starts: np.ndarray, nbits: np.ndarray) -> np.ndarray:
+        """The fields of `nbits` bits (0 to 64) from bit `starts`, most significant first: each from the
+        32-bit word at its first byte (wider ones, above 25 bits, in parts)."""
+        out = np.zeros(nbits.size, dtype=np.uint64)
+        wide = nbits > 25
+        if wide.any():
+            low = np.full(int(wide.sum()), 25)
+            out[wide] = ((self._fields(starts[wide], nbits[wide] - low) << np.uint64(25))
+                         | self._fields(starts[wide] + nbits[wide] - low, low))
+        some = np.flatnonzero((nbits > 0) & ~wide)
+        if some.size == nbits.size:
+            some = slice(None)
+        first, width = starts[some], nbits[some].astype(np.uint32)
+        words = self.words[first >> 3] << (first & 7).astype(np.uint32)
+        out[some] = words >> (np.uint32(32) - width)
         return out
 
     def close(self) -> None:

@@ -176,7 +176,7 @@ def test_the_rate_estimate_sees_the_features_the_entropy_model_sees():
     symbols = np.random.default_rng(5).geometric(0.4, (9, 16, 24)) - 1  # more maps than the history
     features, buckets = transform._features(symbols)
     for k, where, stack, bucket in transform._passes(symbols):
-        assert np.array_equal(features[:, k][:, where], stack[:, where]) and np.all(buckets[k][where] == bucket)
+        assert np.array_equal(features[:, k][:, where], stack) and np.all(buckets[k][where] == bucket)
 
 
 def test_rate_distortion_decisions_pick_zero_or_a_neighbouring_integer_and_zero_some_symbols():

@@ -462,7 +462,7 @@ def train_model(slices: list[Quantised], config: Config) -> cm.Network:
     features, buckets, targets = [], [], []
     for q in slices[::training_stride(len(slices))]:
         for k, where, stack, bucket in _passes(q.symbols):
-            features.append(stack[:, where].T)
+            features.append(stack.T)
             buckets.append(np.full(int(where.sum()), bucket))
             targets.append(cm.log_magnitude(q.symbols[k][where]))
     if not features:  # nothing to code: an untrained network
@@ -473,7 +473,8 @@ def train_model(slices: list[Quantised], config: Config) -> cm.Network:
 
 
 def _passes(symbols: np.ndarray):
-    """Per map k and pass, as the decoder meets them: (k, where (x, y) bool, features (FEATURES, x, y), bucket)."""
+    """Per map k and pass, as the decoder meets them: (k, where (x, y) bool, the features of those places
+    (FEATURES, m) in row-major order, bucket)."""
     _, nx, ny = symbols.shape
     first = cm.anchors(nx, ny)
     features = cm.Features((nx, ny))
@@ -508,7 +509,7 @@ def write_slice(q: Quantised, network: cm.Network) -> bytes:
         chosen = q.symbols[k][where]
         token, count, extra = entropy.split_integers(np.abs(chosen))
         tokens.append(token)
-        contexts.append(cm.contexts(network, stack[:, where], bucket))
+        contexts.append(cm.contexts(network, stack, bucket))
         chunks.append(chosen.size)
         signs = chosen[chosen != 0] < 0
         bits += [extra, signs.astype(np.uint64)]
@@ -879,17 +880,26 @@ def reconstruct(q: Quantised, step: float, shape: tuple) -> np.ndarray:
     ndarray, shape (x, y, volumes), float64
     """
     nx, ny, _, nv = shape
-    values = q.symbols.astype(np.float64)
-    nonzero = np.flatnonzero(q.symbols)  # most are zero: the offsets only where not
-    symbols = q.symbols.ravel()[nonzero]
-    offset = q.offsets[np.minimum(np.abs(symbols), CLASSES) - 1] / OFFSET_UNITS
-    values.ravel()[nonzero] += np.sign(symbols) * offset  # offsets may be negative
-    values *= step
+    lo, hi = int(q.symbols.min(initial=0)), int(q.symbols.max(initial=0))
+    if hi - lo < 1 << 20:  # the symbols' values, from a table of every level between the extremes
+        values = _dequantised(np.arange(lo, hi + 1), q.offsets, step)[q.symbols - lo]
+    else:
+        values = _dequantised(q.symbols, q.offsets, step)
     values[q.in_plane] = wavelet.inverse(values[q.in_plane])
     maps = values[:, :nx, :ny]
     k_count = q.symbols.shape[0]
     x = maps.reshape(k_count, nx * ny).T @ _basis_values(q.basis, q.exponents) + q.means * (step / MEAN_STEPS)
     return x.reshape(nx, ny, nv)
+
+
+def _dequantised(symbols: np.ndarray, offsets: np.ndarray, step: float) -> np.ndarray:
+    """The coefficients (float64) that symbols stand for: (q + sign(q)·offset of |q|'s class)·Δ."""
+    values = symbols.astype(np.float64)
+    nonzero = np.flatnonzero(symbols)
+    chosen = symbols.ravel()[nonzero]
+    values.ravel()[nonzero] += np.sign(chosen) * (offsets[np.minimum(np.abs(chosen), CLASSES) - 1] / OFFSET_UNITS)
+    values *= step
+    return values
 
 
 def _parts(data: bytes, count: int) -> list[bytes]:
@@ -942,13 +952,15 @@ def _read_symbols(coded: list[bytes], verbatim: list[bytes], networks: list[cm.N
     reader = entropy.BitReader(verbatim)
     first = cm.anchors(px, py)
     features = cm.Features(symbols.shape[:1] + (px, py))
+    network = None
     for k in range(symbols.shape[1]):
         live = np.flatnonzero(np.array(k_counts) > k)
-        network = cm.stack([networks[s] for s in live])
+        if network is None or network.w2.shape[0] != live.size:  # slices only leave, as their maps run out
+            network = cm.stack([networks[s] for s in live])
         maps = symbols[live, k]
         for where in (first, ~first):  # the second pass sees the first's symbols (zero elsewhere)
             stack, bucket = features.of(where is first, None if where is first else cm.log_magnitude(symbols[:, k]))
-            contexts = cm.contexts(network, (stack if live.size == len(coded) else stack[live])[..., where], bucket)
+            contexts = cm.contexts(network, stack if live.size == len(coded) else stack[live], bucket)
             asked: list = [None] * len(coded)
             for i, s in enumerate(live):
                 asked[s] = contexts[i]
