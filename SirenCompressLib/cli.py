@@ -368,7 +368,7 @@ def _decompress(args: argparse.Namespace) -> None:
     if args.node is None and manifest_kind(args.input) == SCENE_KIND:
         return _decompress_scene(args)
     kind = image_format(args.output)
-    volume = decompress(_volume_archive(args)[0])
+    volume = decompress(_volume_archive(args)[0], processes=True)
     for path in write_volume(volume, args.output, args.force):
         print(f"wrote {path}")
     lost = unstorable(volume.header, volume.frames, kind)
@@ -399,7 +399,7 @@ def _decompress_scene(args: argparse.Namespace) -> None:
             name = f"{stem}_{n}{suffix}"
         used.add(name.lower())
         names[entry["id"]] = name
-        volumes.append((folder / name, decompress(archive.archives[entry["id"]])))
+        volumes.append((folder / name, decompress(archive.archives[entry["id"]], processes=True)))
     files[archive.mrml] = mrml_with_files(archive, {node: f"{'../' * archive.mrml.count('/')}{name}"
                                                     for node, name in names.items()})
     targets = [folder / name for name in files]

@@ -295,6 +295,18 @@ def test_slices_decoded_together_are_the_slices_decoded_alone(monkeypatch):
     np.testing.assert_array_equal(together[:, :, 1], 700)
 
 
+def test_worker_processes_decode_what_threads_decode(monkeypatch):
+    data = phantom(shape=(9, 11, 6)).data
+    archive = compress(Volume4D(data), "transform", Config(step=10.0))
+    monkeypatch.setattr(pipeline, "DECODE_BATCH", 2)
+    assert len(pipeline.decode_batches(6)) == 4
+    np.testing.assert_array_equal(decompress(archive, processes=True).data, decompress(archive).data)
+    member = archive.members["slices/0004.bin"]
+    damaged = Archive(archive.manifest, {**archive.members, "slices/0004.bin": b"\0" + member[1:]})
+    with pytest.raises(ArchiveError, match="entropy model has 0 hidden units"):  # from a worker, as it is
+        decompress(damaged, processes=True)
+
+
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 5, 47, 48, 49, 72, 145])
 def test_decode_batches_share_the_threads_evenly(count):
     batches = pipeline.decode_batches(count)
@@ -302,10 +314,10 @@ def test_decode_batches_share_the_threads_evenly(count):
     sizes = [len(batch) for batch in batches]
     assert max(sizes, default=0) <= pipeline.DECODE_BATCH and max(sizes, default=0) - min(sizes, default=0) <= 1
     if count > pipeline.DECODE_BATCH:
-        assert len(batches) % pipeline.DECODE_THREADS == 0
+        assert len(batches) % pipeline.DECODE_WORKERS == 0
     else:
         assert len(batches) == min(count, 1)
-    assert len(batches) <= max(-(-count // pipeline.DECODE_BATCH), 1) + pipeline.DECODE_THREADS - 1
+    assert len(batches) <= max(-(-count // pipeline.DECODE_BATCH), 1) + pipeline.DECODE_WORKERS - 1
 
 
 def _decoded_or_archive_error(archive_bytes: bytes, shape: tuple) -> str:
