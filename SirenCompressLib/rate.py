@@ -98,18 +98,23 @@ def config_for_ratio(config: _Settings, volume: Volume4D, ratio: float, codec: s
     return replace(config, units=lo)
 
 
+COARSER_TRIALS = 4  # the most trials of a codec's `COARSER` setting once the smallest network passes the target
+
+
 @dataclass
 class Probe:
-    """One trial network on the probe slice."""
+    """One trial network on the probe slice (and the value of the codec's `COARSER` setting, where tried)."""
 
     units: int
     weight_bits: int
     psnr: float
     bytes: int
+    coarser: str = ""
 
     def describe(self, layers: int) -> str:
         """One line for the log, e.g. "3×64 8-bit: 31.20 dB, 4,096 B"."""
-        return f"{layers}×{self.units} {self.weight_bits}-bit: {self.psnr:.2f} dB, {self.bytes:,} B"
+        setting = f" {self.coarser}" if self.coarser else ""
+        return f"{layers}×{self.units} {self.weight_bits}-bit{setting}: {self.psnr:.2f} dB, {self.bytes:,} B"
 
 
 def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str, units: bool = True,
@@ -122,6 +127,9 @@ def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str
     target within the epochs, trained by the codec's `psnr_probe` hook; the candidate with the fewest bytes
     wins. If nothing reaches it, the probe with the highest PSNR wins. A codec whose `Config` has no
     `target_psnr` trains to its epochs: its PSNR lands at or above the target, by up to a rung of the ladder.
+    When even the fewest units pass the target and the codec names a `COARSER` setting (one whose increase costs
+    PSNR and saves bytes outside the network, e.g. a quantiser's step), that setting is raised to meet the
+    target (`_coarsened`).
 
     Parameters
     ----------
@@ -181,7 +189,39 @@ def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str
         if found is not None:
             winners.append(found)
     best = min(winners, key=lambda p: p.bytes) if winners else max(probes, key=lambda p: p.psnr)
-    return replace(config, units=best.units, weight_bits=best.weight_bits, **aim), probes
+    chosen = replace(config, units=best.units, weight_bits=best.weight_bits, **aim)
+    coarser = getattr(module, "COARSER", None)
+    if coarser and best.psnr > psnr and best.units == ladder[0]:
+        chosen = _coarsened(chosen, best, psnr, coarser, trial_of, probes, report)
+    return chosen, probes
+
+
+def _coarsened(config: _Settings, passed: Probe, psnr: float, name: str, trial_of, probes: list[Probe],
+               report: Callable[[Probe], None] | None) -> _Settings:
+    """`config` with the setting `name` raised as far as the PSNR stays at or above `psnr` (within about 5 % of
+    the target's MSE): a secant search on the setting squared against the MSE, which a quantiser's added
+    error, step²/12, makes nearly linear; at most COARSER_TRIALS trials. `passed` is `config`'s own trial."""
+    target = 10 ** (-psnr / 10)
+    known = [(float(getattr(config, name)), 10 ** (-passed.psnr / 10))]  # (setting, MSE) of each trial
+    best, value = config, 2 * known[0][0]
+    for _ in range(COARSER_TRIALS):
+        trial = replace(config, **{name: value})
+        reached, nbytes = trial_of(trial)
+        probes.append(Probe(config.units, config.weight_bits, reached, nbytes, f"{name} {value:.4g}"))
+        if report is not None:
+            report(probes[-1])
+        mse = 10 ** (-reached / 10)
+        if reached >= psnr and value > getattr(best, name):
+            best = trial
+            if mse >= 0.95 * target:
+                break
+        (v0, m0), (v1, m1) = known[-1], (value, mse)
+        known.append((value, mse))
+        slope = (m1 - m0) / (v1 ** 2 - v0 ** 2)
+        if not slope > 0:
+            break
+        value = max(v1 ** 2 + (0.98 * target - m1) / slope, (v1 / 4) ** 2) ** 0.5  # aim just inside the target
+    return best
 
 
 def config_for_noise(config: _Settings, volume: Volume4D, fraction: float, codec: str, noise: NoiseEstimate,

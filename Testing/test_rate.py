@@ -71,3 +71,34 @@ def test_unreachable_psnr_takes_the_best_probe():
 def test_a_codec_without_the_hook_is_refused():
     with pytest.raises(InputError, match="cannot aim at a PSNR .*siren"):
         config_for_psnr(get_codec("lossless").default_config(), phantom(), 30.0, "lossless")
+
+
+@pytest.mark.parametrize("power, optimum", [(2, 1.3), (2, 3.1), (3, 1.7), (1, 0.9)])
+def test_a_coarser_setting_is_raised_until_the_added_error_meets_the_target(power, optimum):
+    """`_coarsened` on a model codec whose MSE grows as step^power (a quantiser: power 2): it lands within 5 % of
+    the target MSE without passing it, in at most COARSER_TRIALS trials, or keeps the best trial that passed."""
+    import dataclasses
+    import math
+
+    from SirenCompressLib import rate
+
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        units: int = 16
+        weight_bits: int = 8
+        step: float = 0.25
+
+    def mse(settings: Settings) -> float:
+        return 1e-5 + 4e-5 * settings.step ** power
+
+    def trial_of(settings: Settings) -> tuple[float, int]:
+        return -10 * math.log10(mse(settings)), int(1e5 / settings.step)
+
+    psnr = -10 * math.log10(mse(Settings(step=optimum)))
+    start = rate.Probe(16, 8, *trial_of(Settings()))
+    probes = []
+    chosen = rate._coarsened(Settings(), start, psnr, "step", trial_of, probes, None)
+    assert mse(chosen) <= mse(Settings(step=optimum)) and len(probes) <= rate.COARSER_TRIALS
+    assert chosen.step > Settings().step and all(p.coarser.startswith("step ") for p in probes)
+    if power == 2:  # the model the search assumes
+        assert mse(chosen) >= 0.95 * mse(Settings(step=optimum))

@@ -63,6 +63,8 @@ class Codec(Protocol):
         The rate targets it supports, from `RATE_TARGETS`: "ratio" needs the hook `member_bytes` (network
         codecs: `rate` sizes the network) or `settings_for_bytes(volume, config, budget) -> Config` (a codec
         that searches its own settings); "psnr" needs `psnr_probe` or `settings_for_psnr(volume, config, psnr)`.
+        A codec with `psnr_probe` may name in `COARSER` a Config field whose increase costs PSNR and saves bytes
+        outside the network: rate control raises it when even the smallest network passes a PSNR target.
     PRESETS : dict of str to Config
         Named settings (may be empty); `DEFAULT_PRESET` names the one `default_config` returns, or is None.
 

@@ -49,6 +49,7 @@ NAME = "fmri"
 SHARED_MEMBER = True
 EXACT = False
 RATE_CONTROL = frozenset({"ratio", "psnr"})
+COARSER = "mean_step"  # rate control raises it when even the smallest network adds less error than asked for
 PRESETS: dict = {}
 DEFAULT_PRESET = None
 MIN_FRAMES = 50  # time series this long, without gradients, are suggested this codec
