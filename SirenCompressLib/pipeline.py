@@ -31,6 +31,7 @@ from .volume import FrameIndex, Gradients, Volume4D
 
 DECODE_BATCH = 24  # the most slices decoded at once by a codec that can (memory: about this many slices' coefficients)
 DECODE_WORKERS = 2  # threads, or processes where asked for, that decode batches side by side
+PROCESS_VOXELS = 1 << 23  # worker processes only for archives of this many voxels or more (a spawn takes 0.3 s)
 
 
 def compress(volume: Volume4D, codec: str | None = None, config: JsonSettings | None = None,
@@ -208,10 +209,10 @@ def decoded_slices(archive: Archive, processes: bool = False) -> Iterator[np.nda
     archive : Archive
         A checked archive.
     processes : bool
-        Decode in worker processes when there are several batches, unless this is itself a daemonic process
-        (a Dask worker, which may not start any). They are spawned, so the calling script's top level must be
-        guarded by `if __name__ == "__main__":` (Python's rule for `multiprocessing`); 3D Slicer cannot spawn
-        them.
+        Decode in worker processes when there are several batches of `PROCESS_VOXELS` voxels or more in all,
+        unless this is itself a daemonic process (a Dask worker, which may not start any). They are spawned,
+        so the calling script's top level must be guarded by `if __name__ == "__main__":` (Python's rule for
+        `multiprocessing`); 3D Slicer cannot spawn them (Slicer issue #7445).
 
     Yields
     ------
@@ -230,7 +231,8 @@ def decoded_slices(archive: Archive, processes: bool = False) -> Iterator[np.nda
             yield from _decoded(archive, [z])
         return
     batches = decode_batches(count)
-    if processes and len(batches) > 1 and not multiprocessing.current_process().daemon:
+    voxels = int(np.prod(archive.manifest["shape"]))
+    if processes and len(batches) > 1 and voxels >= PROCESS_VOXELS and not multiprocessing.current_process().daemon:
         pool = ProcessPoolExecutor(DECODE_WORKERS, multiprocessing.get_context("spawn"))
         jobs = pool.map(_decoded, [_with_slices(archive, zs) for zs in batches], batches)
     else:

@@ -299,8 +299,18 @@ def test_worker_processes_decode_what_threads_decode(monkeypatch):
     data = phantom(shape=(9, 11, 6)).data
     archive = compress(Volume4D(data), "transform", Config(step=10.0))
     monkeypatch.setattr(pipeline, "DECODE_BATCH", 2)
+    monkeypatch.setattr(pipeline, "PROCESS_VOXELS", 0)  # this small volume, too
+    pools = []
+
+    class Pool(pipeline.ProcessPoolExecutor):  # the real one, counted
+        def __init__(self, *args) -> None:
+            pools.append(args)
+            super().__init__(*args)
+
+    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", Pool)
     assert len(pipeline.decode_batches(6)) == 4
     np.testing.assert_array_equal(decompress(archive, processes=True).data, decompress(archive).data)
+    assert len(pools) == 1
     member = archive.members["slices/0004.bin"]
     damaged = Archive(archive.manifest, {**archive.members, "slices/0004.bin": b"\0" + member[1:]})
     with pytest.raises(ArchiveError, match="entropy model has 0 hidden units"):  # from a worker, as it is
