@@ -3,6 +3,7 @@ codecs whose `RATE_CONTROL` names what that target needs (through their hooks `m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -98,7 +99,7 @@ def config_for_ratio(config: _Settings, volume: Volume4D, ratio: float, codec: s
     return replace(config, units=lo)
 
 
-COARSER_TRIALS = 4  # the most trials of a codec's `COARSER` setting once the smallest network passes the target
+COARSER_TRIALS = 6  # the most trials of a codec's `COARSER` setting once the smallest network passes the target
 
 
 @dataclass
@@ -198,11 +199,16 @@ def config_for_psnr(config: _Settings, volume: Volume4D, psnr: float, codec: str
 
 def _coarsened(config: _Settings, passed: Probe, psnr: float, name: str, trial_of, probes: list[Probe],
                report: Callable[[Probe], None] | None) -> _Settings:
-    """`config` with the setting `name` raised as far as the PSNR stays at or above `psnr` (within about 5 % of
-    the target's MSE): a secant search on the setting squared against the MSE, which a quantiser's added
-    error, step²/12, makes nearly linear; at most COARSER_TRIALS trials. `passed` is `config`'s own trial."""
+    """`config` with the setting `name` raised as far as the PSNR stays at or above `psnr` (within 5 % of the
+    target's MSE), in at most COARSER_TRIALS trials; `passed` is `config`'s own trial.
+
+    Until a trial misses the target: a secant step on the setting squared against the MSE (a quantiser adds
+    step²/12). Then: regula falsi between the highest setting that passed and the lowest that missed, on the
+    logarithm of the MSE (a network trained around a coarse quantiser loses accuracy faster than step²), kept
+    within the middle 80 % of that bracket.
+    """
     target = 10 ** (-psnr / 10)
-    known = [(float(getattr(config, name)), 10 ** (-passed.psnr / 10))]  # (setting, MSE) of each trial
+    known = [(float(getattr(config, name)), 10 ** (-passed.psnr / 10))]  # (setting, MSE) of every trial
     best, value = config, 2 * known[0][0]
     for _ in range(COARSER_TRIALS):
         trial = replace(config, **{name: value})
@@ -211,16 +217,22 @@ def _coarsened(config: _Settings, passed: Probe, psnr: float, name: str, trial_o
         if report is not None:
             report(probes[-1])
         mse = 10 ** (-reached / 10)
-        if reached >= psnr and value > getattr(best, name):
+        known.append((value, mse))
+        if mse <= target and value > getattr(best, name):
             best = trial
             if mse >= 0.95 * target:
                 break
-        (v0, m0), (v1, m1) = known[-1], (value, mse)
-        known.append((value, mse))
-        slope = (m1 - m0) / (v1 ** 2 - v0 ** 2)
-        if not slope > 0:
-            break
-        value = max(v1 ** 2 + (0.98 * target - m1) / slope, (v1 / 4) ** 2) ** 0.5  # aim just inside the target
+        missed = [(v, m) for v, m in known if m > target]
+        if missed:
+            (low, m_low), (high, m_high) = max((v, m) for v, m in known if m <= target), min(missed)
+            share = math.log(0.98 * target / m_low) / math.log(m_high / m_low)
+            value = low + min(max(share, 0.1), 0.9) * (high - low)
+        else:
+            (v0, m0), (v1, m1) = known[-2:]
+            slope = (m1 - m0) / (v1 ** 2 - v0 ** 2)
+            if not slope > 0:
+                break
+            value = min(max(v1 ** 2 + (0.98 * target - m1) / slope, v1 ** 2) ** 0.5, 4 * v1)
     return best
 
 
