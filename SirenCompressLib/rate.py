@@ -203,7 +203,7 @@ def _coarsened(config: _Settings, passed: Probe, psnr: float, name: str, trial_o
     target's MSE), in at most COARSER_TRIALS trials; `passed` is `config`'s own trial.
 
     Until a trial misses the target: a secant step on the setting squared against the MSE (a quantiser adds
-    step²/12). Then: regula falsi between the highest setting that passed and the lowest that missed, on the
+    step²/12), or ×1.5 where the MSE did not grow. Then: regula falsi between the highest setting that passed and the lowest that missed, on the
     logarithm of the MSE (a network trained around a coarse quantiser loses accuracy faster than step²), kept
     within the middle 80 % of that bracket.
     """
@@ -230,9 +230,10 @@ def _coarsened(config: _Settings, passed: Probe, psnr: float, name: str, trial_o
         else:
             (v0, m0), (v1, m1) = known[-2:]
             slope = (m1 - m0) / (v1 ** 2 - v0 ** 2)
-            if not slope > 0:
-                break
-            value = min(max(v1 ** 2 + (0.98 * target - m1) / slope, v1 ** 2) ** 0.5, 4 * v1)
+            if slope > 0:
+                value = min(max(v1 ** 2 + (0.98 * target - m1) / slope, v1 ** 2) ** 0.5, 4 * v1)
+            else:  # the MSE did not grow (a trained model's error is noisy): a fixed step up
+                value = 1.5 * max(v1, v0)
     return best
 
 

@@ -74,7 +74,7 @@ def test_a_codec_without_the_hook_is_refused():
 
 
 @pytest.mark.parametrize("model, optimum", [("quadratic", 1.3), ("quadratic", 3.1), ("cubic", 1.7), ("linear", 0.9),
-                                            ("steep", 4.0)])
+                                            ("steep", 4.0), ("noisy", 4.0)])
 def test_a_coarser_setting_is_raised_until_the_added_error_meets_the_target(model, optimum):
     """`_coarsened` on model codecs whose MSE grows with a step: as a quantiser's (quadratic), and as the fmri
     codec's on its phantom (steep: D/σ² 1.03, 1.24, 1.63, 6.84 at mean steps 0.25, 3.02, 3.68, 6.58, measured,
@@ -95,7 +95,8 @@ def test_a_coarser_setting_is_raised_until_the_added_error_meets_the_target(mode
 
     growth = {"quadratic": lambda v: 4 * v ** 2, "cubic": lambda v: 4 * v ** 3, "linear": lambda v: 4 * v,
               "steep": lambda v: math.exp(np.interp(v, [0.25, 3.02, 3.68, 6.58, 20], np.log([1.03, 1.24, 1.63, 6.84,
-                                                                                            200]))) - 1}[model]
+                                                                                            200]))) - 1,
+              "noisy": lambda v: 0.1 * v ** 2 + 0.3 * math.sin(7 * v) ** 2}[model]  # not monotone
 
     def mse(settings: Settings) -> float:
         return 1e-5 * (1 + growth(settings.step))
