@@ -203,9 +203,9 @@ def _coarsened(config: _Settings, passed: Probe, psnr: float, name: str, trial_o
     target's MSE), in at most COARSER_TRIALS trials; `passed` is `config`'s own trial.
 
     Until a trial misses the target: a secant step on the setting squared against the MSE (a quantiser adds
-    step²/12), or ×1.5 where the MSE did not grow. Then: regula falsi between the highest setting that passed and the lowest that missed, on the
-    logarithm of the MSE (a network trained around a coarse quantiser loses accuracy faster than step²), kept
-    within the middle 80 % of that bracket.
+    step²/12), or ×1.5 where the MSE did not grow. Then: regula falsi between the highest setting that passed
+    and the lowest that missed, on the logarithm of the MSE (a network trained around a coarse quantiser loses
+    accuracy faster than step²), kept within the middle 80 % of that bracket.
     """
     target = 10 ** (-psnr / 10)
     known = [(float(getattr(config, name)), 10 ** (-passed.psnr / 10))]  # (setting, MSE) of every trial
