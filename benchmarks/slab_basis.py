@@ -6,10 +6,10 @@ against log2(bytes) (steps × 0.95 and × 1.05). A measurement only: the format 
     NOPROBE=1 skips the slope probes)
 Writes NAME.json in the working folder and prints a table.
 """
+import argparse
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import replace
 
@@ -69,9 +69,16 @@ def measure(data, images, step, cfg, slab):
 
 
 def main():
-    name, path, z0, nz, slabs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-    steps = [float(s) for s in sys.argv[6:]]
-    slabs = [int(s) for s in slabs.split(",")]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="the name of the JSON file written")
+    parser.add_argument("path", help="the 4D volume")
+    parser.add_argument("z0", type=int, help="first slice")
+    parser.add_argument("nz", type=int, help="slices")
+    parser.add_argument("slabs", help="slab sizes, comma-separated")
+    parser.add_argument("steps", type=float, nargs="+", help="quantiser steps Δ")
+    args = parser.parse_args()
+    name, path, z0, nz, steps = args.name, args.path, args.z0, args.nz, args.steps
+    slabs = [int(s) for s in args.slabs.split(",")]
     vol = read_volume(path)
     data = vol.data[:, :, z0:z0 + nz]
     print(name, vol.data.shape, vol.data.dtype, "slices", z0, "to", z0 + nz - 1, flush=True)
