@@ -381,7 +381,7 @@ def check_manifest(m: dict, members: dict[str, int], archive_bytes: int) -> None
         elif key not in OPTIONAL:
             raise ArchiveError(f"the manifest has no {key!r}")
     module = get_codec(m["codec"]["name"])
-    _check_members(m["slices"], members, module.SHARED_MEMBER)
+    _check_members(m["slices"], members, module.MEMBERS)
     _check_voxel_digests(m, module.EXACT)
     _check_error_bounds(m, module.EXACT)
     voxels = math.prod(m["shape"])
@@ -587,11 +587,15 @@ FIELDS: dict[str, Callable[[object, dict], None]] = {
 OPTIONAL = {"frames", "header"}  # absent in archives written before 0.2 / 0.4
 
 
-def _check_members(slices: list[dict], members: dict[str, int], shared: bool) -> None:
-    """Every member is named by its own slice (by every slice of a codec that shares slice 0's member), and
-    its size is the `bytes` of that slice; no member is left over."""
+def _check_members(slices: list[dict], members: dict[str, int], serves: str) -> None:
+    """Every member is named by its own slice, and by the slices it serves (`Codec.MEMBERS`): every slice, of a
+    codec whose member serves the volume; the next ones, of a codec whose member serves a slab. Its size is
+    the `bytes` of its own slice (0 for the others); no member is left over."""
+    owner = 0
     for z, entry in enumerate(slices):
-        name, owner = entry["member"], 0 if shared else z
+        name = entry["member"]
+        if serves == "slice" or serves == "slab" and (z == 0 or name != slices[z - 1]["member"]):
+            owner = z
         if name is None:
             if entry["bytes"]:
                 raise ArchiveError(f"slice {z} has no member but {entry['bytes']} bytes")

@@ -1,3 +1,3 @@
 """The library version (its own module, so that modules can read it without importing the package)."""
 
-__version__ = "0.7.1"
+__version__ = "0.8.0"

@@ -15,6 +15,7 @@ import pytest
 from SirenCompressLib import compress, decompress
 from SirenCompressLib.archive import Archive, check_archive, to_bytes
 from SirenCompressLib.codecs import (
+    MEMBER_KINDS,
     RATE_TARGETS,
     REGISTRY,
     add_flags,
@@ -54,7 +55,7 @@ def coded(request, volume):
 def test_the_module_describes_itself(coded):
     name, config, _ = coded
     module = get_codec(name)
-    assert module.NAME == name and isinstance(module.EXACT, bool) and isinstance(module.SHARED_MEMBER, bool)
+    assert module.NAME == name and isinstance(module.EXACT, bool) and module.MEMBERS in MEMBER_KINDS
     assert module.RATE_CONTROL <= set(RATE_TARGETS) and type(module.default_config()) is module.Config
     assert all(type(p) is module.Config for p in module.PRESETS.values())
     assert module.DEFAULT_PRESET is None or module.PRESETS[module.DEFAULT_PRESET] == module.default_config()

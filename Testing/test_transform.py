@@ -122,18 +122,23 @@ def test_one_volume_is_coded_but_not_suggested():
 # --- constant data --------------------------------------------------------------------------------------
 
 
-def _small_member(member: bytes) -> bool:
-    """A member of an entropy model and little else: the side stream, and the final states of an empty
-    coefficient stream."""
-    return len(member) <= Network.from_bytes(member)[1] + 4 * transform.MIN_LANES + 96
+def _block(archive: Archive, z: int) -> bytes:
+    """Slice z's block in its slab's member."""
+    entry = archive.manifest["slices"][z]
+    blocks = transform._read_slab(archive.members[entry["member"]], archive.manifest["shape"][3])[3]
+    return blocks[entry["slab_position"]]
+
+
+def _small_block(block: bytes) -> bool:
+    """A block of little but its side stream and the final states of an empty coefficient stream."""
+    return len(block) <= 4 * transform.MIN_LANES + 96
 
 
 def test_a_constant_slice_is_exact_enough_and_tiny():
     data = phantom().data
     data[:, :, 1] = 500
     decoded, archive = round_trip(data, step=20.0)
-    entry = archive.manifest["slices"][1]
-    assert entry["components"] == 0 and _small_member(archive.members[entry["member"]])
+    assert archive.manifest["slices"][1]["components"] == 0 and _small_block(_block(archive, 1))
     assert np.abs(decoded[:, :, 1].astype(int) - 500).max() <= 20.0 / (2 * transform.MEAN_STEPS) + 0.5
     assert rmse(decoded, data) <= error_bound(20.0, integer=True)
 
@@ -144,7 +149,9 @@ def test_an_all_constant_volume_is_exact_and_tiny(value, dtype):
         data = np.full((size, size, 3, 5), value, dtype=dtype)
         decoded, archive = round_trip(data)  # the default step: no noise to measure
         np.testing.assert_array_equal(decoded, data)
-        assert all(_small_member(m) for m in archive.members.values())
+        assert all(_small_block(_block(archive, z)) for z in range(3))
+        member = archive.members["slices/0000.bin"]  # the network, an empty basis and the blocks
+        assert len(member) <= Network.from_bytes(member)[1] + 32 + sum(4 + len(_block(archive, z)) for z in range(3))
         assert len(to_bytes(archive)) < 4000
 
 
@@ -283,12 +290,14 @@ def test_decoding_is_repeatable_and_needs_no_torch(coded, monkeypatch):
     np.testing.assert_array_equal(decompress(coded).data, first)
 
 
-def test_slices_decoded_together_are_the_slices_decoded_alone(monkeypatch):
+@pytest.mark.parametrize("slab", [1, 2, 8])
+def test_slices_decoded_together_are_the_slices_decoded_alone(monkeypatch, slab):
     data = phantom(shape=(13, 17, 5)).data.copy()
     data[:, :, 1] = 700  # no components
-    data[:, :, 3, 9:] = data[:, :, 3, :1]  # fewer components than the others
-    archive = compress(Volume4D(data), "transform", Config(step=10.0))
-    assert len({entry["components"] for entry in archive.manifest["slices"]}) >= 3
+    data[:, :, 3, 9:] = data[:, :, 3, :1]  # fewer components than the others (with a basis of its own)
+    archive = compress(Volume4D(data), "transform", Config(step=10.0, slab=slab))
+    assert len({entry["components"] for entry in archive.manifest["slices"]}) >= (3 if slab == 1 else 2)
+    assert len(archive.members) == -(-5 // slab)
     together = decompress(archive).data
     monkeypatch.setattr(pipeline, "DECODE_BATCH", 1)  # the pipeline now decodes slice by slice
     np.testing.assert_array_equal(decompress(archive).data, together)
@@ -297,7 +306,7 @@ def test_slices_decoded_together_are_the_slices_decoded_alone(monkeypatch):
 
 def test_worker_processes_decode_what_threads_decode(monkeypatch):
     data = phantom(shape=(9, 11, 6)).data
-    archive = compress(Volume4D(data), "transform", Config(step=10.0))
+    archive = compress(Volume4D(data), "transform", Config(step=10.0, slab=2))  # slabs 4–5 in two batches
     monkeypatch.setattr(pipeline, "DECODE_BATCH", 2)
     monkeypatch.setattr(pipeline, "PROCESS_VOXELS", 0)  # this small volume, too
     pools = []
@@ -392,11 +401,55 @@ def test_more_components_than_a_slice_can_have_are_refused(tmp_path):
         _decoded(fuzzing.edited(to_bytes(archive), edit), tmp_path)
 
 
+@pytest.fixture(scope="module")
+def slabs() -> Archive:
+    """Slabs of 2, 2 and 1 slices, of 9, 8, 8, 9 and 7 components."""
+    return compress(phantom(shape=(13, 17, 5)), "transform", Config(step=40.0, slab=2))
+
+
+def _edited(archive: Archive, edit) -> bytes:
+    def change(manifest, members):
+        edit(manifest["slices"], members)
+    return fuzzing.edited(to_bytes(archive), change)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s, m: s[1].update(slab_position=0), "slab_position must be one more"),
+    (lambda s, m: s[2].update(slab_position=1), "slab_position must be 0"),
+    (lambda s, m: s[3].pop("slab_position"), "as every entry, or none"),
+    (lambda s, m: [e.pop("slab_position") for e in s[1:]], "as every entry, or none"),
+    (lambda s, m: s[3].update(member="slices/0000.bin"), "slice 3 names member 'slices/0000.bin', not 'slices/0003"),
+    (lambda s, m: s[1].update(components=10), "10 components, more than its slab's basis has"),
+])
+def test_slabs_named_wrongly_are_refused(slabs, tmp_path, edit, message):
+    assert [(e["slab_position"], e["components"]) for e in slabs.manifest["slices"]] == [(0, 9), (1, 8), (0, 8), (1, 9),
+                                                                                         (0, 7)]
+    with pytest.raises(ArchiveError, match=message):
+        _decoded(_edited(slabs, edit), tmp_path)
+
+
+def test_a_slab_member_of_fewer_blocks_than_slices_is_refused(slabs, tmp_path):
+    def edit(entries, members):  # slab 2–3 keeps only slice 2's block
+        member = members["slices/0002.bin"]
+        members["slices/0002.bin"] = member[:len(member) - 4 - len(_block(slabs, 3))]
+        entries[2]["bytes"] = len(members["slices/0002.bin"])
+    with pytest.raises(ArchiveError, match="its slab's member has 1 slices"):
+        _decoded(_edited(slabs, edit), tmp_path)
+
+
+def test_slices_of_fewer_voxels_than_volumes_keep_a_basis_each():
+    data = np.random.default_rng(3).normal(500, 20, (2, 2, 4, 6)).astype(np.float32)
+    archive = compress(Volume4D(data), "transform", Config(step=1.0, slab=4))
+    assert len(archive.members) == 4 and all(e["slab_position"] == 0 for e in archive.manifest["slices"])
+
+
 def test_a_bad_lane_count_is_refused(coded, tmp_path):
     member = coded.members["slices/0000.bin"]
-    at = Network.from_bytes(member)[1]
-    side = int(np.frombuffer(member, dtype="<u4", count=1, offset=at)[0])
-    lanes_at = at + 4 + side + 4 + 1  # network, side stream, coefficient stream's size, alphabet
+    def size_at(at: int) -> int:
+        return int(np.frombuffer(member, dtype="<u4", count=1, offset=at)[0])
+    basis_at = Network.from_bytes(member)[1] + 4  # the network, K
+    side_at = basis_at + 4 + size_at(basis_at) + 4  # the basis stream, the first block's size
+    lanes_at = side_at + 4 + size_at(side_at) + 4 + 1  # the side stream, the coefficient stream's size, alphabet
     for lanes in (0, 1, 2**31, 2**32 - 1):
         data = _with_member(coded, lambda m, n=lanes: m[:lanes_at] + np.array([n], "<u4").tobytes() + m[lanes_at + 4:])
         with pytest.raises(ArchiveError, match="lane"):

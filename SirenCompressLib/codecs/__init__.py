@@ -28,6 +28,7 @@ REGISTRY = {"transform": "SirenCompressLib.codecs.transform", "siren": "SirenCom
             "fmri": "SirenCompressLib.codecs.fmri"}  # `suggest` asks them in this order
 DEFAULT = "siren"  # the codec for any input that no codec's `preferred` claims
 RATE_TARGETS = ("ratio", "psnr")  # what `Codec.RATE_CONTROL` may name
+MEMBER_KINDS = ("slice", "slab", "volume")  # what `Codec.MEMBERS` may be
 
 
 @dataclass
@@ -57,8 +58,10 @@ class Codec(Protocol):
         True when the codec bounds every voxel's error: bit-exact, unless a slice entry's "max_error" E (a
         near-lossless archive) allows ±E (`pipeline.max_error` reads the archive's bound). The manifest then
         stores the SHA-256 of every slice's decoded voxels.
-    SHARED_MEMBER : bool
-        True when one member, stored with slice 0, serves every slice (each entry names it).
+    MEMBERS : str
+        What a member serves: "slice" (each slice its own, or none), "slab" (a run of consecutive slices, the
+        member stored with its first; the codec's `check_slices` checks the runs) or "volume" (one member,
+        stored with slice 0, serves every slice: each entry names it).
     RATE_CONTROL : frozenset of str
         The rate targets it supports, from `RATE_TARGETS`: "ratio" needs the hook `member_bytes` (network
         codecs: `rate` sizes the network) or `settings_for_bytes(volume, config, budget) -> Config` (a codec
@@ -77,7 +80,7 @@ class Codec(Protocol):
     NAME: str
     Config: type
     EXACT: bool
-    SHARED_MEMBER: bool
+    MEMBERS: str
     RATE_CONTROL: frozenset[str]
     PRESETS: dict
     DEFAULT_PRESET: str | None
@@ -186,7 +189,7 @@ class Codec(Protocol):
         entry : dict
             The slice's manifest entry.
         member : bytes or None
-            Its member (a shared member for every slice of a `SHARED_MEMBER` codec).
+            The member it names (which may serve other slices too: see `MEMBERS`).
         shape : tuple of int
             The volume's shape (x, y, z, volumes).
 

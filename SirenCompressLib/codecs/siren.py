@@ -35,7 +35,7 @@ MAX_UNITS = 1 << 14  # units per layer, and q-space basis vectors
 PARAMS_FLOOR = 1 << 16
 PARAMS_PER_BYTE = 64
 NAME = "siren"
-SHARED_MEMBER = False
+MEMBERS = "slice"
 EXACT = False
 RATE_CONTROL = frozenset({"ratio", "psnr"})
 

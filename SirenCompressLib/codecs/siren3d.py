@@ -34,11 +34,11 @@ from .siren import (
     member_bytes as _siren_member_bytes,
 )
 
-__all__ = ["DEFAULT_PRESET", "EXACT", "NAME", "PRESETS", "RATE_CONTROL", "SHARED_MEMBER", "Config", "check_slices",
+__all__ = ["DEFAULT_PRESET", "EXACT", "MEMBERS", "NAME", "PRESETS", "RATE_CONTROL", "Config", "check_slices",
            "configure", "decode_slice", "default_config", "encode", "member_bytes", "placeholders", "preferred",
            "psnr_probe"]
 NAME = "siren3d"
-SHARED_MEMBER = True
+MEMBERS = "volume"
 EXACT = False
 RATE_CONTROL = frozenset({"ratio", "psnr"})
 

@@ -1,7 +1,8 @@
 """transform: q-space transform coding with a learned entropy model — the smallest lossy dMRI files at equal PSNR.
 
-Per axial slice: a KLT across the volumes (principal components of the slice's voxels; the mean and the basis
-quantised to the precision each component needs and entropy-coded), the leading component maps optionally
+Per axial slice: a KLT across the volumes (principal components of the voxels of a slab of `slab` consecutive
+slices, each slice centred by its own means; the means and the slab's basis quantised to the precision each
+component needs and entropy-coded, the basis once a slab), the leading component maps optionally
 through an orthonormal in-plane wavelet (`wavelet`, where it lowers the rate), every coefficient quantised
 with one common step Δ (a deadzone quantiser: |c|/Δ rounds up from `rounding`, and decodes to the mean of
 its interval, stored per magnitude class; then each magnitude re-chosen among 0, ⌊|c|/Δ⌋ and ⌊|c|/Δ⌋ + 1 for
@@ -30,7 +31,7 @@ from . import EncodedSlice, JsonSettings, setting
 
 NAME = "transform"
 EXACT = False
-SHARED_MEMBER = False
+MEMBERS = "slab"
 RATE_CONTROL = frozenset({"ratio", "psnr"})
 PRESETS: dict = {}
 DEFAULT_PRESET = None
@@ -40,7 +41,10 @@ BASIS_PRECISION = 24.0  # a basis row of coefficient deviation s is stored in st
 EXPONENTS = (5, 15)  # basis rows in 2^-e, e within these bounds (coarser rows lose their direction)
 OFFSET_UNITS = 64  # reconstruction offsets in 1/64 of a step, one per magnitude class 1, 2, ≥ 3
 CLASSES = 3
-SIDE_CONTEXTS = 4  # side stream: means, exponents and flags, basis, reserved
+SIDE_CONTEXTS = 4  # side streams: means, exponents and flags, basis, reserved
+SIDE_LANES = 256  # at most: fewer for a short side stream (see `_side_lanes`)
+SYMBOLS_PER_LANE = 32  # side streams: at least this many symbols a lane (a lane's final state takes 4 bytes)
+LEGACY_SYMBOLS_PER_LANE = 4  # the same in archives written before 0.8 (a basis in every slice's side stream)
 HEADER = np.dtype("<u4")
 INCREMENT = 8  # adaptation speed of the coefficient coder's counts (see entropy.encode_chunks)
 UPDATE_EVERY = 512  # symbols between updates of the coefficient coder's counts
@@ -49,7 +53,6 @@ RDO_SLOPE = 1.5 * RD_SLOPE  # λ of the symbol decisions (`_optimised`), measure
 MIN_LANES, MAX_LANES = 16, 4096
 LANE_SHARE = 0.01
 CHUNK_STEPS = 64  # at least as many lanes as a pass of a map needs to decode in this many steps
-SIDE_LANES = 256  # at most: fewer for a side stream of fewer than 4 symbols a lane (see `_side_lanes`)
 MAX_MAGNITUDE = 1 << 52  # |symbol| below this (exact in float64): a smaller step for the data is refused
 RATE_SLICES = 8  # slices the rate search encodes
 RATE_ROUNDS = 4  # rounds of the search (model retrained), then of whole encodes that correct the step
@@ -70,6 +73,8 @@ class Config(JsonSettings):
     context_units: int = setting(12, "--context-units", "hidden units of the learned entropy model", min=1,
                                  max=64)
     seed: int = setting(0, "--seed", "seed of the entropy model's training", min=0)
+    slab: int = setting(8, "--slab", "consecutive slices that share one KLT basis (1: a basis per slice)", min=1,
+                        max=4096)
 
 
 def default_config() -> Config:
@@ -157,14 +162,41 @@ def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
     emit = progress or (lambda event: None)
     nz = data.shape[2]
     emit({"event": "start", "slices": nz, "networks": 0, "epochs": 0, "device": "cpu"})
-    slices = [quantise(data[:, :, z].astype(np.float64), step, config) for z in range(nz)]
+    slabs = slab_ranges(data.shape, config.slab)
+    slices = []
+    for zs in slabs:
+        transform = klt(data[:, :, zs.start:zs.stop])
+        slices += [quantise(data[:, :, z].astype(np.float64), step, config, transform, len(zs)) for z in zs]
     network = train_model(slices, config)
     out = []
-    for z, q in enumerate(slices):
-        member = network.to_bytes() + write_slice(q, network)
-        out.append(EncodedSlice(entry_of(q, step), member))
-        emit({"event": "slice", "slice": z, "slices": nz, "kind": NAME, "bytes": len(member)})
+    for zs in slabs:
+        member = write_slab([slices[z] for z in zs], network)
+        for position, z in enumerate(zs):
+            head = position == 0
+            out.append(EncodedSlice(entry_of(slices[z], step, position), member if head else None,
+                                    None if head else zs.start))
+            emit({"event": "slice", "slice": z, "slices": nz, "kind": NAME, "bytes": len(member) if head else 0})
     return out
+
+
+def slab_ranges(shape: tuple, slab: int) -> list[range]:
+    """The slabs of a volume: consecutive runs of `slab` axial slices (the last may be shorter); of one slice
+    where a slice has fewer voxels than volumes (its own KLT codes it in fewer components than a shared one).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (x, y, z, volumes).
+    slab : int
+        ≥ 1.
+
+    Returns
+    -------
+    list of range
+    """
+    nx, ny, nz, nv = shape
+    size = slab if nx * ny >= nv else 1
+    return [range(z, min(z + size, nz)) for z in range(0, nz, size)]
 
 
 def resolved_step(data: np.ndarray, config: Config) -> float:
@@ -189,39 +221,39 @@ def resolved_step(data: np.ndarray, config: Config) -> float:
 
 @dataclass(frozen=True)
 class Klt:
-    """The principal components of one slice's voxels: volume means (volumes,), the eigenvectors as rows
-    (volumes, volumes) and the coefficients' standard deviations (volumes,), largest first."""
+    """The principal components of a slab's voxels: the eigenvectors as rows (volumes, volumes) and the
+    coefficients' standard deviations (volumes,), largest first."""
 
-    means: np.ndarray
     vectors: np.ndarray
     deviations: np.ndarray
 
 
-def klt(image: np.ndarray) -> Klt:
-    """The KLT of one slice (x, y, volumes) across its volumes.
+def klt(slab: np.ndarray) -> Klt:
+    """The KLT across the volumes of a slab of axial slices (x, y, slices, volumes), each slice centred by its
+    own means.
 
-    The classical Karhunen–Loève transform: the eigenvectors of the volumes' covariance over the slice's
-    voxels (normalised by the voxel count), in order of decreasing eigenvalue.
+    The classical Karhunen–Loève transform: the eigenvectors of the volumes' covariance over the slab's voxels
+    (normalised by the voxel count), in order of decreasing eigenvalue.
 
     Parameters
     ----------
-    image : ndarray, shape (x, y, volumes)
+    slab : ndarray, shape (x, y, slices, volumes)
 
     Returns
     -------
     Klt
-        Means, eigenvectors as rows and standard deviations (negative eigenvalues taken as 0), largest first.
+        Eigenvectors as rows and standard deviations (negative eigenvalues taken as 0), largest first.
     """
-    x = image.reshape(-1, image.shape[2]).astype(np.float64)
-    means = x.mean(axis=0)
-    centred = x - means
+    x = slab.astype(np.float64)
+    centred = (x - x.mean(axis=(0, 1), keepdims=True)).reshape(-1, slab.shape[3])
     eigenvalues, vectors = np.linalg.eigh(centred.T @ centred / centred.shape[0])
     order = np.argsort(eigenvalues)[::-1]
-    return Klt(means, vectors[:, order].T, np.sqrt(np.maximum(eigenvalues[order], 0)))
+    return Klt(vectors[:, order].T, np.sqrt(np.maximum(eigenvalues[order], 0)))
 
 
-def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | None = None) -> Quantised:
-    """The KLT (`transform`, computed if not given), the in-plane wavelet where it pays and the deadzone
+def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | None = None,
+             sharers: int = 1) -> Quantised:
+    """The KLT (`transform`, the slice's own if not given), the in-plane wavelet where it pays and the deadzone
     quantiser of one slice (x, y, volumes).
 
     Parameters
@@ -232,7 +264,10 @@ def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | No
     config : Config
         Uses `rounding` and `max_components`.
     transform : Klt or None
-        The slice's KLT, when already computed.
+        The KLT of the slice's slab.
+    sharers : int
+        The slices that share its basis (their slab's size): each is charged this share of a basis row's bits
+        when deciding which components to keep.
 
     Returns
     -------
@@ -244,11 +279,12 @@ def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | No
     InputError
         When the step is so small that a mean or a coefficient in steps would reach 2^52.
     """
-    transform = transform or klt(image)
+    transform = transform or klt(image[:, :, None])
     nx, ny, nv = image.shape
-    if not np.abs(transform.means).max() / step * MEAN_STEPS < MAX_MAGNITUDE:
+    volume_means = image.reshape(nx * ny, nv).mean(axis=0)
+    if not np.abs(volume_means).max() / step * MEAN_STEPS < MAX_MAGNITUDE:
         raise InputError(f"the step {step:g} is too small for these data: choose a larger --step")
-    means = np.rint(transform.means / step * MEAN_STEPS).astype(np.int64)
+    means = np.rint(volume_means / step * MEAN_STEPS).astype(np.int64)
     centred = image.reshape(nx * ny, nv) - means * (step / MEAN_STEPS)
     limit = component_limit(nx, ny, nv, config.max_components)
     exponents = np.clip(np.ceil(np.log2(np.maximum(transform.deviations[:limit], 1e-300) * BASIS_PRECISION / step)),
@@ -263,7 +299,7 @@ def quantise(image: np.ndarray, step: float, config: Config, transform: Klt | No
     in_plane = _cost(wave_q) < _cost(plain_q)
     values = np.where(in_plane[:, None, None], waves, maps) / step
     symbols = np.where(in_plane[:, None, None], wave_q, plain_q)
-    keep = _kept_components(values, symbols, basis, exponents, step)
+    keep = _kept_components(values, symbols, basis, exponents, sharers)
     symbols, values = symbols[:keep], values[:keep]
     symbols = _optimised(values, symbols)
     return Quantised(means, exponents[:keep], basis[:keep], in_plane[:keep], symbols, _offsets(values, symbols))
@@ -327,14 +363,14 @@ def _cost(symbols: np.ndarray) -> np.ndarray:
 
 
 def _kept_components(values: np.ndarray, symbols: np.ndarray, basis: np.ndarray, exponents: np.ndarray,
-                     step: float) -> int:
+                     sharers: int) -> int:
     """The number of leading components worth coding: the last whose squared error saved exceeds λ × its bits
-    (order-0 entropy of its symbols, a sign per non-zero, its basis row), all in units of Δ²."""
+    (order-0 entropy of its symbols, a sign per non-zero, its share of its basis row), all in units of Δ²."""
     if not symbols.shape[0]:
         return 0
     saved = (values ** 2).sum(axis=(1, 2)) - ((values - symbols) ** 2).sum(axis=(1, 2))
     bits = np.array([_entropy_bits(s) for s in symbols]) + (symbols != 0).sum(axis=(1, 2))
-    bits = bits + basis.shape[1] * (exponents + 1)
+    bits = bits + basis.shape[1] * (exponents + 1) / sharers
     worth = np.flatnonzero(saved > RD_SLOPE * bits)
     return int(worth[-1]) + 1 if worth.size else 0
 
@@ -486,12 +522,41 @@ def _passes(symbols: np.ndarray):
         features.add(log_map)
 
 
+def write_slab(slices: list[Quantised], network: cm.Network) -> bytes:
+    """The member of a slab: the entropy model, the slab's basis, then each slice's block (`write_slice`), each
+    after its uint32 length.
+
+    The basis is that of the slice with the most components (the others' are its leading rows): uint32 K, then
+    the side stream of the K basis exponents and the K × volumes basis rows.
+
+    Parameters
+    ----------
+    slices : list of Quantised
+        The slab's slices, in order, quantised with one basis.
+    network : context_model.Network
+        The entropy model.
+
+    Returns
+    -------
+    bytes
+    """
+    return _slab_head(slices, network) + b"".join(_sized(write_slice(q, network)) for q in slices)
+
+
+def _slab_head(slices: list[Quantised], network: cm.Network) -> bytes:
+    """The part of a slab's member before its slices' blocks: the network, K and the basis stream."""
+    widest = max(slices, key=lambda q: q.symbols.shape[0])
+    basis = _side_stream([(widest.exponents, 1), (widest.basis.ravel(), 2)])
+    return network.to_bytes() + np.array([len(widest.exponents)], dtype=HEADER).tobytes() + _sized(basis)
+
+
 def write_slice(q: Quantised, network: cm.Network) -> bytes:
-    """The slice's streams: side information and coefficient tokens (each after its uint32 length), then the
+    """A slice's block: its side information and coefficient tokens (each after its uint32 length), then the
     verbatim bits (extra bits and signs, pass by pass).
 
-    The coefficient stream starts with one byte, the token alphabet's size; its rANS lanes are chosen from the
-    size of a trial encode. The network is not included (`encode` puts its bytes before these).
+    The side stream holds the volume means, the wavelet flags and the reconstruction offsets. The coefficient
+    stream starts with one byte, the token alphabet's size; its rANS lanes are chosen from the size of a trial
+    encode.
 
     Parameters
     ----------
@@ -503,7 +568,7 @@ def write_slice(q: Quantised, network: cm.Network) -> bytes:
     -------
     bytes
     """
-    side = _side_stream(q)
+    side = _side_stream([(q.means, 0), (np.concatenate([q.in_plane.astype(np.int64), q.offsets]), 1)])
     tokens, contexts, chunks, bits, nbits = [], [], [], [], []
     for k, where, stack, bucket in _passes(q.symbols):
         chosen = q.symbols[k][where]
@@ -548,23 +613,22 @@ def _sized(part: bytes) -> bytes:
     return np.array([len(part)], dtype=HEADER).tobytes() + part
 
 
-def _side_stream(q: Quantised) -> bytes:
-    """Means, exponents, wavelet flags and reconstruction offsets, then the basis: zigzag integers, rANS-coded
-    (context per kind) with their verbatim bits."""
-    parts = [(q.means, 0), (np.concatenate([q.exponents, q.in_plane.astype(np.int64), q.offsets]), 1),
-             (q.basis.ravel(), 2)]
-    values = np.concatenate([p for p, _ in parts])
-    kinds = np.concatenate([np.full(p.size, kind) for p, kind in parts])
+def _side_stream(parts: list[tuple[np.ndarray, int]]) -> bytes:
+    """Integers (values, kind) in order: zigzag integers, rANS-coded (a context per kind) with their verbatim
+    bits."""
+    values = np.concatenate([np.asarray(p, dtype=np.int64) for p, _ in parts])
+    kinds = np.concatenate([np.full(np.size(p), kind) for p, kind in parts])
     tokens, nbits, extra = entropy.split_integers(_zigzag(values))
-    coded = entropy.encode_chunks(tokens, entropy.TOKENS, kinds, SIDE_CONTEXTS, [tokens.size], _side_lanes(tokens.size))
+    coded = entropy.encode_chunks(tokens, entropy.TOKENS, kinds, SIDE_CONTEXTS, [tokens.size],
+                                  _side_lanes(tokens.size, SYMBOLS_PER_LANE))
     return _sized(coded) + entropy.pack_bits(extra, nbits)
 
 
-def _side_lanes(count: int) -> int:
-    """Lanes of a side stream of `count` symbols: SIDE_LANES, halved while there are fewer than 4 symbols a lane
-    (a lane's final state takes 4 bytes: a small slice's side stream would be mostly states)."""
+def _side_lanes(count: int, per_lane: int) -> int:
+    """Lanes of a side stream of `count` symbols: SIDE_LANES, halved while there are fewer than `per_lane`
+    symbols a lane (a lane's final state takes 4 bytes: a short stream would be mostly states)."""
     lanes = SIDE_LANES
-    while lanes > 1 and 4 * lanes > count:
+    while lanes > 1 and per_lane * lanes > count:
         lanes //= 2
     return lanes
 
@@ -579,21 +643,24 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return ((u >> np.uint64(1)).astype(np.int64)) ^ -((u & np.uint64(1)).astype(np.int64))
 
 
-def entry_of(q: Quantised, step: float) -> dict:
-    """The manifest entry of a coded slice: the codec's name, its step and the number of kept components.
+def entry_of(q: Quantised, step: float, position: int) -> dict:
+    """The manifest entry of a coded slice: the codec's name, its step, the number of kept components and its
+    place in its slab.
 
     Parameters
     ----------
     q : Quantised
     step : float
         Δ.
+    position : int
+        0 for the slab's first slice (which stores the slab's member), 1 for the next, …
 
     Returns
     -------
     dict
-        {"kind": "transform", "step": step, "components": K}.
+        {"kind": "transform", "step": step, "components": K, "slab_position": position}.
     """
-    return {"kind": NAME, "step": step, "components": int(q.symbols.shape[0])}
+    return {"kind": NAME, "step": step, "components": int(q.symbols.shape[0]), "slab_position": position}
 
 
 def placeholders(volume, config: Config) -> list[EncodedSlice]:
@@ -609,8 +676,9 @@ def placeholders(volume, config: Config) -> list[EncodedSlice]:
     list of EncodedSlice
     """
     nv = volume.shape[3]
-    return [EncodedSlice({"kind": NAME, "step": 1.2345678901234567, "components": nv}, b"")
-            for _ in range(volume.shape[2])]
+    return [EncodedSlice({"kind": NAME, "step": 1.2345678901234567, "components": nv, "slab_position": z - zs.start},
+                         b"" if z == zs.start else None, None if z == zs.start else zs.start)
+            for zs in slab_ranges(volume.shape, config.slab) for z in zs]
 
 
 # --- rate control ---------------------------------------------------------------------------------------
@@ -646,14 +714,21 @@ def settings_for_bytes(volume, config: Config, budget: int) -> Config:
     data = volume.data
     nz = data.shape[2]
     picked = list(range(0, nz, training_stride(nz)))  # the slices the model trains on
-    transforms = {z: klt(data[:, :, z]) for z in picked}
+    slabs = [zs for zs in slab_ranges(data.shape, config.slab) if any(z in zs for z in picked)]
+    transforms = {zs: klt(data[:, :, zs.start:zs.stop]) for zs in slabs}
 
     def quantised(step: float) -> list[Quantised]:
-        return [quantise(data[:, :, z].astype(np.float64), step, config, transforms[z]) for z in picked]
+        return [quantise(data[:, :, z].astype(np.float64), step, config, transforms[zs], len(zs))
+                for zs in slabs for z in zs if z in picked]
 
     def estimate(network: cm.Network, step: float) -> float:
-        sizes = [len(network.to_bytes()) + len(write_slice(q, network)) for q in quantised(step)]
-        return sum(sizes) * nz / len(picked)
+        """The picked slices' blocks and their shares of their slabs' heads, scaled to the volume."""
+        qs, total = iter(quantised(step)), 0.0
+        for zs in slabs:
+            chosen = [next(qs) for z in zs if z in picked]
+            total += sum(4 + len(write_slice(q, network)) for q in chosen)
+            total += len(_slab_head(chosen, network)) * len(chosen) / len(zs)
+        return total * nz / len(picked)
 
     # the model trained at the step measured is the one `encode` trains there: the estimate is exact when
     # every slice is picked, and scaled from the picked ones otherwise
@@ -734,11 +809,11 @@ def settings_for_psnr(volume, config: Config, psnr: float) -> Config:
     data = volume.data
     lo, hi = value_range(data)
     span = float(hi - lo) or 1.0
-    transforms = [klt(data[:, :, z]) for z in range(data.shape[2])]
+    slabs = [(zs, klt(data[:, :, zs.start:zs.stop])) for zs in slab_ranges(data.shape, config.slab)]
 
     def reached(step: float) -> float:  # of the voxels as decoded: clamped, and rounded for integer data
-        return decoded_psnr(data, (reconstruct(quantise(data[:, :, z].astype(np.float64), step, config, t), step,
-                                               data.shape) for z, t in enumerate(transforms)))
+        return decoded_psnr(data, (reconstruct(quantise(data[:, :, z].astype(np.float64), step, config, t, len(zs)),
+                                               step, data.shape) for zs, t in slabs for z in zs))
 
     lo_step, hi_step = 1e-6 * span, span
     for _ in range(40):
@@ -768,7 +843,9 @@ def _bisect_step(size_of, budget: float, start: float, tolerance: float) -> floa
 
 
 def check_slices(config: Config, manifest: dict) -> int:
-    """Check every entry: a transform entry (a positive finite step, 0 to volumes components) with a member.
+    """Check every entry: a transform entry (a positive finite step, 0 to volumes components) with a member, and
+    its place in its slab (the slices that name one member: 0, 1, …); or, in every entry of an archive written
+    before 0.8, no place (a member, and a basis, per slice).
 
     Parameters
     ----------
@@ -788,14 +865,23 @@ def check_slices(config: Config, manifest: dict) -> int:
     nx, ny, _, nv = manifest["shape"]
     px, py = padded_size(nx), padded_size(ny)
     most = component_limit(nx, ny, nv)
-    work = 0
+    slabs = "slab_position" in manifest["slices"][0] if manifest["slices"] else False
+    keys = {"step", "components"} | ({"slab_position"} if slabs else set())
+    work, previous = 0, None
     for entry in manifest["slices"]:
         z, step, k = entry["index"], entry.get("step"), entry.get("components")
-        if not (entry["kind"] == NAME and codec_keys(entry) == {"step", "components"} and entry["member"]
+        if not (entry["kind"] == NAME and codec_keys(entry) == keys and entry["member"]
                 and isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step)
                 and step > 0 and is_int(k) and 0 <= k <= most):
             raise ArchiveError(f"slice {z}: a transform entry needs a positive step, 0 to {most} components and a "
-                               f"member")
+                               f"member{', and its place in its slab' if slabs else ''} (as every entry, or none)")
+        if slabs:
+            same = previous is not None and entry["member"] == previous["member"]
+            if entry["slab_position"] != (previous["slab_position"] + 1 if same else 0):
+                wanted = "one more than the slice before's" if same else "0"
+                raise ArchiveError(f"slice {z}: its slab_position must be {wanted} (the slices of a slab name one "
+                                   "member)")
+        previous = entry
         work += k * px * py * (cm.FEATURES * 64 + px + py) + nx * ny * k * nv
     return work
 
@@ -847,12 +933,32 @@ def decode_slices(config: Config, entries: list[dict], members: list[bytes | Non
         For a corrupt member.
     """
     nx, ny, _, nv = shape
+    slabs: dict = {}  # member name → its network, basis exponents, basis and blocks
     networks, sides, coded, verbatim = [], [], [], []
     for entry, member in zip(entries, members):
-        network, at = cm.Network.from_bytes(member)
-        side, stream, bits = _parts(member[at:], 3)
+        k = int(entry["components"])
+        if "slab_position" in entry:
+            if entry["member"] not in slabs:
+                slabs[entry["member"]] = _read_slab(member, nv)
+            network, exponents, basis, blocks = slabs[entry["member"]]
+            if k > len(exponents):
+                raise ArchiveError(f"slice {entry['index']}: {k} components, more than its slab's basis has")
+            if entry["slab_position"] >= len(blocks):
+                raise ArchiveError(f"slice {entry['index']}: its slab's member has {len(blocks)} slices")
+            side, stream, bits = _parts(blocks[entry["slab_position"]], 3)
+            means, header = _read_side(side, [(nv, 0), (k + CLASSES, 1)], SYMBOLS_PER_LANE)
+            in_plane, offsets = header[:k], header[k:]
+            exponents, basis = exponents[:k], basis[:k]
+        else:  # before 0.8: a member per slice, the basis in its side stream
+            network, at = cm.Network.from_bytes(member)
+            side, stream, bits = _parts(member[at:], 3)
+            means, header, basis = _read_side(side, [(nv, 0), (2 * k + CLASSES, 1), (k * nv, 2)],
+                                              LEGACY_SYMBOLS_PER_LANE)
+            exponents, in_plane, offsets = np.split(header, [k, 2 * k])
+            basis = basis.reshape(k, nv)
+        _check_side(means, exponents, in_plane, offsets, basis)
         networks.append(network)
-        sides.append(_read_side(side, nv, int(entry["components"])))
+        sides.append((means, exponents, in_plane.astype(bool), offsets, basis))
         coded.append(stream)
         verbatim.append(bits)
     k_counts = [int(entry["components"]) for entry in entries]
@@ -862,6 +968,23 @@ def decode_slices(config: Config, entries: list[dict], members: list[bytes | Non
         q = Quantised(means, exponents, basis, in_plane, maps[:k], offsets)
         decoded.append(reconstruct(q, float(entry["step"]), shape))
     return decoded
+
+
+def _read_slab(member: bytes, nv: int) -> tuple:
+    """A slab's member: its network, basis exponents (K,), basis (K, nv) and its slices' blocks."""
+    network, at = cm.Network.from_bytes(member)
+    if len(member) < at + 4:
+        raise ArchiveError("transform member is truncated")
+    k = int(np.frombuffer(member, dtype=HEADER, count=1, offset=at)[0])
+    if k > nv:
+        raise ArchiveError(f"transform member: a basis of {k} rows for {nv} volumes")
+    stream, rest = _parts(member[at + 4:], 2)
+    exponents, basis = _read_side(stream, [(k, 1), (k * nv, 2)], SYMBOLS_PER_LANE)
+    blocks = []
+    while rest:
+        block, rest = _parts(rest, 2)
+        blocks.append(block)
+    return network, exponents, basis.reshape(k, nv), blocks
 
 
 def reconstruct(q: Quantised, step: float, shape: tuple) -> np.ndarray:
@@ -916,24 +1039,26 @@ def _parts(data: bytes, count: int) -> list[bytes]:
     return parts + [data[at:]]
 
 
-def _read_side(side: bytes, nv: int, k_count: int) -> tuple:
-    """Means (nv,), exponents (K,), wavelet flags (K,), offsets (CLASSES,), basis (K, nv): all checked."""
+def _read_side(side: bytes, parts: list[tuple[int, int]], per_lane: int) -> list[np.ndarray]:
+    """The integers of a side stream (`_side_stream`): one array per (count, kind) of `parts`."""
     coded, verbatim = _parts(side, 2)
-    sizes = [nv, 2 * k_count + CLASSES, k_count * nv]
-    kinds = np.concatenate([np.full(n, kind) for kind, n in enumerate(sizes)])
-    decoder = entropy.ChunkDecoder(coded, entropy.TOKENS, SIDE_CONTEXTS, kinds.size, _side_lanes(kinds.size))
+    kinds = np.concatenate([np.full(n, kind) for n, kind in parts])
+    decoder = entropy.ChunkDecoder(coded, entropy.TOKENS, SIDE_CONTEXTS, kinds.size, _side_lanes(kinds.size, per_lane))
     tokens = decoder.next(kinds)
     decoder.close()
     reader = entropy.BitReader(verbatim)
     values = _unzigzag(entropy.join_integers(tokens, reader.read(entropy.token_bits(tokens))))
     reader.close()
-    means, header, basis = np.split(values, np.cumsum(sizes[:2]))
-    exponents, flags, offsets = np.split(header, [k_count, 2 * k_count])
+    return np.split(values, np.cumsum([n for n, _ in parts[:-1]]))
+
+
+def _check_side(means: np.ndarray, exponents: np.ndarray, flags: np.ndarray, offsets: np.ndarray,
+                basis: np.ndarray) -> None:
+    """Refuse side information out of range."""
     if not (np.all((exponents >= EXPONENTS[0]) & (exponents <= EXPONENTS[1])) and np.all((flags == 0) | (flags == 1))
             and np.all(np.abs(offsets) <= OFFSET_UNITS // 2) and np.abs(basis).max(initial=0) <= 2 << EXPONENTS[1]
             and np.abs(means).max(initial=0) < 1 << 53):
         raise ArchiveError("transform side information is out of range: the archive is damaged")
-    return means, exponents, flags.astype(bool), offsets, basis.reshape(k_count, nv)
 
 
 def _read_symbols(coded: list[bytes], verbatim: list[bytes], networks: list[cm.Network], k_counts: list[int],
