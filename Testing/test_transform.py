@@ -16,7 +16,7 @@ from conftest import run_cli
 from SirenCompressLib import Volume4D, compress, decompress, pipeline, read_archive, write_volume
 from SirenCompressLib.archive import Archive, to_bytes
 from SirenCompressLib.codecs import suggest, transform
-from SirenCompressLib.codecs.transform import Config
+from SirenCompressLib.codecs.transform import Config, training_stride
 from SirenCompressLib.context_model import Network
 from SirenCompressLib.errors import ArchiveError, InputError
 from SirenCompressLib.phantom import dwi_phantom
@@ -253,6 +253,16 @@ def test_target_ratio_is_met_within_3_percent(rate_phantom, ratio):
     config = config_for_ratio(Config(), rate_phantom, ratio, "transform")
     reached = rate_phantom.data.size * 2 / len(to_bytes(compress(rate_phantom, "transform", config)))
     assert reached == pytest.approx(ratio, rel=0.03)
+
+
+def test_target_ratio_of_a_volume_whose_model_trains_on_some_slices():
+    """16 slices: the model trains on every second one, so the search ends on whole encodes, whose slabs' later
+    slices have no member of their own."""
+    volume = dwi_phantom(shape=(16, 16, 16), directions=20, bvalues=(1000.0,), noise=0.02, seed=5)
+    assert training_stride(16) == 2
+    config = config_for_ratio(Config(slab=4), volume, 12, "transform")
+    reached = volume.data.size * 2 / len(to_bytes(compress(volume, "transform", config)))
+    assert reached == pytest.approx(12, rel=0.03)
 
 
 def test_target_psnr_is_reached(rate_phantom):

@@ -746,7 +746,8 @@ def settings_for_bytes(volume, config: Config, budget: int) -> Config:
     step = min(tried, key=lambda t: abs(math.log(t[1] / budget)))[0]
     tried = []  # (step, bytes) of whole encodes, when the estimate was scaled from some slices
     for _ in range(RATE_ROUNDS if len(picked) < nz else 0):
-        tried.append((step, sum(len(item.member) for item in encode(volume, replace(config, step=step)))))
+        encoded = encode(volume, replace(config, step=step))
+        tried.append((step, sum(len(item.member or b"") for item in encoded)))  # a slab's later slices: None
         if abs(tried[-1][1] - budget) <= RATE_TOLERANCE * budget:
             break
         step = _corrected_step(tried, budget)
