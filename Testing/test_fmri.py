@@ -188,20 +188,26 @@ def test_target_ratio_picks_the_units(tmp_path):
     assert 36 < ratio < 44 and config.units != QUICK.units
 
 
-def test_target_psnr_takes_the_smallest_member_that_reaches_it():
+def test_target_psnr_takes_the_smallest_member_that_reaches_it(monkeypatch):
     """Each probe is a whole encode and decode, scored as the archive's metrics score it; as even this network
-    passes the target, the mean frame's step (`COARSER`) is then raised until the PSNR comes down to it."""
+    passes the target, the mean frame's step (`COARSER`) is then raised until the PSNR comes down to it, with
+    the model trained once (it learns the series about the exact mean): the MSE lands within 5 % of the
+    target's."""
     from SirenCompressLib.rate import config_for_psnr
 
+    trainings = []
+    fit = fmri._fit
+    monkeypatch.setattr(fmri, "_fit", lambda *args: trainings.append(args[3]) or fit(*args))
     volume = small_phantom().volume
     config, probes = config_for_psnr(QUICK, volume, 40.5, "fmri", units=False)
     assert [p.weight_bits for p in probes[:2]] == [8, 6] and config.units == QUICK.units
-    assert config.mean_step > QUICK.mean_step and all(p.coarser for p in probes[2:])
+    assert config.mean_step > QUICK.mean_step and len(probes) > 2 and all(p.coarser for p in probes[2:])
+    assert [c.weight_bits for c in trainings] == [8, 6]  # the mean_step trials reuse a trained model
     chosen = next(p for p in probes if p.coarser == f"mean_step {config.mean_step:.4g}")
     assert config.weight_bits == chosen.weight_bits and chosen.bytes < min(p.bytes for p in probes[:2])
     archive = compress(volume, "fmri", config)
     assert archive.manifest["metrics"]["psnr"] == pytest.approx(chosen.psnr, abs=1e-9)
-    assert 40.5 <= archive.manifest["metrics"]["psnr"] < 40.5 + 0.5  # nearer the target than the network alone
+    assert 40.5 <= archive.manifest["metrics"]["psnr"] < 40.5 - 10 * np.log10(0.95)
 
 
 def test_config_checks_and_json_round_trip():

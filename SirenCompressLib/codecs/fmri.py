@@ -8,7 +8,8 @@ The whole run is one model (stored with the first slice; the other slices share 
   a voxel is decoded as its mean (any data: zero-mean, negative, constant);
 - the mean frame, quantised with a step of `mean_step` × the median temporal standard deviation in the
   mask and coded losslessly (the lossless codec's predictors and coder, slices as its "volumes");
-- in the mask, the time series minus the mean, in units of their standard deviation, as
+- in the mask, the time series minus their exact mean (so that the mean frame's step changes nothing but
+  the mean frame: rate control coarsens it without retraining), in units of their standard deviation, as
   fusion(Σ_k w_k(x, y, z) · c_k(t)): K temporal activation patterns c_k (a learnable K × T matrix
   initialised by spatial FastICA of the masked data), spatial weight maps w_k from a SIREN of the voxel
   coordinates (pre-trained on the ICA maps) with a learnt soft threshold per map (small weights become
@@ -183,10 +184,19 @@ def encode(volume: Volume4D, config: Config, progress=None) -> list[EncodedSlice
     """
     emit = progress or (lambda event: None)
     run = _prepare(volume, config)
-    nx, ny, nz, _ = volume.shape
-    arrays, k = [], 0
-    if run.mask.any():
-        arrays, k = _fit(grid(nx, ny, nz)[run.mask.ravel()], run.dynamics, run.mask, config, emit)
+    arrays, k = _fitted(run, config, emit)
+    return _encoded(volume, run, arrays, k, config, emit)
+
+
+def _fitted(run: _Run, config: Config, emit) -> tuple[list, int]:
+    """The model's arrays and K (none where no voxel has a signal)."""
+    if not run.mask.any():
+        return [], 0
+    return _fit(grid(*run.mask.shape)[run.mask.ravel()], run.dynamics, run.mask, config, emit)
+
+
+def _encoded(volume: Volume4D, run: _Run, arrays: list, k: int, config: Config, emit) -> list[EncodedSlice]:
+    nz = volume.shape[2]
     member = _member(run, arrays, config)
     emit({"event": "slice", "slice": 0, "slices": nz, "kind": "network", "bytes": len(member)})
     out = placeholders(volume, config)
@@ -234,7 +244,8 @@ def member_bytes(volume: Volume4D, config: Config):
 
 def psnr_probe(volume: Volume4D, config: Config) -> Callable[[Config], tuple[float, int]] | None:
     """Rate control's hook for a PSNR target: each trial is a whole encode and decode (the model trains to its
-    epochs; there is no early stop), scored on the voxels as decoded.
+    epochs; there is no early stop), scored on the voxels as decoded. Trials that differ only in `mean_step`
+    share one trained model (the model does not depend on it: see `_prepare`).
 
     Parameters
     ----------
@@ -254,8 +265,14 @@ def psnr_probe(volume: Volume4D, config: Config) -> Callable[[Config], tuple[flo
     if hi == lo:
         return None
 
+    models: dict = {}  # the trained models, by their settings other than mean_step
+
     def probe(trial: Config) -> tuple[float, int]:
-        encoded = encode(volume, trial)
+        run = _prepare(volume, trial)
+        key = replace(trial, mean_step=config.mean_step)
+        if key not in models:
+            models[key] = _fitted(run, trial, lambda event: None)
+        encoded = _encoded(volume, run, *models[key], trial, lambda event: None)
         member = encoded[0].member
         return decoded_psnr(data, (decode_slice(trial, {"index": z, **item.entry}, member, data.shape)
                                    for z, item in enumerate(encoded))), len(member)
@@ -291,7 +308,7 @@ def _prepare(volume: Volume4D, config: Config) -> _Run:
     mean_q = mean_q.astype(np.int32)
     mean_member, _ = lossless.encode_slice(mean_q, list(range(nz)), {}, MEAN_CODER)
     mask_member, _ = lossless.encode_slice(mask.astype(np.uint8), list(range(nz)), {}, MEAN_CODER)
-    dynamics = (data - (mean_q * step)[..., None])[mask]  # (N, T)
+    dynamics = (data - mean[..., None])[mask]  # (N, T), about the exact mean: the same for every mean_step
     scale = (float(dynamics.std()) if dynamics.size else 0.0) or 1.0  # 1 when nothing varies
     entry = {"kind": "fmri", "mean_step": step, "scale": scale, "frames": nt}
     return _Run(mean_member, mask_member, entry, mask, dynamics / scale)
