@@ -472,7 +472,7 @@ def _info(args: argparse.Namespace) -> None:
     added = added_noise(archive)
     if added is not None:
         print(_noise_line(added) + f"; σ by {added['method']}")
-    _print_table(comparison, [s["kind"] for s in m["slices"]], [s["bytes"] for s in m["slices"]], added)
+    _print_table(comparison, [s["kind"] for s in m["slices"]], m["slices"], added)
 
 
 def _scene_info(args: argparse.Namespace) -> None:
@@ -697,23 +697,36 @@ def _sample(args: argparse.Namespace) -> None:
     print(write_volume(phantom[0], path, args.force)[0])
 
 
-def _print_table(comparison: Comparison, kinds: list[str] | None = None, nbytes: list[int] | None = None,
+def _print_table(comparison: Comparison, kinds: list[str] | None = None, entries: list[dict] | None = None,
                  added: dict | None = None) -> None:
-    """Per-slice rows and a last row for the whole image; kind and bytes columns when given, D/σ² and SNR loss
-    columns with an `added_noise` dict."""
+    """Per-slice rows and a last row for the whole image; kind and bytes columns when given (bytes from the
+    manifest's slice `entries`), D/σ² and SNR loss columns with an `added_noise` dict."""
     def noise_cells(z: int | None) -> list[str]:
         if added is None:
             return []
         part = added if z is None else added["slices"][z]
         return [f"{part['noise_fraction']:.3g}", f"{part['snr_loss']:.2f}"]
 
-    rows = [[str(z)] + ([kinds[z], str(nbytes[z])] if kinds else []) + _cells(m) + noise_cells(z)
+    nbytes = _byte_cells(entries) if kinds else []
+    rows = [[str(z)] + ([kinds[z], nbytes[z]] if kinds else []) + _cells(m) + noise_cells(z)
             for z, m in enumerate(comparison.slices)]
-    rows.append(["all"] + (["", str(sum(nbytes))] if kinds else []) + _cells(comparison.whole) + noise_cells(None))
+    total = [str(sum(e["bytes"] for e in entries))] if kinds else []
+    rows.append(["all"] + ([""] + total if kinds else []) + _cells(comparison.whole) + noise_cells(None))
     head = ["slice"] + (["kind", "bytes"] if kinds else []) + ["MSE", "PSNR dB", "SSIM"] \
         + (["D/σ²", "SNR loss %"] if added else [])
     for row in [head] + rows:
         print(" ".join(cell.rjust(9) for cell in row))
+
+
+def _byte_cells(entries: list[dict]) -> list[str]:
+    """Each slice's bytes, or "in Z" for a slice decoded from slice Z's member (one shared by a slab or the
+    volume)."""
+    owners: dict = {}
+    cells = []
+    for entry in entries:
+        owner = owners.setdefault(entry["member"], entry["index"]) if entry.get("member") else entry["index"]
+        cells.append(f"in {owner}" if owner != entry["index"] else str(entry["bytes"]))
+    return cells
 
 
 def _noise_fields(added: dict | None, z: int | None = None) -> dict:

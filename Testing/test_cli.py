@@ -240,6 +240,8 @@ def test_target_noise_is_met_and_the_noise_is_shown(tmp_path, phantom_nifti):
     assert all(s["noise_fraction"] > 0 and s["snr_loss"] > 0 for s in report["slices"])
     text = run_cli("info", out).stdout
     assert "D/σ²" in text and "SNR loss" in text and "σ by Marchenko" in text
+    rows = [line.split() for line in text.splitlines() if line.split()[:2] in (["1", "transform"], ["2", "transform"])]
+    assert [row[2:4] for row in rows] == [["in", "0"], ["in", "0"]]  # one slab: its slices share slice 0's member
 
 
 @pytest.mark.parametrize("case", ["exact codec", "no noise estimate", "two targets"])
