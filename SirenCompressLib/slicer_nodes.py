@@ -237,7 +237,7 @@ class Report:
 
 
 def add_report(archive: Archive, name: str, scene=None) -> Report:
-    """Per-slice table (slice, MSE, PSNR, SSIM, network bytes; with the noise σ recorded at encode, the added
+    """Per-slice table (slice, MSE, PSNR, SSIM, member bytes; with the noise σ recorded at encode, the added
     error D/σ² and the SNR loss) and a PSNR-per-slice chart of an archive."""
     scene = scene or slicer.mrmlScene
     comparison = stored_comparison(archive)
@@ -256,7 +256,8 @@ def add_report(archive: Archive, name: str, scene=None) -> Report:
     slicer.util.updateTableFromArray(table, columns, names)
     table.SetColumnUnitLabel("PSNR", "dB")
     table.SetColumnDescription("PSNR", "20·log10(1/RMSE), data scaled to [0, 1] by the original's min and max")
-    table.SetColumnDescription("bytes", "bytes of the slice's network in the archive")
+    table.SetColumnDescription("bytes", "bytes of the slice's member in the archive; 0 where the slice is decoded "
+                                        "from a member stored with an earlier slice (its slab's or the volume's)")
     if added is not None:
         table.SetColumnDescription("D/σ²", f"the slice's mean squared error over the noise variance, σ = "
                                            f"{added['sigma']:.4g} ({added['method']})")
