@@ -9,6 +9,14 @@ import time
 from typing import TextIO
 
 
+def slice_coded(event: dict) -> str:
+    """What a "slice" event says was stored: "KIND, B bytes", or "KIND, in slice N's member" for a slice that
+    shares an earlier slice's member (`member_of`, 0-based; a slab's later slices)."""
+    shared = event.get("member_of")
+    stored = f"in slice {shared + 1}'s member" if shared is not None else f"{event['bytes']} bytes"
+    return f"{event['kind']}, {stored}"
+
+
 class JsonLines:
     """Writes each event as one JSON line (NaN/Inf become null) and flushes at once."""
 
@@ -53,7 +61,7 @@ class Bar:
             self.stream.flush()
         elif kind == "slice":
             self.done += event["kind"] == "network"
-            self._line(f"slice {event['slice'] + 1}/{event['slices']}: {event['kind']}, {event['bytes']} bytes")
+            self._line(f"slice {event['slice'] + 1}/{event['slices']}: {slice_coded(event)}")
 
     def _line(self, text: str) -> None:
         self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")

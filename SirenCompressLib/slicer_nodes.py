@@ -26,6 +26,7 @@ from .io import write_volume
 from .jobs import CompressJob, compress_command
 from .noise import GLOBAL_BLOCKS, estimate_noise
 from .pipeline import added_noise, decompress, sizes, stored_comparison
+from .progress import slice_coded
 from .rate import TARGETS, supports
 from .volume import FrameIndex, Gradients, Volume4D, unit_rows
 
@@ -480,7 +481,7 @@ class Progress:
             if self._per_slice:
                 self.percent = int(100 * (event["slice"] + 1) / self._slices)
                 self.status = f"slice {event['slice'] + 1}/{self._slices}"
-            return [f"slice {event['slice'] + 1}: {event['kind']}, {event['bytes']} bytes"]
+            return [f"slice {event['slice'] + 1}: {slice_coded(event)}"]
         elif kind == "error":
             return [event["message"]]
         return []

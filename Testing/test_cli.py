@@ -14,6 +14,7 @@ import pytest
 from conftest import FAST_ARGS, REPO, assert_same_geometry, leftovers, run_cli
 from SirenCompressLib import read_archive, read_volume
 from SirenCompressLib.codecs import configure, settings_document
+from SirenCompressLib.progress import slice_coded
 
 
 def test_compress_info_decompress_evaluate(tmp_path, phantom_nifti):
@@ -230,7 +231,11 @@ def test_target_noise_is_met_and_the_noise_is_shown(tmp_path, phantom_nifti):
     r = run_cli("compress", phantom_nifti, "-o", out, "--codec", "transform", "--target-noise", "0.3",
                 "--progress", "jsonl")
     assert r.returncode == 0, r.stderr
-    done = json.loads(r.stdout.splitlines()[-1])
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    coded = [e for e in events if e["event"] == "slice"]  # one slab: slices 1 and 2 are in slice 0's member
+    assert [(e["bytes"] > 0, e.get("member_of")) for e in coded] == [(True, None), (False, 0), (False, 0)]
+    assert slice_coded(coded[1]) == "transform, in slice 1's member"
+    done = events[-1]
     assert done["event"] == "done" and 0.95 * 0.3 <= done["noise_fraction"] <= 0.3
     assert done["snr_loss"] == pytest.approx(100 * (1 - 1 / np.sqrt(1 + done["noise_fraction"])))
     assert done["noise_sigma"] > 0

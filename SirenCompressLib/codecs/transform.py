@@ -175,7 +175,8 @@ def encode(volume, config: Config, progress=None) -> list[EncodedSlice]:
             head = position == 0
             out.append(EncodedSlice(entry_of(slices[z], step, position), member if head else None,
                                     None if head else zs.start))
-            emit({"event": "slice", "slice": z, "slices": nz, "kind": NAME, "bytes": len(member) if head else 0})
+            emit({"event": "slice", "slice": z, "slices": nz, "kind": NAME, "bytes": len(member) if head else 0,
+                  **({} if head else {"member_of": zs.start})})
     return out
 
 
