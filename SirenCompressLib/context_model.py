@@ -299,11 +299,16 @@ def train(features: np.ndarray, buckets: np.ndarray, targets: np.ndarray, hidden
     w2 = torch.nn.Parameter(torch.randn(hidden, generator=generator) / hidden ** 0.5)
     b2 = torch.nn.Parameter(torch.full((BUCKETS,), float(y.mean())))
     optimiser = torch.optim.Adam([w1, b1, w2, b2], lr=0.03)
-    for _ in range(steps):
-        optimiser.zero_grad()
-        loss = torch.mean((torch.relu(x @ w1.T + b1) @ w2 + b2[b] - y) ** 2)
-        loss.backward()
-        optimiser.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same weights on every run (threads summed some gradients in varying order)
+    try:
+        for _ in range(steps):
+            optimiser.zero_grad()
+            loss = torch.mean((torch.relu(x @ w1.T + b1) @ w2 + b2[b] - y) ** 2)
+            loss.backward()
+            optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
     # in integers: hidden = relu(w1·f + b1) in 1/2^14, kept in 1/2^6; w2 in 1/2^8 of 1/16 bit, b2 in 1/16 bit
     parts = [w1.detach().numpy() / scale * (1 << INPUT_SHIFT), b1.detach().numpy() * (1 << INPUT_SHIFT),
              w2.detach().numpy() * LOG_SCALE * (1 << OUTPUT_SHIFT), b2.detach().numpy() * LOG_SCALE]

@@ -186,6 +186,35 @@ def test_the_rate_estimate_sees_the_features_the_entropy_model_sees():
         assert np.array_equal(features[:, k][:, where], stack) and np.all(buckets[k][where] == bucket)
 
 
+def test_the_entropy_model_trains_to_the_same_weights_whatever_torch_threads_are_set(monkeypatch):
+    """Its optimiser steps run in one thread (in two, archives differed by a few bytes from run to run on the
+    real sample) and torch's thread count is left as it was."""
+    import torch
+
+    from SirenCompressLib import context_model
+
+    threads_seen = set()
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step",
+                        lambda self, *a, **k: threads_seen.add(torch.get_num_threads()) or step(self, *a, **k))
+
+    symbols = np.random.default_rng(7).geometric(0.3, (8, 24, 24)) - 1
+    passes = list(transform._passes(symbols))
+    args = (np.concatenate([stack.T for _, _, stack, _ in passes]),
+            np.concatenate([np.full(int(where.sum()), bucket) for _, where, _, bucket in passes]),
+            np.concatenate([context_model.log_magnitude(symbols[k][where]) for k, where, _, _ in passes]))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        networks = [context_model.train(*args, steps=60).to_bytes() for _ in range(3)]
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        networks.append(context_model.train(*args, steps=60).to_bytes())
+    finally:
+        torch.set_num_threads(threads)
+    assert len(set(networks)) == 1 and threads_seen == {1}
+
+
 def test_rate_distortion_decisions_pick_zero_or_a_neighbouring_integer_and_zero_some_symbols():
     values = np.random.default_rng(6).laplace(0, 0.8, (6, 16, 16))
     symbols = transform._deadzone(values, Config().rounding)
