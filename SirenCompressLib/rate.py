@@ -206,8 +206,8 @@ def _coarsened(config: _Settings, passed: Probe, psnr: float, name: str, trial_o
 
     Until a trial misses the target: a secant step on the setting squared against the MSE (a quantiser adds
     step²/12), or ×1.5 where the MSE did not grow. Then: regula falsi between the highest setting that passed
-    and the lowest that missed, on the logarithm of the MSE (the error need not grow as step²: a quantiser of
-    few distinct values errs by more or less than step²/12), kept within the middle 80 % of that bracket.
+    and the lowest that missed, on the logarithm of the MSE (the error need not grow as step², nor even
+    monotonically), kept within the middle 80 % of that bracket.
     """
     target = 10 ** (-psnr / 10)
     known = [(float(getattr(config, name)), 10 ** (-passed.psnr / 10))]  # (setting, MSE) of every trial
