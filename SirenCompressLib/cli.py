@@ -472,7 +472,7 @@ def _info(args: argparse.Namespace) -> None:
     added = added_noise(archive)
     if added is not None:
         print(_noise_line(added) + f"; σ by {added['method']}")
-    _print_table(comparison, [s["kind"] for s in m["slices"]], m["slices"], added)
+    _print_table(comparison, m["slices"], added)
 
 
 def _scene_info(args: argparse.Namespace) -> None:
@@ -697,22 +697,21 @@ def _sample(args: argparse.Namespace) -> None:
     print(write_volume(phantom[0], path, args.force)[0])
 
 
-def _print_table(comparison: Comparison, kinds: list[str] | None = None, entries: list[dict] | None = None,
-                 added: dict | None = None) -> None:
-    """Per-slice rows and a last row for the whole image; kind and bytes columns when given (bytes from the
-    manifest's slice `entries`), D/σ² and SNR loss columns with an `added_noise` dict."""
+def _print_table(comparison: Comparison, entries: list[dict] | None = None, added: dict | None = None) -> None:
+    """Per-slice rows and a last row for the whole image; kind and bytes columns from the manifest's slice
+    `entries` when given, D/σ² and SNR loss columns with an `added_noise` dict."""
     def noise_cells(z: int | None) -> list[str]:
         if added is None:
             return []
         part = added if z is None else added["slices"][z]
         return [f"{part['noise_fraction']:.3g}", f"{part['snr_loss']:.2f}"]
 
-    nbytes = _byte_cells(entries) if kinds else []
-    rows = [[str(z)] + ([kinds[z], nbytes[z]] if kinds else []) + _cells(m) + noise_cells(z)
+    nbytes = _byte_cells(entries) if entries else []
+    rows = [[str(z)] + ([entries[z]["kind"], nbytes[z]] if entries else []) + _cells(m) + noise_cells(z)
             for z, m in enumerate(comparison.slices)]
-    total = [str(sum(e["bytes"] for e in entries))] if kinds else []
-    rows.append(["all"] + ([""] + total if kinds else []) + _cells(comparison.whole) + noise_cells(None))
-    head = ["slice"] + (["kind", "bytes"] if kinds else []) + ["MSE", "PSNR dB", "SSIM"] \
+    total = ["", str(sum(e["bytes"] for e in entries))] if entries else []
+    rows.append(["all"] + total + _cells(comparison.whole) + noise_cells(None))
+    head = ["slice"] + (["kind", "bytes"] if entries else []) + ["MSE", "PSNR dB", "SSIM"] \
         + (["D/σ²", "SNR loss %"] if added else [])
     for row in [head] + rows:
         print(" ".join(cell.rjust(9) for cell in row))
